@@ -1,0 +1,186 @@
+//! The messages exchanged over frames (see `docs/PROTOCOL.md`).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The protocol version this crate speaks; a worker announcing another is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The identifier the host gives a request; unique per connection.
+pub type RequestId = u64;
+
+/// Any frame body: a JSON object tagged by its `type` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// First frame a worker sends.
+    Handshake(Handshake),
+    /// Sent by a worker instead of a handshake when it cannot start.
+    StartupError(StartupError),
+    /// Host → worker: run a command.
+    Request(Request),
+    /// Worker → host: the outcome of a request.
+    Reply(Reply),
+}
+
+/// The worker's introduction, sent before anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// Protocol version the worker speaks.
+    pub protocol: u32,
+    /// The id the host assigned on the worker's command line.
+    pub worker_id: u64,
+    /// The worker's operating-system process id.
+    pub pid: u32,
+    /// `platform.python_version()` of the worker.
+    pub python_version: String,
+    /// The commands the worker serves.
+    pub commands: Vec<CommandInfo>,
+}
+
+/// One command a worker serves, as announced in its handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// The name requests use.
+    pub name: String,
+    /// Whether running it twice is harmless (the recovery policy may retry it).
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+/// Why a worker could not start serving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartupError {
+    /// `handler_import`, `bad_arguments`, `internal`, or a kind this host does not know.
+    pub kind: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Python traceback, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+}
+
+/// A command for a worker to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Unique per connection; the reply carries it back.
+    pub id: RequestId,
+    /// The registered command name.
+    pub command: String,
+    /// Keyword arguments for the handler.
+    #[serde(default)]
+    pub args: Map<String, Value>,
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The id of the request this answers.
+    pub id: RequestId,
+    /// Result or error.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What a request produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The handler returned `result`.
+    Ok {
+        /// The handler's return value.
+        result: Value,
+    },
+    /// The request failed inside the worker; the worker is still serving.
+    Error {
+        /// What went wrong.
+        error: RemoteError,
+    },
+}
+
+/// A structured error reported by a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// The class of failure.
+    pub kind: RemoteErrorKind,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The Python exception class, for `python_exception`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception_type: Option<String>,
+    /// The Python traceback, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+}
+
+/// The class of a [`RemoteError`]; unknown kinds are kept as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RemoteErrorKind {
+    /// The user's handler raised.
+    PythonException,
+    /// No handler is registered under the command name.
+    UnknownCommand,
+    /// The arguments do not bind to the handler's parameters.
+    InvalidArguments,
+    /// The handler returned something that is not JSON-serialisable.
+    InvalidResult,
+    /// A bug in the worker runtime.
+    Internal,
+    /// A kind this version of the host does not know.
+    Other(String),
+}
+
+impl RemoteErrorKind {
+    /// The wire spelling of this kind.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::PythonException => "python_exception",
+            Self::UnknownCommand => "unknown_command",
+            Self::InvalidArguments => "invalid_arguments",
+            Self::InvalidResult => "invalid_result",
+            Self::Internal => "internal",
+            Self::Other(text) => text,
+        }
+    }
+
+    /// Parses the wire spelling; never fails (unknown spellings become [`Self::Other`]).
+    pub fn from_wire(text: &str) -> Self {
+        match text {
+            "python_exception" => Self::PythonException,
+            "unknown_command" => Self::UnknownCommand,
+            "invalid_arguments" => Self::InvalidArguments,
+            "invalid_result" => Self::InvalidResult,
+            "internal" => Self::Internal,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for RemoteErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RemoteErrorKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RemoteErrorKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(Self::from_wire(&text))
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.exception_type {
+            Some(ty) => write!(f, "{} ({ty}): {}", self.kind, self.message),
+            None => write!(f, "{}: {}", self.kind, self.message),
+        }
+    }
+}
