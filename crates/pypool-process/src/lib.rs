@@ -1,1 +1,25 @@
-//! placeholder
+//! Real Python workers behind pypool's worker seam.
+//!
+//! [`PythonSpawner`] implements [`pypool_seam::WorkerSpawner`]: it starts
+//! `python -m pypool_worker` without a shell, in its own process group, waits
+//! for the handshake (with a timeout, reporting what the worker printed on
+//! stderr if it died), and hands back a [`ProcessConnection`] that sends framed
+//! requests, matches replies by id, forwards every stderr line to `tracing`
+//! tagged with the worker id, and kills the whole process group when the last
+//! handle is dropped.
+//!
+//! This is the only crate of the workspace that knows `tokio::process`,
+//! process groups and signals. It must not know pools, policies or sessions;
+//! bytes and frames belong to `pypool-wire`, whose codec it plugs into the
+//! child's pipes.
+
+mod config;
+mod connection;
+mod memory;
+mod signals;
+mod spawner;
+mod stderr;
+
+pub use config::PythonSpawnerConfig;
+pub use connection::ProcessConnection;
+pub use spawner::PythonSpawner;

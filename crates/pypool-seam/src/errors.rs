@@ -145,6 +145,17 @@ pub enum CallError {
         /// Why.
         reason: String,
     },
+    /// The request could not be sent (for example it encodes to a frame over
+    /// the maximum size); it never reached the worker. The connection is dead.
+    #[error("request {request_id} was not sent to worker {worker_id}: {reason}")]
+    NotSent {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The request that was not sent.
+        request_id: RequestId,
+        /// Why.
+        reason: String,
+    },
     /// A request with this id is already in flight on this connection.
     #[error("request id {request_id} is already in flight on worker {worker_id}")]
     DuplicateRequestId {

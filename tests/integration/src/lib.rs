@@ -1,1 +1,91 @@
-//! placeholder
+//! Shared set-up for pypool's real-process tests.
+//!
+//! The tests in this crate start real Python workers, so they compile only
+//! with the `real-python` feature (`cargo xtask test-integration` turns it on
+//! and points `PYPOOL_TEST_PYTHON` at the project's `.venv`). Everything that
+//! runs without Python lives in the other crates' tests, on mock workers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pypool_process::{PythonSpawner, PythonSpawnerConfig};
+use pypool_seam::{SpawnError, SpawnRequest, WorkerConnection, WorkerSpawner};
+
+/// The interpreter the tests run: `PYPOOL_TEST_PYTHON`, else `python3`.
+pub fn python() -> String {
+    std::env::var("PYPOOL_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().nth(2).map(PathBuf::from).unwrap_or(here)
+}
+
+/// A handler fixture file in `tests/fixtures/`.
+pub fn fixture(name: &str) -> String {
+    repo_root()
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A spawner configuration for the test interpreter, finding `pypool_worker`
+/// in the repository's `python/` folder, with the given handler files.
+pub fn config(handlers: &[&str]) -> PythonSpawnerConfig {
+    let mut config = PythonSpawnerConfig::new()
+        .with_interpreter(python())
+        .with_python_path(repo_root().join("python"))
+        .with_log_level("warning");
+    for handler in handlers {
+        config = config.with_handler(fixture(handler));
+    }
+    config
+}
+
+/// A generous handshake timeout for tests on a loaded machine.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Spawns worker `worker_id` with `config`.
+pub async fn spawn(
+    config: PythonSpawnerConfig,
+    worker_id: u64,
+) -> Result<Arc<dyn WorkerConnection>, SpawnError> {
+    PythonSpawner::new(config)
+        .spawn(SpawnRequest {
+            worker_id,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        })
+        .await
+}
+
+/// Builds a request.
+pub fn request(id: u64, command: &str, args: serde_json::Value) -> pypool_wire::Request {
+    let args = match args {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    pypool_wire::Request {
+        id,
+        command: command.to_owned(),
+        args,
+    }
+}
+
+/// Whether a process with this pid still exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state is the field after the parenthesised command name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,82 @@
+//! The pool's side of a mock worker: a [`WorkerConnection`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pypool_seam::{CallError, Handshake, Outcome, Request, WorkerConnection, WorkerExit};
+
+use crate::worker_core::WorkerCore;
+
+/// A connection to one mock worker, as handed to the pool by
+/// [`MockSpawner`](crate::MockSpawner). Dropping it (the last `Arc` of it)
+/// kills the worker, like dropping a real process connection.
+pub struct MockConnection {
+    core: Arc<WorkerCore>,
+}
+
+impl MockConnection {
+    pub(crate) fn new(core: Arc<WorkerCore>) -> Self {
+        Self { core }
+    }
+}
+
+impl fmt::Debug for MockConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockConnection")
+            .field("worker_id", &self.core.worker_id())
+            .field("in_flight", &self.core.in_flight())
+            .field("exit", &self.core.try_exit())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl WorkerConnection for MockConnection {
+    fn handshake(&self) -> &Handshake {
+        self.core.handshake()
+    }
+
+    async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        let reply = self.core.send(request)?;
+        // Dropping this future drops `reply`: the request stays in flight in
+        // the core until the worker side answers, and that answer is discarded.
+        match reply.await {
+            Ok(outcome) => outcome,
+            Err(_never_answered) => Err(CallError::Closed {
+                worker_id: self.core.worker_id(),
+                reason: "the mock worker dropped the request without an answer".to_owned(),
+            }),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.core.in_flight()
+    }
+
+    async fn exited(&self) -> WorkerExit {
+        self.core.exited().await
+    }
+
+    fn try_exit(&self) -> Option<WorkerExit> {
+        self.core.try_exit()
+    }
+
+    fn terminate(&self) {
+        self.core.terminate();
+    }
+
+    fn kill(&self) {
+        self.core.kill("killed by the host");
+    }
+
+    fn resident_memory_bytes(&self) -> Option<u64> {
+        self.core.resident_memory()
+    }
+}
+
+impl Drop for MockConnection {
+    fn drop(&mut self) {
+        self.core.kill("killed because its connection was dropped");
+    }
+}

@@ -1,0 +1,16 @@
+//! Building the error replies a Python worker sends.
+
+use pypool_seam::{RemoteError, RemoteErrorKind};
+
+/// A `python_exception` [`RemoteError`] for `exception_type(message)`, with a
+/// short fake traceback.
+pub fn python_exception(exception_type: &str, message: &str) -> RemoteError {
+    RemoteError {
+        kind: RemoteErrorKind::PythonException,
+        message: message.to_owned(),
+        exception_type: Some(exception_type.to_owned()),
+        traceback: Some(format!(
+            "Traceback (most recent call last):\n  File \"<mock>\", line 1, in handler\n{exception_type}: {message}"
+        )),
+    }
+}

@@ -1,0 +1,328 @@
+//! The state one mock worker shares between its connection (the pool's side)
+//! and whatever answers its requests (a test's `WorkerHandle` or a behaviour
+//! task): the in-flight table, the exit, and what the host has asked of it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pypool_seam::{CallError, Handshake, Outcome, Request, RequestId, WorkerExit, WorkerId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::stats::StatsInner;
+
+/// The resident memory a mock worker reports until told otherwise (32 MiB).
+pub const DEFAULT_RSS_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What became of a reply the worker side sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "a reply may have been discarded; check whether the caller got it"]
+pub enum Delivery {
+    /// The caller waiting on the request received the reply.
+    Delivered,
+    /// The caller had abandoned the request (dropped its `call` future): the
+    /// reply was discarded, as the real connection discards late replies. The
+    /// request no longer counts as in flight.
+    Discarded,
+    /// The request was no longer in flight: the worker had exited, or the
+    /// connection died (protocol violation, kill) before the reply. Nothing was
+    /// sent.
+    NotInFlight,
+}
+
+/// The receiving end of a worker's requests, handed to whoever answers them.
+pub(crate) type RequestReceiver = mpsc::UnboundedReceiver<Request>;
+
+type ReplySender = oneshot::Sender<Result<Outcome, CallError>>;
+
+/// Why the connection refuses new calls.
+#[derive(Debug, Clone)]
+enum Refusal {
+    /// The worker exited on its own: new calls report that exit.
+    Exited(WorkerExit),
+    /// The host closed the connection, or the worker broke the protocol.
+    Closed(String),
+}
+
+#[derive(Debug)]
+struct CoreState {
+    in_flight: HashMap<RequestId, ReplySender>,
+    requests: Option<mpsc::UnboundedSender<Request>>,
+    refusal: Option<Refusal>,
+    terminating: bool,
+    resident_memory: Option<u64>,
+}
+
+/// One mock worker's shared state.
+#[derive(Debug)]
+pub(crate) struct WorkerCore {
+    handshake: Handshake,
+    state: Mutex<CoreState>,
+    exit: watch::Sender<Option<WorkerExit>>,
+    terminated: watch::Sender<bool>,
+    killed: watch::Sender<bool>,
+    requests_seen: AtomicU64,
+    stats: Arc<StatsInner>,
+}
+
+impl WorkerCore {
+    /// A live worker that announced `handshake`, and the receiver of the
+    /// requests the pool sends it.
+    pub(crate) fn start(
+        handshake: Handshake,
+        stats: Arc<StatsInner>,
+    ) -> (Arc<Self>, RequestReceiver) {
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        stats.worker_started();
+        let core = Arc::new(Self {
+            handshake,
+            state: Mutex::new(CoreState {
+                in_flight: HashMap::new(),
+                requests: Some(requests_tx),
+                refusal: None,
+                terminating: false,
+                resident_memory: Some(DEFAULT_RSS_BYTES),
+            }),
+            exit: watch::Sender::new(None),
+            terminated: watch::Sender::new(false),
+            killed: watch::Sender::new(false),
+            requests_seen: AtomicU64::new(0),
+            stats,
+        });
+        (core, requests_rx)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CoreState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    pub(crate) fn worker_id(&self) -> WorkerId {
+        self.handshake.worker_id
+    }
+
+    /// Registers `request` as in flight and hands it to the worker side; the
+    /// returned receiver yields its outcome.
+    pub(crate) fn send(
+        &self,
+        request: Request,
+    ) -> Result<oneshot::Receiver<Result<Outcome, CallError>>, CallError> {
+        let worker_id = self.worker_id();
+        let mut state = self.lock();
+        match &state.refusal {
+            Some(Refusal::Exited(exit)) => {
+                return Err(CallError::WorkerExited {
+                    worker_id,
+                    request_id: request.id,
+                    exit: *exit,
+                });
+            }
+            Some(Refusal::Closed(reason)) => {
+                return Err(CallError::Closed {
+                    worker_id,
+                    reason: reason.clone(),
+                });
+            }
+            None => {}
+        }
+        if state.in_flight.contains_key(&request.id) {
+            return Err(CallError::DuplicateRequestId {
+                worker_id,
+                request_id: request.id,
+            });
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        state.in_flight.insert(request.id, reply_tx);
+        self.requests_seen.fetch_add(1, Ordering::Relaxed);
+        if let Some(requests) = &state.requests {
+            // If nobody listens any more (the test dropped its handle), the
+            // request stays in flight forever, like one sent to a hung worker.
+            let _ignored = requests.send(request);
+        }
+        Ok(reply_rx)
+    }
+
+    /// Answers request `id` with `outcome`.
+    pub(crate) fn deliver(&self, id: RequestId, outcome: Outcome) -> Delivery {
+        let mut state = self.lock();
+        let Some(reply_tx) = state.in_flight.remove(&id) else {
+            return Delivery::NotInFlight;
+        };
+        let delivery = match reply_tx.send(Ok(outcome)) {
+            Ok(()) => Delivery::Delivered,
+            Err(_abandoned) => {
+                tracing::debug!(
+                    worker_id = self.worker_id(),
+                    request_id = id,
+                    "discarding the late reply to an abandoned request"
+                );
+                Delivery::Discarded
+            }
+        };
+        self.stats.request_answered();
+        if state.terminating && state.in_flight.is_empty() {
+            self.finish(&mut state, WorkerExit::code(0));
+        }
+        delivery
+    }
+
+    /// Whether request `id` still awaits a reply.
+    pub(crate) fn is_in_flight(&self, id: RequestId) -> bool {
+        self.lock().in_flight.contains_key(&id)
+    }
+
+    /// A request id no request in flight uses.
+    pub(crate) fn unused_request_id(&self, near: RequestId) -> RequestId {
+        let state = self.lock();
+        let mut candidate = near.wrapping_add(1_000_000);
+        while state.in_flight.contains_key(&candidate) {
+            candidate = candidate.wrapping_add(1);
+        }
+        candidate
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock().in_flight.len()
+    }
+
+    pub(crate) fn requests_seen(&self) -> u64 {
+        self.requests_seen.load(Ordering::Relaxed)
+    }
+
+    /// The worker dies on its own with `exit`; returns `false` if it had
+    /// already exited.
+    pub(crate) fn crash(&self, exit: WorkerExit) -> bool {
+        let worker_id = self.worker_id();
+        let mut state = self.lock();
+        if self.try_exit().is_some() {
+            return false;
+        }
+        tracing::debug!(worker_id, %exit, "mock worker crashes");
+        state.refusal = Some(Refusal::Exited(exit));
+        for (request_id, reply_tx) in state.in_flight.drain() {
+            let _abandoned = reply_tx.send(Err(CallError::WorkerExited {
+                worker_id,
+                request_id,
+                exit,
+            }));
+        }
+        self.finish(&mut state, exit);
+        true
+    }
+
+    /// The worker breaks the protocol: every call in flight fails with
+    /// `detail`, and the connection kills the worker as the real one does.
+    /// Returns `false` if it had already exited.
+    pub(crate) fn violate_protocol(&self, detail: &str) -> bool {
+        let worker_id = self.worker_id();
+        let mut state = self.lock();
+        if self.try_exit().is_some() {
+            return false;
+        }
+        tracing::debug!(worker_id, detail, "mock worker breaks the protocol");
+        state.refusal = Some(Refusal::Closed(format!(
+            "the worker broke the protocol ({detail}) and was killed"
+        )));
+        for (_, reply_tx) in state.in_flight.drain() {
+            let _abandoned = reply_tx.send(Err(CallError::ProtocolViolation {
+                worker_id,
+                detail: detail.to_owned(),
+            }));
+        }
+        self.finish(&mut state, WorkerExit::signal(9));
+        true
+    }
+
+    /// The host kills the worker (`kill()` or dropping the connection).
+    pub(crate) fn kill(&self, reason: &str) {
+        let worker_id = self.worker_id();
+        let mut state = self.lock();
+        if !self.killed.send_replace(true) {
+            self.stats.kill_observed();
+        }
+        if self.try_exit().is_some() {
+            return;
+        }
+        tracing::debug!(worker_id, reason, "mock worker killed");
+        let reason = format!("the worker was {reason}");
+        state.refusal = Some(Refusal::Closed(reason.clone()));
+        for (_, reply_tx) in state.in_flight.drain() {
+            let _abandoned = reply_tx.send(Err(CallError::Closed {
+                worker_id,
+                reason: reason.clone(),
+            }));
+        }
+        self.finish(&mut state, WorkerExit::signal(9));
+    }
+
+    /// The host asks the worker to stop once its requests are answered.
+    pub(crate) fn terminate(&self) {
+        let mut state = self.lock();
+        if !self.terminated.send_replace(true) {
+            self.stats.termination_observed();
+        }
+        if self.try_exit().is_some() || state.terminating {
+            return;
+        }
+        tracing::debug!(
+            worker_id = self.worker_id(),
+            "mock worker asked to terminate"
+        );
+        state.terminating = true;
+        state.refusal = Some(Refusal::Closed(
+            "the worker was asked to terminate".to_owned(),
+        ));
+        if state.in_flight.is_empty() {
+            self.finish(&mut state, WorkerExit::code(0));
+        }
+    }
+
+    /// Records the exit; the caller holds the state lock.
+    fn finish(&self, state: &mut CoreState, exit: WorkerExit) {
+        state.requests = None;
+        self.exit.send_replace(Some(exit));
+        self.stats.worker_exited();
+    }
+
+    pub(crate) fn try_exit(&self) -> Option<WorkerExit> {
+        *self.exit.borrow()
+    }
+
+    pub(crate) async fn exited(&self) -> WorkerExit {
+        let mut exit = self.exit.subscribe();
+        match exit.wait_for(Option::is_some).await {
+            Ok(seen) => (*seen).unwrap_or_default(),
+            // The sender lives as long as `self`; this cannot happen.
+            Err(_closed) => WorkerExit::default(),
+        }
+    }
+
+    pub(crate) fn was_terminated(&self) -> bool {
+        *self.terminated.borrow()
+    }
+
+    pub(crate) fn was_killed(&self) -> bool {
+        *self.killed.borrow()
+    }
+
+    pub(crate) async fn terminated(&self) {
+        let mut flag = self.terminated.subscribe();
+        let _seen = flag.wait_for(|terminated| *terminated).await;
+    }
+
+    pub(crate) async fn killed(&self) {
+        let mut flag = self.killed.subscribe();
+        let _seen = flag.wait_for(|killed| *killed).await;
+    }
+
+    pub(crate) fn resident_memory(&self) -> Option<u64> {
+        self.lock().resident_memory
+    }
+
+    pub(crate) fn set_resident_memory(&self, bytes: Option<u64>) {
+        self.lock().resident_memory = bytes;
+    }
+}

@@ -1,0 +1,96 @@
+//! How to start a Python worker.
+
+use std::path::PathBuf;
+
+use pypool_wire::DEFAULT_MAX_FRAME_BYTES;
+
+/// Everything [`PythonSpawner`](crate::PythonSpawner) needs to start a worker.
+///
+/// Built with [`PythonSpawnerConfig::new`] and the `with_*` methods; every
+/// field has a sensible default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonSpawnerConfig {
+    /// The interpreter to run, a path or a name looked up on `PATH` (default `python3`).
+    pub interpreter: String,
+    /// The module run with `-m` (default `pypool_worker`).
+    pub worker_module: String,
+    /// Handler modules (`pkg.module`) or `.py` file paths the worker imports at start.
+    pub handlers: Vec<String>,
+    /// Folders prepended to the worker's `PYTHONPATH` (where `pypool_worker` lives, if not installed).
+    pub python_path: Vec<PathBuf>,
+    /// Extra environment variables for the worker.
+    pub env: Vec<(String, String)>,
+    /// The worker's working directory (default: the host's).
+    pub working_dir: Option<PathBuf>,
+    /// The worker's log level: `debug`, `info`, `warning` or `error` (default `info`).
+    pub log_level: String,
+    /// The largest frame either side may send (default 16 MiB).
+    pub max_frame_bytes: usize,
+    /// How many of the worker's last stderr lines an error message quotes (default 20).
+    pub stderr_tail_lines: usize,
+}
+
+impl Default for PythonSpawnerConfig {
+    fn default() -> Self {
+        Self {
+            interpreter: "python3".to_owned(),
+            worker_module: "pypool_worker".to_owned(),
+            handlers: Vec::new(),
+            python_path: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            log_level: "info".to_owned(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            stderr_tail_lines: 20,
+        }
+    }
+}
+
+impl PythonSpawnerConfig {
+    /// The default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `interpreter` instead of `python3`.
+    pub fn with_interpreter(mut self, interpreter: impl Into<String>) -> Self {
+        self.interpreter = interpreter.into();
+        self
+    }
+
+    /// Adds a handler module name or `.py` path.
+    pub fn with_handler(mut self, handler: impl Into<String>) -> Self {
+        self.handlers.push(handler.into());
+        self
+    }
+
+    /// Prepends `dir` to the worker's `PYTHONPATH`.
+    pub fn with_python_path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.python_path.push(dir.into());
+        self
+    }
+
+    /// Sets an environment variable for the worker.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the worker's log level.
+    pub fn with_log_level(mut self, level: impl Into<String>) -> Self {
+        self.log_level = level.into();
+        self
+    }
+
+    /// Sets the largest frame either side may send.
+    pub fn with_max_frame_bytes(mut self, max: usize) -> Self {
+        self.max_frame_bytes = max;
+        self
+    }
+
+    /// Sets the worker's working directory.
+    pub fn with_working_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.working_dir = Some(dir.into());
+        self
+    }
+}

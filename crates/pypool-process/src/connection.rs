@@ -1,0 +1,312 @@
+//! A live connection to a Python worker process.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{SinkExt, StreamExt};
+use pypool_seam::{CallError, Handshake, Outcome, Request, WorkerConnection, WorkerExit, WorkerId};
+use pypool_wire::{Message, MessageCodec, PendingTable, WireError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::{memory, signals};
+
+/// How long the reader waits, after the worker closed its frame stream, for
+/// the process to exit before it kills the process group.
+const EXIT_AFTER_EOF_GRACE: Duration = Duration::from_secs(2);
+
+type ReplySender = oneshot::Sender<Result<Outcome, CallError>>;
+
+/// Why the connection can no longer carry requests.
+#[derive(Debug, Clone)]
+enum Dead {
+    Exited(WorkerExit),
+    Protocol(String),
+    Closed(String),
+}
+
+#[derive(Debug)]
+struct State {
+    pending: PendingTable<ReplySender>,
+    dead: Option<Dead>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    worker_id: WorkerId,
+    pid: u32,
+    state: Mutex<State>,
+    exit: watch::Receiver<Option<WorkerExit>>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn error_for(&self, dead: &Dead, request_id: u64) -> CallError {
+        match dead {
+            Dead::Exited(exit) => CallError::WorkerExited {
+                worker_id: self.worker_id,
+                request_id,
+                exit: *exit,
+            },
+            Dead::Protocol(detail) => CallError::ProtocolViolation {
+                worker_id: self.worker_id,
+                detail: detail.clone(),
+            },
+            Dead::Closed(reason) => CallError::Closed {
+                worker_id: self.worker_id,
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// Marks the connection dead (first reason wins) and fails every pending call.
+    fn die(&self, dead: Dead) {
+        let mut state = self.lock();
+        let dead = state.dead.get_or_insert(dead).clone();
+        for (request_id, reply) in state.pending.drain() {
+            let _ = reply.send(Err(self.error_for(&dead, request_id)));
+        }
+    }
+}
+
+/// A worker process that has completed its handshake; see the crate docs.
+///
+/// Dropping it kills the worker's whole process group.
+#[derive(Debug)]
+pub struct ProcessConnection {
+    handshake: Handshake,
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl ProcessConnection {
+    /// Wires a connection onto a worker's pipes after its handshake was read
+    /// from `frames`. `exit` reports the process's end.
+    pub(crate) fn start<R, W>(
+        handshake: Handshake,
+        frames: FramedRead<R, MessageCodec>,
+        stdin: W,
+        max_frame_bytes: usize,
+        exit: watch::Receiver<Option<WorkerExit>>,
+    ) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            worker_id: handshake.worker_id,
+            pid: handshake.pid,
+            state: Mutex::new(State {
+                pending: PendingTable::new(),
+                dead: None,
+            }),
+            exit,
+        });
+        let (requests, queued) = mpsc::unbounded_channel();
+        let writer = FramedWrite::new(stdin, MessageCodec::new(max_frame_bytes));
+        tokio::spawn(write_requests(Arc::clone(&shared), writer, queued));
+        tokio::spawn(read_replies(Arc::clone(&shared), frames));
+        Self {
+            handshake,
+            shared,
+            requests,
+        }
+    }
+}
+
+/// Writes queued requests as frames, in order, until the queue closes or a write fails.
+async fn write_requests<W: AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    mut writer: FramedWrite<W, MessageCodec>,
+    mut queued: mpsc::UnboundedReceiver<Request>,
+) {
+    while let Some(request) = queued.recv().await {
+        let request_id = request.id;
+        match writer.send(Message::Request(request)).await {
+            Ok(()) => {}
+            Err(WireError::Io(error)) => {
+                // The worker closed its stdin: it is exiting. The reader sees
+                // the end of the frame stream and reports the exit.
+                tracing::debug!(worker_id = shared.worker_id, %error, "writing to worker failed");
+                return;
+            }
+            Err(error) => {
+                // Nothing was written (the codec never writes a partial
+                // frame), but the protocol says the connection is dead.
+                let reason = error.to_string();
+                if let Ok(reply) = shared.lock().pending.take(request_id) {
+                    let _ = reply.send(Err(CallError::NotSent {
+                        worker_id: shared.worker_id,
+                        request_id,
+                        reason: reason.clone(),
+                    }));
+                }
+                shared.die(Dead::Closed(format!(
+                    "request {request_id} could not be encoded: {reason}"
+                )));
+                signals::kill_group(shared.pid);
+                return;
+            }
+        }
+    }
+}
+
+/// Reads replies and hands each to its caller, until the stream ends or breaks.
+async fn read_replies<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    mut frames: FramedRead<R, MessageCodec>,
+) {
+    let violation = loop {
+        match frames.next().await {
+            Some(Ok(Message::Reply(reply))) => {
+                let (taken, already_dead) = {
+                    let mut state = shared.lock();
+                    (state.pending.take(reply.id), state.dead.is_some())
+                };
+                match taken {
+                    // A dropped receiver means the caller abandoned the request:
+                    // its late reply is discarded here, never delivered elsewhere.
+                    Ok(sender) => {
+                        let _ = sender.send(Ok(reply.outcome));
+                    }
+                    // The host already gave up on this connection (killed it):
+                    // whatever still arrives is of no interest.
+                    Err(_) if already_dead => return,
+                    Err(unknown) => break unknown.to_string(),
+                }
+            }
+            Some(Ok(other)) => {
+                break format!(
+                    "sent a `{}` message where only replies are allowed",
+                    kind_of(&other)
+                );
+            }
+            Some(Err(error)) => break error.to_string(),
+            None => {
+                let exit = wait_for_exit(&shared).await;
+                shared.die(Dead::Exited(exit));
+                return;
+            }
+        }
+    };
+    tracing::error!(worker_id = shared.worker_id, %violation, "worker broke the protocol; killing it");
+    shared.die(Dead::Protocol(violation));
+    signals::kill_group(shared.pid);
+}
+
+async fn wait_for_exit(shared: &Shared) -> WorkerExit {
+    let mut exit = shared.exit.clone();
+    let waited = tokio::time::timeout(EXIT_AFTER_EOF_GRACE, exit.wait_for(Option::is_some))
+        .await
+        .ok()
+        .and_then(|seen| seen.ok().and_then(|seen| *seen));
+    if let Some(exit) = waited {
+        return exit;
+    }
+    signals::kill_group(shared.pid);
+    let seen = exit
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|seen| *seen);
+    seen.unwrap_or_default()
+}
+
+fn kind_of(message: &Message) -> &'static str {
+    match message {
+        Message::Handshake(_) => "handshake",
+        Message::StartupError(_) => "startup_error",
+        Message::Request(_) => "request",
+        Message::Reply(_) => "reply",
+    }
+}
+
+#[async_trait]
+impl WorkerConnection for ProcessConnection {
+    fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        let request_id = request.id;
+        let reply = {
+            let mut state = self.shared.lock();
+            if let Some(dead) = &state.dead {
+                return Err(self.shared.error_for(dead, request_id));
+            }
+            let (sender, reply) = oneshot::channel();
+            if state.pending.insert(request_id, sender).is_err() {
+                return Err(CallError::DuplicateRequestId {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                });
+            }
+            // Queued while holding the lock, so a concurrent `die` either saw
+            // this entry (and fails it) or happened before (and we returned).
+            if self.requests.send(request).is_err() {
+                // The writer is gone; the reader will report why when the
+                // stream ends. The entry stays pending until then.
+                tracing::debug!(
+                    worker_id = self.shared.worker_id,
+                    request_id,
+                    "writer already stopped"
+                );
+            }
+            reply
+        };
+        reply.await.unwrap_or_else(|_| {
+            Err(CallError::Closed {
+                worker_id: self.shared.worker_id,
+                reason: "the connection was dropped".to_owned(),
+            })
+        })
+    }
+
+    fn in_flight(&self) -> usize {
+        self.shared.lock().pending.len()
+    }
+
+    async fn exited(&self) -> WorkerExit {
+        let mut exit = self.shared.exit.clone();
+        let seen = exit
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|seen| *seen);
+        seen.unwrap_or_default()
+    }
+
+    fn try_exit(&self) -> Option<WorkerExit> {
+        *self.shared.exit.borrow()
+    }
+
+    fn terminate(&self) {
+        signals::terminate(self.shared.pid);
+    }
+
+    fn kill(&self) {
+        self.shared
+            .die(Dead::Closed("the host killed the worker".to_owned()));
+        signals::kill_group(self.shared.pid);
+    }
+
+    fn resident_memory_bytes(&self) -> Option<u64> {
+        if self.try_exit().is_some() {
+            return None;
+        }
+        memory::resident_bytes(self.shared.pid)
+    }
+}
+
+impl Drop for ProcessConnection {
+    fn drop(&mut self) {
+        self.shared
+            .die(Dead::Closed("the connection was dropped".to_owned()));
+        signals::kill_group(self.shared.pid);
+    }
+}

@@ -1,0 +1,303 @@
+//! Starting a Python worker process and reading its handshake.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use pypool_seam::{
+    SpawnError, SpawnRequest, WorkerConnection, WorkerExit, WorkerId, WorkerSpawner,
+};
+use pypool_wire::{Handshake, Message, MessageCodec, PROTOCOL_VERSION};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio_util::codec::FramedRead;
+
+use crate::config::PythonSpawnerConfig;
+use crate::connection::ProcessConnection;
+use crate::signals;
+use crate::stderr::{self, StderrTail};
+
+/// How long, after a worker failed to start, we wait for the rest of its
+/// stderr so the error can quote it.
+const STDERR_DRAIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Starts real Python workers (`python -m pypool_worker`); see the crate docs.
+#[derive(Debug, Clone)]
+pub struct PythonSpawner {
+    config: Arc<PythonSpawnerConfig>,
+}
+
+impl PythonSpawner {
+    /// A spawner that starts workers as `config` says.
+    pub fn new(config: PythonSpawnerConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// The configuration workers are started with.
+    pub fn config(&self) -> &PythonSpawnerConfig {
+        &self.config
+    }
+
+    fn command(&self, worker_id: WorkerId) -> Command {
+        let config = &*self.config;
+        let mut command = Command::new(&config.interpreter);
+        command
+            .arg("-m")
+            .arg(&config.worker_module)
+            .arg("--worker-id")
+            .arg(worker_id.to_string())
+            .arg("--log-level")
+            .arg(&config.log_level)
+            .arg("--max-frame-bytes")
+            .arg(config.max_frame_bytes.to_string());
+        if !config.handlers.is_empty() {
+            command.arg("--handlers").args(&config.handlers);
+        }
+        if !config.python_path.is_empty() {
+            let mut paths: Vec<std::path::PathBuf> = config.python_path.clone();
+            if let Some(existing) = std::env::var_os("PYTHONPATH") {
+                paths.extend(std::env::split_paths(&existing));
+            }
+            if let Ok(joined) = std::env::join_paths(paths) {
+                command.env("PYTHONPATH", joined);
+            }
+        }
+        command
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .envs(
+                config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &config.working_dir {
+            command.current_dir(dir);
+        }
+        command
+    }
+}
+
+fn exit_of(status: ExitStatus) -> WorkerExit {
+    WorkerExit {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
+/// Reaps `child` in the background and publishes its exit.
+fn watch_exit(mut child: Child, worker_id: WorkerId) -> watch::Receiver<Option<WorkerExit>> {
+    let (sender, receiver) = watch::channel(None);
+    tokio::spawn(async move {
+        let exit = match child.wait().await {
+            Ok(status) => exit_of(status),
+            Err(error) => {
+                tracing::warn!(worker_id, %error, "could not wait for worker");
+                WorkerExit::default()
+            }
+        };
+        tracing::debug!(worker_id, %exit, "worker process ended");
+        let _ = sender.send(Some(exit));
+    });
+    receiver
+}
+
+#[async_trait]
+impl WorkerSpawner for PythonSpawner {
+    async fn spawn(&self, request: SpawnRequest) -> Result<Arc<dyn WorkerConnection>, SpawnError> {
+        let worker_id = request.worker_id;
+        let mut child = self
+            .command(worker_id)
+            .spawn()
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    SpawnError::InterpreterNotFound {
+                        interpreter: self.config.interpreter.clone(),
+                        source: Arc::new(source),
+                    }
+                }
+                _ => SpawnError::Io {
+                    worker_id,
+                    context: format!("spawning `{}`", self.config.interpreter),
+                    source: Arc::new(source),
+                },
+            })?;
+        let pid = child.id().unwrap_or_default();
+        let pipes_missing = |what: &str| SpawnError::Io {
+            worker_id,
+            context: format!("taking the worker's {what}"),
+            source: Arc::new(std::io::Error::other("pipe not captured")),
+        };
+        let stdin = child.stdin.take().ok_or_else(|| pipes_missing("stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| pipes_missing("stdout"))?;
+        let stderr_pipe = child.stderr.take().ok_or_else(|| pipes_missing("stderr"))?;
+        let tail = StderrTail::new(self.config.stderr_tail_lines);
+        let stderr_task = stderr::forward(worker_id, stderr_pipe, tail.clone());
+        let exit = watch_exit(child, worker_id);
+        // From here on, any early return must kill the group: the guard does.
+        let guard = KillOnDrop(pid);
+
+        let mut frames = FramedRead::new(stdout, MessageCodec::new(self.config.max_frame_bytes));
+        let first = tokio::time::timeout(request.handshake_timeout, frames.next()).await;
+        let failure = match first {
+            Ok(Some(Ok(Message::Handshake(handshake)))) => {
+                match check_handshake(&handshake, worker_id) {
+                    Ok(()) => {
+                        std::mem::forget(guard);
+                        tracing::debug!(worker_id, pid, "worker ready");
+                        let connection = ProcessConnection::start(
+                            handshake,
+                            frames,
+                            stdin,
+                            self.config.max_frame_bytes,
+                            exit,
+                        );
+                        return Ok(Arc::new(connection));
+                    }
+                    Err(failure) => failure,
+                }
+            }
+            Ok(Some(Ok(Message::StartupError(error)))) => Failure::Startup {
+                kind: error.kind,
+                message: error.message,
+                traceback: error.traceback,
+            },
+            Ok(Some(Ok(other))) => {
+                Failure::Bad(format!("expected a handshake, got {}", describe(&other)))
+            }
+            Ok(Some(Err(error))) => Failure::Bad(error.to_string()),
+            Ok(None) => Failure::Exited,
+            Err(_elapsed) => Failure::Timeout,
+        };
+        drop(frames);
+        drop(stdin);
+        Err(self
+            .fail(
+                worker_id,
+                failure,
+                guard,
+                exit,
+                stderr_task,
+                tail,
+                request.handshake_timeout,
+            )
+            .await)
+    }
+}
+
+/// Kills the process group when dropped, unless forgotten.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        signals::kill_group(self.0);
+    }
+}
+
+enum Failure {
+    Startup {
+        kind: String,
+        message: String,
+        traceback: Option<String>,
+    },
+    Bad(String),
+    Mismatch(u32),
+    Exited,
+    Timeout,
+}
+
+fn check_handshake(handshake: &Handshake, worker_id: WorkerId) -> Result<(), Failure> {
+    if handshake.protocol != PROTOCOL_VERSION {
+        return Err(Failure::Mismatch(handshake.protocol));
+    }
+    if handshake.worker_id != worker_id {
+        return Err(Failure::Bad(format!(
+            "it announced worker id {} instead of {worker_id}",
+            handshake.worker_id
+        )));
+    }
+    Ok(())
+}
+
+fn describe(message: &Message) -> &'static str {
+    match message {
+        Message::Handshake(_) => "a handshake",
+        Message::StartupError(_) => "a startup error",
+        Message::Request(_) => "a request",
+        Message::Reply(_) => "a reply",
+    }
+}
+
+impl PythonSpawner {
+    /// Turns a failed start into a [`SpawnError`], after killing the worker and
+    /// collecting the rest of its stderr.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &self,
+        worker_id: WorkerId,
+        failure: Failure,
+        guard: KillOnDrop,
+        mut exit: watch::Receiver<Option<WorkerExit>>,
+        stderr_task: tokio::task::JoinHandle<()>,
+        tail: StderrTail,
+        timeout: Duration,
+    ) -> SpawnError {
+        // A worker that exited on its own should be reaped before we kill its
+        // group, so its real exit status is reported.
+        let natural_exit = if matches!(failure, Failure::Exited | Failure::Startup { .. }) {
+            tokio::time::timeout(STDERR_DRAIN_GRACE, exit.wait_for(Option::is_some))
+                .await
+                .ok()
+                .and_then(|seen| seen.ok().and_then(|seen| *seen))
+        } else {
+            None
+        };
+        drop(guard);
+        let _ = tokio::time::timeout(STDERR_DRAIN_GRACE, stderr_task).await;
+        let stderr_tail = tail.text();
+        match failure {
+            Failure::Startup {
+                kind,
+                message,
+                traceback,
+            } => SpawnError::StartupFailed {
+                worker_id,
+                kind,
+                message,
+                traceback,
+                stderr_tail,
+            },
+            Failure::Bad(reason) => SpawnError::BadHandshake {
+                worker_id,
+                reason,
+                stderr_tail,
+            },
+            Failure::Mismatch(worker_version) => SpawnError::ProtocolMismatch {
+                worker_id,
+                worker_version,
+                host_version: PROTOCOL_VERSION,
+            },
+            Failure::Exited => SpawnError::ExitedBeforeHandshake {
+                worker_id,
+                exit: natural_exit.unwrap_or_default(),
+                stderr_tail,
+            },
+            Failure::Timeout => SpawnError::HandshakeTimeout {
+                worker_id,
+                timeout,
+                stderr_tail,
+            },
+        }
+    }
+}

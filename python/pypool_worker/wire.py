@@ -1,0 +1,337 @@
+"""The pypool wire protocol, version 1 (see docs/PROTOCOL.md).
+
+A frame is a 4-byte big-endian length followed by that many bytes of UTF-8
+JSON holding one object with a ``type`` field. This module is the only Python
+code that knows those bytes; it must NOT know about commands, handlers or
+processes.
+
+Every failure raises a :class:`WireError` subclass whose ``error_class``
+attribute is the name the golden vectors (``tests/golden/vectors.json``) use.
+After any wire error the stream is unusable: the reader cannot know where the
+next frame starts.
+"""
+
+import io
+import json
+import struct
+from typing import Any, Dict, Optional, Union
+
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
+    Protocol = object  # type: ignore[assignment]
+
+#: The protocol version this module speaks.
+PROTOCOL_VERSION = 1
+
+#: Default maximum body size, the same on both sides of the pipe.
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+#: The largest body a 4-byte length prefix can describe.
+MAX_PREFIX_VALUE = 0xFFFFFFFF
+
+#: The message types the protocol defines.
+MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply")
+
+_PREFIX = struct.Struct(">I")
+_U32_MAX = 0xFFFFFFFF
+_U64_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+class ReadableStream(Protocol):
+    """Anything frames can be read from: a blocking ``readinto`` (``io.FileIO``, ``io.BytesIO``)."""
+
+    def readinto(self, __buffer: Any) -> Optional[int]:
+        """Reads into the buffer; returns the byte count, 0 at end of stream."""
+        ...
+
+
+class WireError(Exception):
+    """Base class of every framing or message error."""
+
+    #: The golden-vector name of this error class.
+    error_class = "wire_error"
+
+
+class FrameTooLarge(WireError):
+    """A length prefix (or a message being encoded) exceeds the maximum frame size."""
+
+    error_class = "frame_too_large"
+
+
+class ZeroLength(WireError):
+    """A frame announced an empty body."""
+
+    error_class = "zero_length"
+
+
+class Truncated(WireError):
+    """The stream ended inside a length prefix or a body."""
+
+    error_class = "truncated"
+
+
+class InvalidUtf8(WireError):
+    """A body is not valid UTF-8."""
+
+    error_class = "invalid_utf8"
+
+
+class InvalidJson(WireError):
+    """A body is not valid JSON."""
+
+    error_class = "invalid_json"
+
+
+class InvalidMessage(WireError):
+    """A body is JSON but not a protocol message (or a message cannot be encoded)."""
+
+    error_class = "invalid_message"
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def encode_body(message: Dict[str, Any]) -> bytes:
+    """Encodes ``message`` as compact UTF-8 JSON (no frame prefix).
+
+    Raises :class:`InvalidMessage` when the message holds something JSON
+    cannot represent (an object of an unknown type, NaN, a lone surrogate…).
+    """
+    if not isinstance(message, dict):
+        raise InvalidMessage("a message must be a dict, not %s" % type(message).__name__)
+    try:
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidMessage("cannot encode message as JSON: %s" % exc) from exc
+
+
+def encode(message: Dict[str, Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
+    """Encodes ``message`` as one complete frame (length prefix + body).
+
+    Raises :class:`FrameTooLarge` when the body exceeds ``max_frame_bytes``
+    and :class:`InvalidMessage` when the message cannot be encoded.
+    """
+    body = encode_body(message)
+    limit = min(max_frame_bytes, MAX_PREFIX_VALUE)
+    if len(body) > limit:
+        raise FrameTooLarge(
+            "message of %d bytes exceeds the maximum frame size of %d bytes" % (len(body), limit)
+        )
+    return _PREFIX.pack(len(body)) + body
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError("%s is not valid JSON" % name)
+
+
+def decode_body(body: Union[bytes, bytearray, memoryview]) -> Dict[str, Any]:
+    """Decodes and validates one frame body; returns the message as a dict.
+
+    Unknown fields are kept (callers ignore them); see :func:`normalize`.
+    """
+    if not body:
+        raise ZeroLength("a frame body must not be empty")
+    try:
+        text = str(body, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidUtf8("frame body is not valid UTF-8: %s" % exc) from exc
+    try:
+        message = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJson("frame body is not valid JSON: %s" % exc) from exc
+    validate(message)
+    result: Dict[str, Any] = message
+    return result
+
+
+def read_frame(stream: ReadableStream, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Optional[Dict[str, Any]]:
+    """Reads one frame from ``stream`` (anything with a blocking ``readinto``).
+
+    Returns ``None`` on a clean end of stream at a frame boundary. The length
+    prefix is checked against ``max_frame_bytes`` before any body byte is read.
+    """
+    prefix = _read_exactly(stream, _PREFIX.size)
+    if not prefix:
+        return None
+    if len(prefix) < _PREFIX.size:
+        raise Truncated("stream ended after %d of %d length-prefix bytes" % (len(prefix), _PREFIX.size))
+    (length,) = _PREFIX.unpack(prefix)
+    if length == 0:
+        raise ZeroLength("frame announces an empty body")
+    if length > max_frame_bytes:
+        raise FrameTooLarge(
+            "frame announces %d bytes, more than the maximum frame size of %d bytes" % (length, max_frame_bytes)
+        )
+    body = _read_exactly(stream, length)
+    if len(body) < length:
+        raise Truncated("stream ended after %d of %d body bytes" % (len(body), length))
+    return decode_body(body)
+
+
+def decode_frame(data: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Dict[str, Any]:
+    """Decodes ``data``, which must hold exactly one frame."""
+    stream = io.BytesIO(data)
+    message = read_frame(stream, max_frame_bytes)
+    if message is None:
+        raise Truncated("no frame: the data is empty")
+    if stream.tell() != len(data):
+        raise InvalidMessage("%d bytes follow the frame" % (len(data) - stream.tell()))
+    return message
+
+
+def _read_exactly(stream: ReadableStream, count: int) -> memoryview:
+    """Reads up to ``count`` bytes, stopping early only at end of stream."""
+    buffer = bytearray(count)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < count:
+        got = stream.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return view[:filled]
+
+
+# ---------------------------------------------------------------------------
+# Validation
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(message: Dict[str, Any], field: str, kind: str) -> Any:
+    if field not in message:
+        raise InvalidMessage("%s message lacks the %r field" % (message["type"], field))
+    value = message[field]
+    if kind == "u64" or kind == "u32":
+        limit = _U64_MAX if kind == "u64" else _U32_MAX
+        if not (_is_int(value) and 0 <= value <= limit):
+            raise InvalidMessage(
+                "%s.%s must be an unsigned %s-bit integer, got %r" % (message["type"], field, kind[1:], value)
+            )
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise InvalidMessage("%s.%s must be a string, got %r" % (message["type"], field, value))
+    return value
+
+
+def _optional_str(owner: str, container: Dict[str, Any], field: str) -> None:
+    value = container.get(field)
+    if value is not None and not isinstance(value, str):
+        raise InvalidMessage("%s.%s must be a string when present, got %r" % (owner, field, value))
+
+
+def _validate_request(message: Dict[str, Any]) -> None:
+    _require(message, "id", "u64")
+    _require(message, "command", "str")
+    if "args" in message and not isinstance(message["args"], dict):
+        raise InvalidMessage("request.args must be an object, got %r" % (message["args"],))
+
+
+def _validate_reply(message: Dict[str, Any]) -> None:
+    _require(message, "id", "u64")
+    status = _require(message, "status", "str")
+    if status == "ok":
+        if "result" not in message:
+            raise InvalidMessage("an ok reply lacks the 'result' field")
+    elif status == "error":
+        error = message.get("error")
+        if not isinstance(error, dict):
+            raise InvalidMessage("an error reply needs an 'error' object, got %r" % (error,))
+        for field in ("kind", "message"):
+            if not isinstance(error.get(field), str):
+                raise InvalidMessage("reply.error.%s must be a string, got %r" % (field, error.get(field)))
+        _optional_str("reply.error", error, "exception_type")
+        _optional_str("reply.error", error, "traceback")
+    else:
+        raise InvalidMessage("reply.status must be 'ok' or 'error', got %r" % (status,))
+
+
+def _validate_handshake(message: Dict[str, Any]) -> None:
+    _require(message, "protocol", "u32")
+    _require(message, "worker_id", "u64")
+    _require(message, "pid", "u32")
+    _require(message, "python_version", "str")
+    commands = message.get("commands")
+    if not isinstance(commands, list):
+        raise InvalidMessage("handshake.commands must be an array, got %r" % (commands,))
+    for entry in commands:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise InvalidMessage("each handshake command needs a string 'name', got %r" % (entry,))
+        if not isinstance(entry.get("idempotent", False), bool):
+            raise InvalidMessage("handshake command 'idempotent' must be a boolean, got %r" % (entry,))
+
+
+def _validate_startup_error(message: Dict[str, Any]) -> None:
+    _require(message, "kind", "str")
+    _require(message, "message", "str")
+    _optional_str("startup_error", message, "traceback")
+
+
+_VALIDATORS = {
+    "request": _validate_request,
+    "reply": _validate_reply,
+    "handshake": _validate_handshake,
+    "startup_error": _validate_startup_error,
+}
+
+
+def validate(message: Any) -> None:
+    """Raises :class:`InvalidMessage` unless ``message`` is a well-formed protocol message."""
+    if not isinstance(message, dict):
+        raise InvalidMessage("a message must be a JSON object, got %s" % type(message).__name__)
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        raise InvalidMessage("a message needs a string 'type' field")
+    validator = _VALIDATORS.get(kind)
+    if validator is None:
+        raise InvalidMessage("unknown message type %r (known: %s)" % (kind, ", ".join(MESSAGE_TYPES)))
+    validator(message)
+
+
+def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
+    """Returns a validated copy of ``message`` without unknown fields and with defaults filled.
+
+    Optional fields that are absent (or null) stay absent, as the Rust side
+    skips them when encoding.
+    """
+    validate(message)
+    kind = message["type"]
+    out: Dict[str, Any] = {"type": kind}
+    if kind == "request":
+        out.update(id=message["id"], command=message["command"], args=message.get("args", {}))
+    elif kind == "reply":
+        out.update(id=message["id"], status=message["status"])
+        if message["status"] == "ok":
+            out["result"] = message["result"]
+        else:
+            error = message["error"]
+            kept = {"kind": error["kind"], "message": error["message"]}
+            for field in ("exception_type", "traceback"):
+                if error.get(field) is not None:
+                    kept[field] = error[field]
+            out["error"] = kept
+    elif kind == "handshake":
+        out.update(
+            protocol=message["protocol"],
+            worker_id=message["worker_id"],
+            pid=message["pid"],
+            python_version=message["python_version"],
+            commands=[
+                {"name": entry["name"], "idempotent": entry.get("idempotent", False)}
+                for entry in message["commands"]
+            ],
+        )
+    else:  # startup_error
+        out.update(kind=message["kind"], message=message["message"])
+        if message.get("traceback") is not None:
+            out["traceback"] = message["traceback"]
+    return out

@@ -1,0 +1,213 @@
+"""Test harness: runs ``python -m pypool_worker`` as a subprocess and plays the host.
+
+Frames are encoded and decoded here independently of ``pypool_worker.wire``
+(plain struct + json), so the end-to-end tests cross-check the worker's wire
+code rather than reuse it. Every wait has a timeout so a broken worker fails a
+test instead of hanging the suite.
+"""
+
+import itertools
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+TESTS_DIR = Path(__file__).resolve().parent
+PYTHON_DIR = TESTS_DIR.parent
+REPO_DIR = PYTHON_DIR.parent
+FIXTURES_DIR = TESTS_DIR / "fixtures"
+REPO_FIXTURES_DIR = REPO_DIR / "tests" / "fixtures"
+
+TIMEOUT = 15.0
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def encode(message: Dict[str, Any]) -> bytes:
+    return frame(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+class StderrCollector(threading.Thread):
+    """Drains a pipe into memory and lets tests wait for a substring to appear."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self._fd = fd
+        self._data = bytearray()
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError:
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    self._closed = True
+                    self._cond.notify_all()
+                    return
+                self._data.extend(chunk)
+                self._cond.notify_all()
+
+    def text(self) -> str:
+        with self._cond:
+            return self._data.decode("utf-8", "replace")
+
+    def wait_for(self, needle: str, timeout: float = TIMEOUT) -> str:
+        """Blocks until ``needle`` appears (returns all text so far) or fails the test."""
+        encoded = needle.encode("utf-8")
+        with self._cond:
+            ok = self._cond.wait_for(lambda: encoded in self._data or self._closed, timeout)
+            if not ok or encoded not in self._data:
+                raise AssertionError("%r never appeared on stderr; stderr was:\n%s" % (needle, self._data.decode("utf-8", "replace")))
+            return self._data.decode("utf-8", "replace")
+
+    def wait_closed(self, timeout: float = TIMEOUT) -> str:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed, timeout):
+                raise AssertionError("stderr was never closed")
+            return self._data.decode("utf-8", "replace")
+
+
+class Worker:
+    """One worker subprocess and the host end of its pipes."""
+
+    def __init__(self, *args: str, extra_pythonpath: Optional[List[str]] = None, read_handshake: bool = True) -> None:
+        env = os.environ.copy()
+        paths = [str(PYTHON_DIR)] + list(extra_pythonpath or [])
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env.pop("PYTHONUNBUFFERED", None)
+        self.argv = [sys.executable, "-m", "pypool_worker"] + list(args)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            env=env,
+            cwd=str(REPO_DIR),
+        )
+        self.stderr = StderrCollector(self.proc.stderr.fileno())
+        self.stderr.start()
+        self._ids = itertools.count(1)
+        self.handshake: Optional[Dict[str, Any]] = self.recv() if read_handshake else None
+
+    # -- frames -------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message: Dict[str, Any]) -> None:
+        self.send_raw(encode(message))
+
+    def _read_exactly(self, count: int, timeout: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        data = bytearray()
+        while len(data) < count:
+            remaining = deadline - time.monotonic()
+            readable, _, _ = select.select([fd], [], [], max(0.0, remaining))
+            if not readable:
+                raise AssertionError(
+                    "timed out waiting for %d bytes from the worker; stderr:\n%s" % (count, self.stderr.text())
+                )
+            chunk = os.read(fd, count - len(data))
+            if not chunk:
+                break
+            data.extend(chunk)
+        return bytes(data)
+
+    def recv(self, timeout: float = TIMEOUT) -> Dict[str, Any]:
+        prefix = self._read_exactly(4, timeout)
+        if len(prefix) < 4:
+            raise AssertionError("worker closed its frame stream; stderr:\n%s" % self.stderr.text())
+        (length,) = struct.unpack(">I", prefix)
+        body = self._read_exactly(length, timeout)
+        assert len(body) == length, "truncated frame from the worker"
+        return json.loads(body.decode("utf-8"))
+
+    def read_to_eof(self, timeout: float = TIMEOUT) -> bytes:
+        """Everything left on the frame stream until the worker closes it."""
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        data = bytearray()
+        while True:
+            readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not readable:
+                raise AssertionError("the worker kept its frame stream open; stderr:\n%s" % self.stderr.text())
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return bytes(data)
+            data.extend(chunk)
+
+    # -- requests -----------------------------------------------------------
+
+    def request(self, command: str, **args: Any) -> int:
+        request_id = next(self._ids)
+        self.send({"type": "request", "id": request_id, "command": command, "args": args})
+        return request_id
+
+    def call(self, command: str, **args: Any) -> Dict[str, Any]:
+        """Sends a request and returns its reply (checking the id)."""
+        request_id = self.request(command, **args)
+        reply = self.recv()
+        assert reply["type"] == "reply", reply
+        assert reply["id"] == request_id, reply
+        return reply
+
+    def ok(self, command: str, **args: Any) -> Any:
+        """Calls ``command`` and returns its result, failing the test on an error reply."""
+        reply = self.call(command, **args)
+        assert reply["status"] == "ok", reply
+        return reply["result"]
+
+    def error(self, command: str, **args: Any) -> Dict[str, Any]:
+        """Calls ``command`` and returns its error, failing the test on success."""
+        reply = self.call(command, **args)
+        assert reply["status"] == "error", reply
+        return reply["error"]
+
+    # -- process ------------------------------------------------------------
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def close_stdin(self) -> None:
+        self.proc.stdin.close()
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Ends the worker (EOF, then SIGKILL if it lingers) and closes the pipes."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.stderr.join(timeout=5)
+        self.proc.stderr.close()
