@@ -1,0 +1,271 @@
+//! Handing workers to waiting requests (FIFO), taking them back, retiring
+//! them, and keeping the pool at its size.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pypool_lifecycle::{Event, FailureSeverity, State as WorkerState};
+use pypool_recovery::WorkerAction;
+use pypool_seam::{WorkerConnection, WorkerId};
+use tokio::sync::oneshot;
+
+use crate::config::StartMode;
+use crate::inner::{Inner, State, Waiter};
+use crate::lease::Lease;
+use crate::{PoolError, metrics};
+
+/// Why a worker leaves the pool, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retirement {
+    /// Recycle limit, overflow no longer needed, resize, shutdown: SIGTERM, then SIGKILL after the grace.
+    Graceful,
+    /// Crash, deadline, protocol violation, failed health: SIGKILL at once.
+    Failed,
+}
+
+impl Inner {
+    /// Takes a worker for one request, waiting in the FIFO queue if none is free.
+    pub(crate) async fn checkout(&self, command: &str) -> Result<Lease, PoolError> {
+        let waiting = {
+            let mut state = self.lock();
+            if state.shutting_down {
+                return Err(PoolError::ShuttingDown {
+                    command: command.to_owned(),
+                });
+            }
+            if state.waiters.is_empty() {
+                if let Some(lease) = self.take_idle(&mut state) {
+                    return Ok(lease);
+                }
+            }
+            let queued = state.live_waiters();
+            if queued >= self.config.queue_bound {
+                return Err(PoolError::Overloaded {
+                    queued,
+                    bound: self.config.queue_bound,
+                });
+            }
+            let (sender, waiting) = oneshot::channel();
+            state.waiters.push_back(Waiter { sender });
+            self.grow_for_demand(&mut state);
+            metrics::queue_depth(&self.config.name, state.waiters.len());
+            waiting
+        };
+        let waited = tokio::time::timeout(self.config.timeouts.checkout, waiting).await;
+        match waited {
+            Ok(Ok(result)) => result,
+            Ok(Err(_closed)) => Err(PoolError::ShuttingDown {
+                command: command.to_owned(),
+            }),
+            Err(_elapsed) => Err(PoolError::CheckoutTimeout {
+                command: command.to_owned(),
+                waited: self.config.timeouts.checkout,
+            }),
+        }
+    }
+
+    /// Pops idle workers until one accepts a checkout.
+    fn take_idle(&self, state: &mut State) -> Option<Lease> {
+        while let Some(id) = state.idle.pop_front() {
+            if let Some(lease) = self.lend(state, id) {
+                return Some(lease);
+            }
+        }
+        None
+    }
+
+    /// Moves worker `id` to Busy and wraps it in a lease; a worker that
+    /// refuses (unhealthy) is retired instead.
+    fn lend(&self, state: &mut State, id: WorkerId) -> Option<Lease> {
+        let inner = self.strong()?;
+        let slot = state.workers.get_mut(&id)?;
+        let connection = slot.connection.clone()?;
+        match slot.lifecycle.apply(Event::Checkout) {
+            Ok(_) => Some(Lease::new(inner, id, connection)),
+            Err(refused) => {
+                tracing::debug!(worker_id = id, %refused, "worker not lendable; retiring it");
+                self.retire(state, id, Retirement::Failed);
+                None
+            }
+        }
+    }
+
+    /// Takes a worker back after a request (see [`Lease::finish`]).
+    pub(crate) fn release(&self, id: WorkerId, replied: bool, action: WorkerAction) {
+        let mut state = self.lock();
+        let event = match action {
+            WorkerAction::Keep if replied => Event::CheckinOk,
+            WorkerAction::Keep => Event::RequestFailed {
+                severity: FailureSeverity::Harmless,
+            },
+            WorkerAction::Degrade => Event::RequestFailed {
+                severity: FailureSeverity::Suspect,
+            },
+            WorkerAction::Remove { .. } => Event::RequestFailed {
+                severity: FailureSeverity::Fatal,
+            },
+        };
+        self.apply(&mut state, id, event);
+        self.settle(&mut state, id);
+    }
+
+    /// Decides what happens next to idle worker `id`: recycle, retire, or
+    /// hand to the next waiter.
+    pub(crate) fn settle(&self, state: &mut State, id: WorkerId) {
+        let Some(slot) = state.workers.get(&id) else {
+            self.publish(state);
+            return;
+        };
+        match slot.lifecycle.state() {
+            WorkerState::Ready | WorkerState::Degraded => {
+                let rss = slot
+                    .connection
+                    .as_ref()
+                    .and_then(|connection| connection.resident_memory_bytes());
+                if let Some(reason) = slot.lifecycle.recycle_due(&self.config.recycle, rss) {
+                    tracing::info!(worker_id = id, %reason, "recycling worker");
+                    metrics::recycled(&self.config.name, &reason);
+                    state.counters.recycled += 1;
+                    self.apply(state, id, Event::RecycleDue(reason));
+                    self.retire(state, id, Retirement::Graceful);
+                } else if !slot.lifecycle.is_available() {
+                    self.apply(state, id, Event::Shutdown);
+                    self.retire(state, id, Retirement::Failed);
+                } else if slot.overflow && state.live_waiters() == 0 {
+                    self.apply(state, id, Event::Shutdown);
+                    self.retire(state, id, Retirement::Graceful);
+                } else {
+                    self.dispatch(state, id);
+                }
+            }
+            WorkerState::Terminating | WorkerState::Terminated => {
+                let failed = !state.shutting_down && slot.lifecycle.drain_cause().is_none();
+                self.retire(
+                    state,
+                    id,
+                    if failed {
+                        Retirement::Failed
+                    } else {
+                        Retirement::Graceful
+                    },
+                );
+            }
+            WorkerState::Starting | WorkerState::Busy | WorkerState::Draining => {}
+        }
+        self.publish(state);
+    }
+
+    /// Hands ready worker `id` to the first waiter still waiting, or parks it idle.
+    fn dispatch(&self, state: &mut State, id: WorkerId) {
+        while let Some(waiter) = state.waiters.pop_front() {
+            if waiter.sender.is_closed() {
+                continue;
+            }
+            let Some(lease) = self.lend(state, id) else {
+                return;
+            };
+            match waiter.sender.send(Ok(lease)) {
+                Ok(()) => {
+                    metrics::queue_depth(&self.config.name, state.waiters.len());
+                    return;
+                }
+                Err(returned) => {
+                    // The caller left between our check and the send.
+                    if let Ok(lease) = returned {
+                        lease.disarm();
+                    }
+                    self.apply(
+                        state,
+                        id,
+                        Event::RequestFailed {
+                            severity: FailureSeverity::Harmless,
+                        },
+                    );
+                }
+            }
+        }
+        state.idle.push_back(id);
+    }
+
+    /// Removes worker `id` from the pool and stops its process in the
+    /// background; then tops the pool back up.
+    pub(crate) fn retire(&self, state: &mut State, id: WorkerId, how: Retirement) {
+        state.idle.retain(|idle| *idle != id);
+        let Some(mut slot) = state.workers.remove(&id) else {
+            return;
+        };
+        if let Some(watch) = slot.exit_watch.take() {
+            watch.abort();
+        }
+        if how == Retirement::Failed && !state.shutting_down {
+            state.counters.replaced += 1;
+            metrics::replaced(&self.config.name);
+        }
+        if let Some(connection) = slot.connection.take() {
+            state.retiring += 1;
+            let grace = self.config.timeouts.terminate_grace;
+            let inner = self.myself.clone();
+            tokio::spawn(async move {
+                stop_process(connection, how, grace).await;
+                if let Some(inner) = inner.upgrade() {
+                    let mut state = inner.lock();
+                    state.retiring = state.retiring.saturating_sub(1);
+                    inner.publish(&state);
+                }
+            });
+        }
+        self.ensure_size(state);
+        self.publish(state);
+    }
+
+    /// Spawns workers until the pool holds its minimum again.
+    pub(crate) fn ensure_size(&self, state: &mut State) {
+        if state.shutting_down {
+            return;
+        }
+        let minimum = match self.config.start_mode {
+            StartMode::Eager => state.target_size,
+            StartMode::Lazy => 0,
+        };
+        let kept = state.workers.values().filter(|slot| !slot.overflow).count();
+        for _ in kept..minimum {
+            self.start_spawn(state, false);
+        }
+        self.grow_for_demand(state);
+    }
+
+    /// Spawns a worker for waiting requests when none is starting for them,
+    /// within `size + max_overflow`.
+    pub(crate) fn grow_for_demand(&self, state: &mut State) {
+        if state.shutting_down {
+            return;
+        }
+        let waiting = state.live_waiters();
+        let starting = state.count_in(WorkerState::Starting);
+        let limit = state.target_size + self.config.max_overflow;
+        let mut total = state.workers.len();
+        let mut needed = waiting.saturating_sub(starting);
+        while needed > 0 && total < limit {
+            let overflow =
+                state.workers.values().filter(|slot| !slot.overflow).count() >= state.target_size;
+            self.start_spawn(state, overflow);
+            total += 1;
+            needed -= 1;
+        }
+    }
+}
+
+/// Stops a removed worker: SIGTERM and a grace period when graceful, SIGKILL otherwise.
+async fn stop_process(connection: Arc<dyn WorkerConnection>, how: Retirement, grace: Duration) {
+    if how == Retirement::Graceful {
+        connection.terminate();
+        if tokio::time::timeout(grace, connection.exited())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    connection.kill();
+    let _ = tokio::time::timeout(grace, connection.exited()).await;
+}

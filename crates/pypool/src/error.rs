@@ -1,0 +1,143 @@
+//! The pool's errors.
+
+use std::time::Duration;
+
+use pypool_seam::{RemoteError, RequestId, SpawnError, WorkerExit, WorkerId};
+
+/// Everything that can go wrong with a pool call. Each message names what a
+/// user needs to act: the worker, the command, the request, the exit.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The queue of waiting requests is full; back off and retry.
+    #[error(
+        "pool overloaded: {queued} requests already wait for a worker (queue bound {bound}); retry later or raise the queue bound"
+    )]
+    Overloaded {
+        /// Requests waiting when this one was refused.
+        queued: usize,
+        /// The configured bound.
+        bound: usize,
+    },
+    /// No worker became free within the checkout timeout.
+    #[error(
+        "no worker became free within {waited:?} for `{command}`; the pool is saturated or its workers cannot start"
+    )]
+    CheckoutTimeout {
+        /// The command that waited.
+        command: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The pool is shutting down and accepts no more requests.
+    #[error("the pool is shutting down; `{command}` was not run")]
+    ShuttingDown {
+        /// The refused command.
+        command: String,
+    },
+    /// Workers could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The worker died while running the request.
+    #[error("worker {worker_id} {exit} while running `{command}` (request {request_id})")]
+    WorkerExited {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The command.
+        command: String,
+        /// The request.
+        request_id: RequestId,
+        /// How the worker ended.
+        exit: WorkerExit,
+    },
+    /// The request ran past its deadline; the worker was killed and is being replaced.
+    #[error(
+        "`{command}` (request {request_id}) on worker {worker_id} did not finish within {deadline:?}; the worker was killed and is being replaced"
+    )]
+    DeadlineExceeded {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The command.
+        command: String,
+        /// The request.
+        request_id: RequestId,
+        /// The deadline that passed.
+        deadline: Duration,
+    },
+    /// The worker broke the protocol; it was killed and is being replaced.
+    #[error(
+        "worker {worker_id} broke the protocol while running `{command}` (request {request_id}): {detail}; it was killed and is being replaced"
+    )]
+    ProtocolViolation {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The command.
+        command: String,
+        /// The request.
+        request_id: RequestId,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The connection to the worker failed for another reason.
+    #[error("worker {worker_id} could not run `{command}` (request {request_id}): {detail}")]
+    Connection {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The command.
+        command: String,
+        /// The request.
+        request_id: RequestId,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The handler reported an error (it raised, the arguments did not bind,
+    /// the command is unknown, …). The worker is fine and keeps serving.
+    #[error("`{command}` (request {request_id}) failed on worker {worker_id}: {error}")]
+    Remote {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The command.
+        command: String,
+        /// The request.
+        request_id: RequestId,
+        /// The worker's structured error (kind, message, traceback).
+        error: RemoteError,
+    },
+    /// The command's circuit breaker is open after repeated failures.
+    #[error(
+        "`{command}` is failing repeatedly; its circuit breaker is open, retry in {retry_after:?}"
+    )]
+    CircuitOpen {
+        /// The command.
+        command: String,
+        /// When the breaker will admit a probe.
+        retry_after: Duration,
+    },
+    /// The arguments are not a JSON object.
+    #[error("arguments for `{command}` must be a JSON object (keyword arguments), got {got}")]
+    InvalidArguments {
+        /// The command.
+        command: String,
+        /// What was given instead.
+        got: &'static str,
+    },
+}
+
+impl PoolError {
+    /// A short, stable name for the kind of error, for metrics and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Overloaded { .. } => "overloaded",
+            Self::CheckoutTimeout { .. } => "checkout_timeout",
+            Self::ShuttingDown { .. } => "shutting_down",
+            Self::Spawn(_) => "spawn",
+            Self::WorkerExited { .. } => "worker_exited",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::ProtocolViolation { .. } => "protocol_violation",
+            Self::Connection { .. } => "connection",
+            Self::Remote { .. } => "remote",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::InvalidArguments { .. } => "invalid_arguments",
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! # pypool
+//!
+//! A supervised pool of long-lived Python worker processes, so a Rust
+//! service can call Python (DSPy programs, any callable) fast and safely.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pypool::Pool;
+//! use serde_json::json;
+//!
+//! let pool = Pool::builder().size(4).handler("my_handlers.py").build()?;
+//! pool.ready().await?;
+//! let sum = pool.execute("add", json!({ "a": 2, "b": 3 })).await?;
+//! assert_eq!(sum, json!(5));
+//! pool.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Every request drives its worker's state machine (`pypool-lifecycle`); a
+//! failed one goes through the recovery policy (`pypool-recovery`), and
+//! circuit breakers (`pypool-breaker`) guard spawning and each command.
+//! Workers sit behind the `pypool-seam` traits: real Python processes
+//! (`pypool-process`) by default, or the scriptable mock (`pypool-mock`) in
+//! tests.
+//!
+//! This crate must not know bytes, frames or `tokio::process`: it talks to
+//! workers only through the seam.
+
+mod builder;
+mod clock;
+mod config;
+mod dispatch;
+mod error;
+mod execute;
+mod health;
+mod inner;
+mod lease;
+pub mod metrics;
+mod pool;
+mod slot;
+mod spawning;
+mod status;
+mod timeouts;
+
+pub use builder::{BuildError, PoolBuilder};
+pub use config::StartMode;
+pub use error::PoolError;
+pub use inner::PoolCounters;
+pub use pool::{Pool, ShutdownReport};
+pub use status::{Status, WorkerStatus};
+pub use timeouts::Timeouts;
+
+pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};
+pub use pypool_lifecycle::{Health, RecycleLimits, State as WorkerState};
+pub use pypool_process::PythonSpawnerConfig;
+pub use pypool_recovery::{Jitter, RecoveryConfig};
+pub use pypool_seam::{RemoteError, RemoteErrorKind, SpawnError, WorkerExit, WorkerId};

@@ -1,0 +1,114 @@
+//! The pool's metrics, through the `metrics` crate facade. Install any
+//! recorder (for example `metrics-exporter-prometheus`) to collect them; with
+//! none installed they cost next to nothing. Every metric carries a `pool`
+//! label with the pool's name.
+
+use std::time::Duration;
+
+use pypool_breaker::BreakerState;
+use pypool_lifecycle::{RecycleReason, State as WorkerState};
+use pypool_seam::WorkerExit;
+
+use crate::inner::State;
+
+/// Metric names, for dashboards and tests.
+pub mod names {
+    /// Histogram (seconds): time a request waited for a worker.
+    pub const CHECKOUT_WAIT: &str = "pypool_checkout_wait_seconds";
+    /// Histogram (seconds): time from sending a request to its outcome; labels `command`, `outcome` (`ok`/`error`).
+    pub const REQUEST_DURATION: &str = "pypool_request_duration_seconds";
+    /// Counter: requests that ended in an error; labels `command`, `kind`.
+    pub const REQUEST_ERRORS: &str = "pypool_request_errors_total";
+    /// Counter: spawn attempts; label `result` (`ok`/`error`).
+    pub const SPAWNS: &str = "pypool_spawns_total";
+    /// Counter: worker processes that ended on their own; label `reason` (`code_N`/`signal_N`).
+    pub const EXITS: &str = "pypool_worker_exits_total";
+    /// Counter: workers removed after a failure and replaced.
+    pub const REPLACEMENTS: &str = "pypool_replacements_total";
+    /// Counter: workers recycled; label `reason` (`max_requests`/`max_age`/`max_memory`).
+    pub const RECYCLES: &str = "pypool_recycles_total";
+    /// Gauge: breaker state (0 closed, 1 half-open, 2 open); label `breaker` (`spawn` or the command).
+    pub const BREAKER_STATE: &str = "pypool_breaker_state";
+    /// Gauge: requests waiting for a worker.
+    pub const QUEUE_DEPTH: &str = "pypool_queue_depth";
+    /// Gauge: workers by state; label `state`.
+    pub const WORKERS: &str = "pypool_workers";
+}
+
+pub(crate) fn checkout_wait(pool: &str, waited: Duration) {
+    metrics::histogram!(names::CHECKOUT_WAIT, "pool" => pool.to_owned())
+        .record(waited.as_secs_f64());
+}
+
+pub(crate) fn request_duration(pool: &str, command: &str, took: Duration, ok: bool) {
+    metrics::histogram!(
+        names::REQUEST_DURATION,
+        "pool" => pool.to_owned(),
+        "command" => command.to_owned(),
+        "outcome" => if ok { "ok" } else { "error" }
+    )
+    .record(took.as_secs_f64());
+}
+
+pub(crate) fn request_failed(pool: &str, command: &str, kind: &'static str) {
+    metrics::counter!(
+        names::REQUEST_ERRORS,
+        "pool" => pool.to_owned(),
+        "command" => command.to_owned(),
+        "kind" => kind
+    )
+    .increment(1);
+}
+
+pub(crate) fn spawned(pool: &str, ok: bool) {
+    metrics::counter!(names::SPAWNS, "pool" => pool.to_owned(), "result" => if ok { "ok" } else { "error" })
+        .increment(1);
+}
+
+pub(crate) fn worker_exit(pool: &str, exit: &WorkerExit) {
+    let reason = match (exit.code, exit.signal) {
+        (_, Some(signal)) => format!("signal_{signal}"),
+        (Some(code), None) => format!("code_{code}"),
+        (None, None) => "unknown".to_owned(),
+    };
+    metrics::counter!(names::EXITS, "pool" => pool.to_owned(), "reason" => reason).increment(1);
+}
+
+pub(crate) fn replaced(pool: &str) {
+    metrics::counter!(names::REPLACEMENTS, "pool" => pool.to_owned()).increment(1);
+}
+
+pub(crate) fn recycled(pool: &str, reason: &RecycleReason) {
+    let reason = match reason {
+        RecycleReason::MaxRequests { .. } => "max_requests",
+        RecycleReason::MaxAge { .. } => "max_age",
+        RecycleReason::MaxMemory { .. } => "max_memory",
+    };
+    metrics::counter!(names::RECYCLES, "pool" => pool.to_owned(), "reason" => reason).increment(1);
+}
+
+pub(crate) fn breaker_state(pool: &str, breaker: &str, state: BreakerState) {
+    let value = match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+    };
+    metrics::gauge!(names::BREAKER_STATE, "pool" => pool.to_owned(), "breaker" => breaker.to_owned()).set(value);
+}
+
+pub(crate) fn queue_depth(pool: &str, depth: usize) {
+    metrics::gauge!(names::QUEUE_DEPTH, "pool" => pool.to_owned()).set(depth as f64);
+}
+
+pub(crate) fn publish_gauges(pool: &str, state: &State) {
+    for worker_state in [
+        WorkerState::Starting,
+        WorkerState::Ready,
+        WorkerState::Busy,
+        WorkerState::Degraded,
+        WorkerState::Draining,
+    ] {
+        metrics::gauge!(names::WORKERS, "pool" => pool.to_owned(), "state" => worker_state.name())
+            .set(state.count_in(worker_state) as f64);
+    }
+}

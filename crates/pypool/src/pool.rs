@@ -1,0 +1,229 @@
+//! The pool handle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pypool_lifecycle::{Event, State as WorkerState};
+use serde_json::Value;
+
+use crate::dispatch::Retirement;
+use crate::inner::Inner;
+use crate::{PoolBuilder, PoolError, Status, health};
+
+/// A supervised pool of Python workers. Cheap to clone; all clones share the
+/// same workers. When the last clone is dropped, every worker's process
+/// group is killed.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+/// Kills the pool's workers when the last [`Pool`] handle goes.
+#[derive(Debug)]
+struct Owner {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.inner.abandon();
+    }
+}
+
+/// What [`Pool::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// Whether every in-flight request finished before the deadline.
+    pub drained: bool,
+    /// Workers that had to be killed (SIGKILL) rather than exiting on SIGTERM.
+    pub killed: usize,
+}
+
+impl Pool {
+    /// A builder with sensible defaults.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    pub(crate) fn start(inner: Arc<Inner>) -> Self {
+        {
+            let mut state = inner.lock();
+            inner.ensure_size(&mut state);
+            inner.publish(&state);
+        }
+        if let Some(interval) = inner.config.health_check_interval {
+            health::start(Arc::downgrade(&inner), interval);
+        }
+        Self {
+            _owner: Arc::new(Owner {
+                inner: Arc::clone(&inner),
+            }),
+            inner,
+        }
+    }
+
+    /// Resolves when `min_ready` workers (by default: all of them, in eager
+    /// mode) have completed their handshake. A spawn failure (interpreter
+    /// missing, a handler module raising on import) is returned as that
+    /// error rather than waited out.
+    pub async fn ready(&self) -> Result<(), PoolError> {
+        let minimum = self.inner.config.min_ready;
+        let mut readiness = self.inner.readiness.subscribe();
+        loop {
+            {
+                let seen = readiness.borrow_and_update();
+                if seen.live >= minimum {
+                    return Ok(());
+                }
+                if let Some(error) = &seen.spawn_error {
+                    return Err(PoolError::Spawn(error.clone()));
+                }
+            }
+            if self.inner.lock().shutting_down {
+                return Err(PoolError::ShuttingDown {
+                    command: "ready".to_owned(),
+                });
+            }
+            if readiness.changed().await.is_err() {
+                return Err(PoolError::ShuttingDown {
+                    command: "ready".to_owned(),
+                });
+            }
+        }
+    }
+
+    /// Runs `command` with keyword arguments `args` (a JSON object, or null
+    /// for none) on any ready worker and returns its result.
+    ///
+    /// Requests wait for a worker in a bounded FIFO queue; a full queue fails
+    /// at once with [`PoolError::Overloaded`]. Dropping the returned future
+    /// never leaks a worker: a request already sent runs to its end (or its
+    /// deadline) in the background and its worker is checked back in.
+    pub async fn execute(&self, command: &str, args: Value) -> Result<Value, PoolError> {
+        let args = match args {
+            Value::Object(map) => map,
+            Value::Null => serde_json::Map::new(),
+            other => {
+                return Err(PoolError::InvalidArguments {
+                    command: command.to_owned(),
+                    got: json_type(&other),
+                });
+            }
+        };
+        self.inner.execute(command, args).await
+    }
+
+    /// A snapshot of the pool and each worker.
+    pub fn status(&self) -> Status {
+        self.inner.status()
+    }
+
+    /// Changes the pool's size at runtime: grows at once; shrinks by retiring
+    /// idle workers now and busy ones when their request ends.
+    pub fn resize(&self, size: usize) {
+        let mut state = self.inner.lock();
+        if state.shutting_down {
+            return;
+        }
+        state.target_size = size;
+        self.inner.ensure_size(&mut state);
+        let idle: Vec<_> = state.idle.drain(..).collect();
+        for id in idle {
+            self.inner.settle(&mut state, id);
+        }
+        self.inner.publish(&state);
+    }
+
+    /// Stops the pool: refuses new requests at once, lets in-flight ones
+    /// finish until `deadline`, then asks every worker to stop (SIGTERM) and
+    /// kills (SIGKILL) the process groups of those still running after the
+    /// terminate grace.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let inner = &self.inner;
+        {
+            let mut state = inner.lock();
+            state.shutting_down = true;
+            for waiter in state.waiters.drain(..) {
+                let _ = waiter.sender.send(Err(PoolError::ShuttingDown {
+                    command: "queued request".to_owned(),
+                }));
+            }
+            let ids: Vec<_> = state.workers.keys().copied().collect();
+            for id in ids {
+                inner.apply(&mut state, id, Event::Shutdown);
+                let busy = state
+                    .workers
+                    .get(&id)
+                    .is_some_and(|slot| slot.lifecycle.state() == WorkerState::Draining);
+                if !busy {
+                    inner.retire(&mut state, id, Retirement::Graceful);
+                }
+            }
+            inner.publish(&state);
+        }
+        let drained = self.wait_until_empty(deadline).await;
+        let mut killed = 0;
+        if !drained {
+            let mut state = inner.lock();
+            let ids: Vec<_> = state.workers.keys().copied().collect();
+            killed = ids.len();
+            for id in ids {
+                if let Some(connection) = state
+                    .workers
+                    .get(&id)
+                    .and_then(|slot| slot.connection.clone())
+                {
+                    connection.kill();
+                }
+                inner.retire(&mut state, id, Retirement::Failed);
+            }
+            inner.publish(&state);
+        }
+        let _ = self
+            .wait_until_empty(inner.config.timeouts.terminate_grace * 2)
+            .await;
+        ShutdownReport { drained, killed }
+    }
+
+    /// Waits until no worker is left (in the table or being stopped).
+    async fn wait_until_empty(&self, limit: Duration) -> bool {
+        let mut readiness = self.inner.readiness.subscribe();
+        let empty = readiness.wait_for(|seen| seen.remaining == 0);
+        matches!(tokio::time::timeout(limit, empty).await, Ok(Ok(_)))
+    }
+}
+
+impl Inner {
+    /// The last handle is gone: kill everything, synchronously.
+    fn abandon(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for waiter in state.waiters.drain(..) {
+            let _ = waiter.sender.send(Err(PoolError::ShuttingDown {
+                command: "queued request".to_owned(),
+            }));
+        }
+        state.idle.clear();
+        let slots = std::mem::take(&mut state.workers);
+        for slot in slots.values() {
+            if let Some(connection) = &slot.connection {
+                connection.kill();
+            }
+        }
+        self.publish(&state);
+        drop(state);
+        drop(slots);
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

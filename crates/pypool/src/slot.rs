@@ -1,0 +1,44 @@
+//! One worker as the pool keeps it: its state machine, its connection, and
+//! the task that watches it exit.
+
+use std::sync::Arc;
+
+use pypool_lifecycle::WorkerLifecycle;
+use pypool_seam::WorkerConnection;
+use tokio::task::JoinHandle;
+
+/// A worker slot in the pool's table. A slot exists from the moment a spawn
+/// is decided until the worker is removed; its connection exists only after
+/// the handshake.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) lifecycle: WorkerLifecycle,
+    pub(crate) connection: Option<Arc<dyn WorkerConnection>>,
+    /// Spawned above `size` to absorb load; retired when idle.
+    pub(crate) overflow: bool,
+    /// Lent to the health checker (not in the idle list, not busy with a request).
+    pub(crate) health_checking: bool,
+    /// Watches the process exit; aborted with the slot so that it never keeps
+    /// a removed worker's connection (and so its process) alive.
+    pub(crate) exit_watch: Option<JoinHandle<()>>,
+}
+
+impl Slot {
+    pub(crate) fn starting(lifecycle: WorkerLifecycle, overflow: bool) -> Self {
+        Self {
+            lifecycle,
+            connection: None,
+            overflow,
+            health_checking: false,
+            exit_watch: None,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(watch) = self.exit_watch.take() {
+            watch.abort();
+        }
+    }
+}

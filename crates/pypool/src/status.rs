@@ -1,0 +1,116 @@
+//! A point-in-time snapshot of the pool (deadpool's `Status`, with more).
+
+use std::time::Duration;
+
+use pypool_breaker::BreakerState;
+use pypool_lifecycle::{Health, State as WorkerState};
+use pypool_seam::WorkerId;
+use serde::Serialize;
+
+use crate::inner::{Inner, PoolCounters};
+
+/// A snapshot of the pool, cheap to take and serialisable for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The pool's name (its metrics label).
+    pub name: String,
+    /// The configured size (minimum kept in eager mode).
+    pub size: usize,
+    /// Extra workers allowed under load.
+    pub max_overflow: usize,
+    /// Workers in the table, whatever their state.
+    pub workers: usize,
+    /// Workers idle and ready for a request.
+    pub ready: usize,
+    /// Workers running a request.
+    pub busy: usize,
+    /// Workers spawned but not yet through their handshake.
+    pub starting: usize,
+    /// Workers serving but suspect after failures.
+    pub degraded: usize,
+    /// Workers finishing a request before they stop.
+    pub draining: usize,
+    /// Workers being stopped in the background.
+    pub retiring: usize,
+    /// Requests waiting for a worker.
+    pub queue_len: usize,
+    /// Whether the pool is shutting down.
+    pub shutting_down: bool,
+    /// The spawn circuit breaker's state.
+    pub spawn_breaker: BreakerState,
+    /// Running totals.
+    pub counters: PoolCounters,
+    /// One entry per worker, by id.
+    pub worker_details: Vec<WorkerStatus>,
+}
+
+/// One worker in a [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerStatus {
+    /// The worker's id.
+    pub id: WorkerId,
+    /// The worker's operating-system process id, once known.
+    pub pid: Option<u32>,
+    /// Its state machine's state.
+    pub state: WorkerState,
+    /// Its health.
+    pub health: Health,
+    /// Requests it has served.
+    pub requests_served: u64,
+    /// Consecutive failed health checks.
+    pub consecutive_health_failures: u32,
+    /// Consecutive failed requests.
+    pub consecutive_request_failures: u32,
+    /// Time since it was spawned.
+    pub age: Duration,
+    /// Spawned above `size` to absorb load.
+    pub overflow: bool,
+}
+
+impl Inner {
+    pub(crate) fn status(&self) -> Status {
+        let mut state = self.lock();
+        let queue_len = state.live_waiters();
+        let spawn_breaker = state.spawn_breaker.state();
+        let worker_details: Vec<WorkerStatus> = state
+            .workers
+            .iter()
+            .map(|(id, slot)| {
+                let counters = slot.lifecycle.counters();
+                WorkerStatus {
+                    id: *id,
+                    pid: slot
+                        .connection
+                        .as_ref()
+                        .map(|connection| connection.handshake().pid),
+                    state: slot.lifecycle.state(),
+                    health: slot.lifecycle.health(),
+                    requests_served: counters.requests_served,
+                    consecutive_health_failures: counters.consecutive_health_failures,
+                    consecutive_request_failures: counters.consecutive_request_failures,
+                    age: counters.age,
+                    overflow: slot.overflow,
+                }
+            })
+            .collect();
+        let count =
+            |wanted: WorkerState| worker_details.iter().filter(|w| w.state == wanted).count();
+        Status {
+            name: self.config.name.clone(),
+            size: state.target_size,
+            max_overflow: self.config.max_overflow,
+            workers: worker_details.len(),
+            ready: state.idle.len(),
+            busy: count(WorkerState::Busy),
+            starting: count(WorkerState::Starting),
+            degraded: count(WorkerState::Degraded),
+            draining: count(WorkerState::Draining),
+            retiring: state.retiring,
+            queue_len,
+            shutting_down: state.shutting_down,
+            spawn_breaker,
+            counters: state.counters,
+            worker_details,
+        }
+    }
+}

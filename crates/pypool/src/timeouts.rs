@@ -1,0 +1,33 @@
+//! The pool's time limits.
+
+use std::time::Duration;
+
+/// Every time limit the pool applies, in one place (deadpool's habit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From spawning a worker to its handshake (default 30 s: importing
+    /// heavy modules such as DSPy takes seconds).
+    pub spawn: Duration,
+    /// How long a request may wait in the queue for a worker (default 30 s).
+    pub checkout: Duration,
+    /// How long a worker may take to answer one request (default 60 s);
+    /// past it the worker is killed and replaced.
+    pub request: Duration,
+    /// How long a worker may take to answer a health check (default 5 s).
+    pub health_check: Duration,
+    /// How long a worker asked to stop (SIGTERM) may take before it is
+    /// killed (SIGKILL) (default 5 s).
+    pub terminate_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            spawn: Duration::from_secs(30),
+            checkout: Duration::from_secs(30),
+            request: Duration::from_secs(60),
+            health_check: Duration::from_secs(5),
+            terminate_grace: Duration::from_secs(5),
+        }
+    }
+}
