@@ -5,10 +5,13 @@
 //! virtual environment (`.venv`, created with the interpreter named by
 //! `PYPOOL_PYTHON`, default `python3`) and how to run each test suite.
 
+mod tally;
 mod venv;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use tally::Tally;
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
@@ -24,13 +27,14 @@ tasks:
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let root = workspace_root();
+    let mut tally = Tally::default();
     let result = match task.as_str() {
-        "test" => test_rust(&root)
-            .and_then(|()| test_python(&root))
-            .and_then(|()| test_integration(&root)),
-        "test-rust" => test_rust(&root),
-        "test-python" => test_python(&root),
-        "test-integration" => test_integration(&root),
+        "test" => test_rust(&root, &mut tally)
+            .and_then(|()| test_python(&root, &mut tally))
+            .and_then(|()| test_integration(&root, &mut tally)),
+        "test-rust" => test_rust(&root, &mut tally),
+        "test-python" => test_python(&root, &mut tally),
+        "test-integration" => test_integration(&root, &mut tally),
         "venv" => venv::ensure(&root).map(|_| ()),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
@@ -38,6 +42,9 @@ fn main() -> ExitCode {
         }
         other => Err(format!("unknown task `{other}`\n\n{USAGE}")),
     };
+    if task.starts_with("test") {
+        println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -72,27 +79,31 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-fn test_rust(root: &Path) -> Result<(), String> {
-    run(cargo().current_dir(root).args(["test", "--workspace"]))
+fn test_rust(root: &Path, tally: &mut Tally) -> Result<(), String> {
+    tally.run(cargo().current_dir(root).args(["test", "--workspace"]))
 }
 
-fn test_python(root: &Path) -> Result<(), String> {
+fn test_python(root: &Path, tally: &mut Tally) -> Result<(), String> {
     let python = venv::ensure(root)?;
-    run(Command::new(&python)
-        .current_dir(root)
-        .args(["-m", "pytest", "python/tests", "-q"]))
+    tally.run(
+        Command::new(&python)
+            .current_dir(root)
+            .args(["-m", "pytest", "python/tests", "-q"]),
+    )
 }
 
-fn test_integration(root: &Path) -> Result<(), String> {
+fn test_integration(root: &Path, tally: &mut Tally) -> Result<(), String> {
     let python = venv::ensure(root)?;
-    run(cargo()
-        .current_dir(root)
-        .env("PYPOOL_TEST_PYTHON", &python)
-        .args([
-            "test",
-            "-p",
-            "pypool-integration",
-            "--features",
-            "real-python",
-        ]))
+    tally.run(
+        cargo()
+            .current_dir(root)
+            .env("PYPOOL_TEST_PYTHON", &python)
+            .args([
+                "test",
+                "-p",
+                "pypool-integration",
+                "--features",
+                "real-python",
+            ]),
+    )
 }

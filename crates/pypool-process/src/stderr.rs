@@ -84,6 +84,7 @@ fn log_line(worker_id: WorkerId, line: &str) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

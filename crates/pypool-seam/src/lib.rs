@@ -24,7 +24,8 @@ pub use errors::{CallError, SpawnError};
 pub use exit::WorkerExit;
 pub use pypool_wire::{Handshake, Outcome, RemoteError, RemoteErrorKind, Request, RequestId};
 
-/// The pool's name for a worker; unique within one pool for its whole life.
+/// The pool's name for a worker; unique among a pool's workers. A start that
+/// failed (no handshake) may be retried under the same id.
 pub type WorkerId = u64;
 
 /// What the pool asks of one spawn. How to start a worker (interpreter,

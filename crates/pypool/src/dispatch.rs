@@ -35,6 +35,7 @@ impl Inner {
             }
             if state.waiters.is_empty() {
                 if let Some(lease) = self.take_idle(&mut state) {
+                    self.publish(&state);
                     return Ok(lease);
                 }
             }
@@ -49,24 +50,40 @@ impl Inner {
             state.waiters.push_back(Waiter { sender });
             self.grow_for_demand(&mut state);
             metrics::queue_depth(&self.config.name, state.waiters.len());
+            // `Pool::wait_until` watchers see the queue grow.
+            self.publish(&state);
             waiting
         };
         let waited = tokio::time::timeout(self.config.timeouts.checkout, waiting).await;
         match waited {
+            // The pool refuses queued requests without knowing their command: name it here.
+            Ok(Ok(Err(PoolError::ShuttingDown { .. }))) | Ok(Err(_)) => {
+                Err(PoolError::ShuttingDown {
+                    command: command.to_owned(),
+                })
+            }
             Ok(Ok(result)) => result,
-            Ok(Err(_closed)) => Err(PoolError::ShuttingDown {
-                command: command.to_owned(),
-            }),
-            Err(_elapsed) => Err(PoolError::CheckoutTimeout {
-                command: command.to_owned(),
-                waited: self.config.timeouts.checkout,
-            }),
+            Err(_elapsed) => {
+                // The waiter is gone (its receiver was dropped): let watchers see the queue shrink.
+                let mut state = self.lock();
+                state.live_waiters();
+                self.publish(&state);
+                drop(state);
+                Err(PoolError::CheckoutTimeout {
+                    command: command.to_owned(),
+                    waited: self.config.timeouts.checkout,
+                })
+            }
         }
     }
 
-    /// Pops idle workers until one accepts a checkout.
+    /// Pops idle workers until one accepts a checkout. A worker that reached
+    /// a recycle limit while idle (age, memory) is recycled, not lent.
     fn take_idle(&self, state: &mut State) -> Option<Lease> {
         while let Some(id) = state.idle.pop_front() {
+            if self.recycle_if_due(state, id) {
+                continue;
+            }
             if let Some(lease) = self.lend(state, id) {
                 return Some(lease);
             }
@@ -118,20 +135,17 @@ impl Inner {
         };
         match slot.lifecycle.state() {
             WorkerState::Ready | WorkerState::Degraded => {
-                let rss = slot
-                    .connection
-                    .as_ref()
-                    .and_then(|connection| connection.resident_memory_bytes());
-                if let Some(reason) = slot.lifecycle.recycle_due(&self.config.recycle, rss) {
-                    tracing::info!(worker_id = id, %reason, "recycling worker");
-                    metrics::recycled(&self.config.name, &reason);
-                    state.counters.recycled += 1;
-                    self.apply(state, id, Event::RecycleDue(reason));
-                    self.retire(state, id, Retirement::Graceful);
-                } else if !slot.lifecycle.is_available() {
+                let available = slot.lifecycle.is_available();
+                let overflow = slot.overflow;
+                if self.recycle_if_due(state, id) {
+                    // Retired; its replacement is starting.
+                } else if !available {
                     self.apply(state, id, Event::Shutdown);
                     self.retire(state, id, Retirement::Failed);
-                } else if slot.overflow && state.live_waiters() == 0 {
+                } else if (overflow && state.live_waiters() == 0)
+                    || (!overflow && above_size(state))
+                {
+                    // Overflow no longer needed, or the pool was resized down.
                     self.apply(state, id, Event::Shutdown);
                     self.retire(state, id, Retirement::Graceful);
                 } else {
@@ -153,6 +167,27 @@ impl Inner {
             WorkerState::Starting | WorkerState::Busy | WorkerState::Draining => {}
         }
         self.publish(state);
+    }
+
+    /// Recycles idle worker `id` (SIGTERM, replacement) if it reached a
+    /// recycle limit; returns whether it did.
+    fn recycle_if_due(&self, state: &mut State, id: WorkerId) -> bool {
+        let Some(slot) = state.workers.get(&id) else {
+            return false;
+        };
+        let rss = slot
+            .connection
+            .as_ref()
+            .and_then(|connection| connection.resident_memory_bytes());
+        let Some(reason) = slot.lifecycle.recycle_due(&self.config.recycle, rss) else {
+            return false;
+        };
+        tracing::info!(worker_id = id, %reason, "recycling worker");
+        metrics::recycled(&self.config.name, &reason);
+        state.counters.recycled += 1;
+        self.apply(state, id, Event::RecycleDue(reason));
+        self.retire(state, id, Retirement::Graceful);
+        true
     }
 
     /// Hands ready worker `id` to the first waiter still waiting, or parks it idle.
@@ -253,6 +288,13 @@ impl Inner {
             needed -= 1;
         }
     }
+}
+
+/// Whether the pool holds more regular (non-overflow) workers than its size,
+/// after `Pool::resize` shrank it.
+fn above_size(state: &State) -> bool {
+    let regular = state.workers.values().filter(|slot| !slot.overflow).count();
+    regular > state.target_size
 }
 
 /// Stops a removed worker: SIGTERM and a grace period when graceful, SIGKILL otherwise.

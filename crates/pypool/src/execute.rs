@@ -152,11 +152,14 @@ impl Inner {
     }
 
     /// Takes a permit from `command`'s circuit breaker.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error becomes the caller's result at once; boxing it would only be undone"
+    )]
     fn admit(self: &Arc<Self>, command: &str) -> Result<CommandPermit, PoolError> {
         let mut state = self.lock();
         if !state.command_breakers.contains_key(command) {
-            let breaker =
-                CircuitBreaker::new(self.config.command_breaker.clone(), Arc::clone(&self.clock));
+            let breaker = CircuitBreaker::new(self.config.command_breaker, Arc::clone(&self.clock));
             state.command_breakers.insert(command.to_owned(), breaker);
         }
         let admitted = state

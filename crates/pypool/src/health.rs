@@ -3,7 +3,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use pypool_lifecycle::Event;
+use pypool_lifecycle::{Event, State as WorkerState};
 use pypool_seam::{Outcome, Request, WorkerConnection, WorkerId};
 
 use crate::inner::Inner;
@@ -71,7 +71,13 @@ impl Inner {
                     Event::HealthFailed
                 },
             );
-            if !timed_out {
+            // A worker that reached the failure threshold is never lent
+            // again: retire it now rather than wait for a late reply.
+            let doomed = state
+                .workers
+                .get(&id)
+                .is_some_and(|slot| slot.lifecycle.state() == WorkerState::Terminating);
+            if !timed_out || doomed {
                 self.return_from_health_check(&mut state, id);
                 return;
             }

@@ -120,7 +120,7 @@ impl Inner {
             target_size: config.size,
             shutting_down: false,
             retiring: 0,
-            spawn_breaker: CircuitBreaker::new(config.spawn_breaker.clone(), Arc::clone(&clock)),
+            spawn_breaker: CircuitBreaker::new(config.spawn_breaker, Arc::clone(&clock)),
             command_breakers: HashMap::new(),
             idempotent: config
                 .idempotent_commands
@@ -130,7 +130,7 @@ impl Inner {
             rng: XorShiftRandom::new(config.seed),
             counters: PoolCounters::default(),
         };
-        let recovery = RecoveryPolicy::new(config.recovery.clone());
+        let recovery = RecoveryPolicy::new(config.recovery);
         Arc::new_cyclic(|myself| Self {
             config,
             spawner,

@@ -119,14 +119,54 @@ impl Pool {
         self.inner.status()
     }
 
-    /// Changes the pool's size at runtime: grows at once; shrinks by retiring
-    /// idle workers now and busy ones when their request ends.
+    /// Waits until `condition` holds for the pool's status, re-checking each
+    /// time workers change state; returns the status that satisfied it.
+    /// Wrap it in `tokio::time::timeout` to bound the wait.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: pypool::Pool) {
+    /// // After a crash: wait for the replacement to be ready.
+    /// let status = pool.wait_until(|status| status.ready == status.size).await;
+    /// # }
+    /// ```
+    pub async fn wait_until(&self, mut condition: impl FnMut(&Status) -> bool) -> Status {
+        let mut changes = self.inner.readiness.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let status = self.status();
+            if condition(&status) {
+                return status;
+            }
+            if changes.changed().await.is_err() {
+                return self.status();
+            }
+        }
+    }
+
+    /// Changes the pool's size at runtime: grows at once; shrinks by dropping
+    /// workers still starting, then retiring idle workers now (SIGTERM) and
+    /// busy ones when their request ends.
     pub fn resize(&self, size: usize) {
         let mut state = self.inner.lock();
         if state.shutting_down {
             return;
         }
         state.target_size = size;
+        // Shrinking drops workers still starting first (newest first): a
+        // ready worker is worth more than one whose handshake is pending.
+        // Their spawns see the slot gone and kill the worker if it arrives.
+        let regular = state.workers.values().filter(|slot| !slot.overflow).count();
+        let starting: Vec<_> = state
+            .workers
+            .iter()
+            .rev()
+            .filter(|(_, slot)| !slot.overflow && slot.lifecycle.state() == WorkerState::Starting)
+            .map(|(id, _)| *id)
+            .take(regular.saturating_sub(size))
+            .collect();
+        for id in starting {
+            state.workers.remove(&id);
+        }
         self.inner.ensure_size(&mut state);
         let idle: Vec<_> = state.idle.drain(..).collect();
         for id in idle {

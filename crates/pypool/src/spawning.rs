@@ -32,7 +32,6 @@ impl Inner {
     async fn spawn_until_started(self: Arc<Self>, id: WorkerId) {
         let mut attempt: u32 = 0;
         loop {
-            attempt = attempt.saturating_add(1);
             let permit = {
                 let mut state = self.lock();
                 if state.shutting_down || !state.workers.contains_key(&id) {
@@ -52,6 +51,7 @@ impl Inner {
                     continue;
                 }
             };
+            attempt = attempt.saturating_add(1);
             let spawned = self
                 .spawner
                 .spawn(SpawnRequest {

@@ -89,3 +89,21 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Sends `tracing` output to the test's stderr when `RUST_LOG` is set
+/// (`RUST_LOG=pypool=debug cargo xtask test-integration -- --nocapture`).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A pool builder for the test interpreter, finding `pypool_worker` in the
+/// repository's `python/` folder, with the given handler fixture files.
+pub fn pool_builder(handlers: &[&str]) -> pypool::PoolBuilder {
+    init_logging();
+    pypool::Pool::builder().python(config(handlers))
+}
