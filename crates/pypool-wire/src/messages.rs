@@ -127,6 +127,12 @@ pub enum RemoteErrorKind {
     InvalidResult,
     /// A bug in the worker runtime.
     Internal,
+    /// The worker does not hold the program (id and version) it was asked to
+    /// run; the host resends the request with the definition.
+    ProgramNotCached,
+    /// A program's inputs failed validation (a required input is missing or
+    /// empty, an unknown input was given); the message names the input.
+    InvalidInput,
     /// A kind this version of the host does not know.
     Other(String),
 }
@@ -140,6 +146,8 @@ impl RemoteErrorKind {
             Self::InvalidArguments => "invalid_arguments",
             Self::InvalidResult => "invalid_result",
             Self::Internal => "internal",
+            Self::ProgramNotCached => "program_not_cached",
+            Self::InvalidInput => "invalid_input",
             Self::Other(text) => text,
         }
     }
@@ -152,6 +160,8 @@ impl RemoteErrorKind {
             "invalid_arguments" => Self::InvalidArguments,
             "invalid_result" => Self::InvalidResult,
             "internal" => Self::Internal,
+            "program_not_cached" => Self::ProgramNotCached,
+            "invalid_input" => Self::InvalidInput,
             other => Self::Other(other.to_owned()),
         }
     }

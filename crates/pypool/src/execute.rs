@@ -270,9 +270,10 @@ impl Inner {
 /// How a worker's error reply is classified.
 fn class_of_remote(error: &RemoteError) -> FailureClass {
     match error.kind {
-        RemoteErrorKind::InvalidArguments | RemoteErrorKind::UnknownCommand => {
-            FailureClass::InvalidInput
-        }
+        RemoteErrorKind::InvalidArguments
+        | RemoteErrorKind::UnknownCommand
+        | RemoteErrorKind::InvalidInput
+        | RemoteErrorKind::ProgramNotCached => FailureClass::InvalidInput,
         RemoteErrorKind::Internal => FailureClass::WorkerInternalError,
         RemoteErrorKind::PythonException
         | RemoteErrorKind::InvalidResult
