@@ -22,7 +22,9 @@ use async_trait::async_trait;
 
 pub use errors::{CallError, SpawnError};
 pub use exit::WorkerExit;
-pub use pypool_wire::{Handshake, Outcome, RemoteError, RemoteErrorKind, Request, RequestId};
+pub use pypool_wire::{
+    Handshake, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Request, RequestId,
+};
 
 /// The pool's name for a worker; unique among a pool's workers. A start that
 /// failed (no handshake) may be retried under the same id.

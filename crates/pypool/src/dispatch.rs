@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pypool_breaker::CallOutcome;
 use pypool_lifecycle::{Event, FailureSeverity, State as WorkerState};
 use pypool_recovery::WorkerAction;
 use pypool_seam::{WorkerConnection, WorkerId};
@@ -122,6 +123,9 @@ impl Inner {
                 severity: FailureSeverity::Fatal,
             },
         };
+        if replied {
+            self.confirm_spawn(&mut state, id);
+        }
         self.apply(&mut state, id, event);
         self.settle(&mut state, id);
     }
@@ -231,6 +235,12 @@ impl Inner {
         };
         if let Some(watch) = slot.exit_watch.take() {
             watch.abort();
+        }
+        if let Some(permit) = slot.spawn_permit.take() {
+            match how {
+                Retirement::Failed => state.spawn_breaker.record(permit, CallOutcome::Failure),
+                Retirement::Graceful => state.spawn_breaker.release(permit),
+            }
         }
         if how == Retirement::Failed && !state.shutting_down {
             state.counters.replaced += 1;

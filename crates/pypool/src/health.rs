@@ -62,6 +62,9 @@ impl Inner {
         let timed_out = first.is_err();
         {
             let mut state = self.lock();
+            if healthy {
+                self.confirm_spawn(&mut state, id);
+            }
             self.apply(
                 &mut state,
                 id,

@@ -31,7 +31,7 @@ pub mod names {
     pub const BREAKER_STATE: &str = "pypool_breaker_state";
     /// Gauge: requests waiting for a worker.
     pub const QUEUE_DEPTH: &str = "pypool_queue_depth";
-    /// Gauge: workers by state; label `state`.
+    /// Gauge: workers by state; label `state` (`starting`, `ready`, `busy`, `degraded`, `draining`).
     pub const WORKERS: &str = "pypool_workers";
 }
 
@@ -101,14 +101,14 @@ pub(crate) fn queue_depth(pool: &str, depth: usize) {
 }
 
 pub(crate) fn publish_gauges(pool: &str, state: &State) {
-    for worker_state in [
-        WorkerState::Starting,
-        WorkerState::Ready,
-        WorkerState::Busy,
-        WorkerState::Degraded,
-        WorkerState::Draining,
+    for (worker_state, label) in [
+        (WorkerState::Starting, "starting"),
+        (WorkerState::Ready, "ready"),
+        (WorkerState::Busy, "busy"),
+        (WorkerState::Degraded, "degraded"),
+        (WorkerState::Draining, "draining"),
     ] {
-        metrics::gauge!(names::WORKERS, "pool" => pool.to_owned(), "state" => worker_state.name())
+        metrics::gauge!(names::WORKERS, "pool" => pool.to_owned(), "state" => label)
             .set(state.count_in(worker_state) as f64);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use pypool_breaker::Permit;
 use pypool_lifecycle::WorkerLifecycle;
 use pypool_seam::WorkerConnection;
 use tokio::task::JoinHandle;
@@ -21,6 +22,9 @@ pub(crate) struct Slot {
     /// Watches the process exit; aborted with the slot so that it never keeps
     /// a removed worker's connection (and so its process) alive.
     pub(crate) exit_watch: Option<JoinHandle<()>>,
+    /// The spawn breaker's permit for this worker's start, settled when the
+    /// worker first proves itself or dies.
+    pub(crate) spawn_permit: Option<Permit>,
 }
 
 impl Slot {
@@ -31,6 +35,7 @@ impl Slot {
             overflow,
             health_checking: false,
             exit_watch: None,
+            spawn_permit: None,
         }
     }
 }

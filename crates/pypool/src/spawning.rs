@@ -77,11 +77,11 @@ impl Inner {
 
     fn on_spawned(&self, id: WorkerId, permit: Permit, connection: Arc<dyn WorkerConnection>) {
         let mut state = self.lock();
-        state.spawn_breaker.record(permit, CallOutcome::Success);
         metrics::spawned(&self.config.name, true);
         let wanted = !state.shutting_down && state.workers.contains_key(&id);
         if !wanted {
             // Shut down or resized away while starting: the connection's drop kills it.
+            state.spawn_breaker.release(permit);
             state.workers.remove(&id);
             self.publish(&state);
             drop(state);
@@ -102,6 +102,9 @@ impl Inner {
         if let Some(slot) = state.workers.get_mut(&id) {
             slot.connection = Some(connection);
             slot.exit_watch = Some(watcher);
+            // The spawn counts as a success for the spawn breaker only once
+            // the worker has proved itself (see `Inner::confirm_spawn`).
+            slot.spawn_permit = Some(permit);
         }
         self.apply(&mut state, id, Event::HandshakeOk);
         tracing::debug!(worker_id = id, "worker ready");
@@ -140,6 +143,20 @@ impl Inner {
         self.publish(state);
         let rng: &mut dyn RandomSource = &mut state.rng;
         self.recovery.backoff(attempt, rng)
+    }
+
+    /// Worker `id` completed a request or passed a health check: its spawn
+    /// was a success. A worker that dies before that counts as a failed
+    /// spawn (see `retire`), so workers crashing on arrival cannot cause a
+    /// respawn storm.
+    pub(crate) fn confirm_spawn(&self, state: &mut State, id: WorkerId) {
+        if let Some(permit) = state
+            .workers
+            .get_mut(&id)
+            .and_then(|slot| slot.spawn_permit.take())
+        {
+            state.spawn_breaker.record(permit, CallOutcome::Success);
+        }
     }
 
     /// Watches worker `id`'s process; when it ends, the slot goes and a

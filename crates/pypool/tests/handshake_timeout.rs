@@ -144,13 +144,25 @@ async fn handshake_timeouts_count_as_spawn_failures_for_the_spawn_breaker() {
         opened.elapsed()
     );
     assert_eq!(spawns.spawn_count(), 3);
-    let _worker = probe.accept();
+    let mut worker = probe.accept();
     let status = within(
         NO_TIME,
         "the probe's worker to be ready",
         pool.wait_until(|status| status.ready == 1),
     )
     .await;
-    assert_eq!(status.spawn_breaker, BreakerState::Closed);
+    // A handshake alone does not close the breaker: the probe worker must
+    // prove itself by completing a request (or a health check).
+    assert_eq!(status.spawn_breaker, BreakerState::HalfOpen);
     pool.ready().await.unwrap();
+    let call = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.execute("work", json!({})).await })
+    };
+    let pending = within(NO_TIME, "a request", worker.next_request())
+        .await
+        .unwrap();
+    let _ = pending.reply(json!("served"));
+    assert_eq!(call.await.unwrap().unwrap(), json!("served"));
+    assert_eq!(pool.status().spawn_breaker, BreakerState::Closed);
 }

@@ -218,7 +218,8 @@ async fn the_spawn_breaker_paces_failing_spawns_and_a_good_probe_restores_the_po
     )
     .await;
     pool.ready().await.unwrap();
-    assert_eq!(status.spawn_breaker, BreakerState::Closed);
+    // Half-open until the probe's worker has proved itself with a request.
+    assert_eq!(status.spawn_breaker, BreakerState::HalfOpen);
     assert_eq!((status.workers, status.ready), (1, 1));
     assert_eq!(status.counters.spawned, 1);
 
@@ -228,4 +229,5 @@ async fn the_spawn_breaker_paces_failing_spawns_and_a_good_probe_restores_the_po
         .unwrap();
     let _ = pending.reply(json!("back"));
     assert_eq!(call.await.unwrap().unwrap(), json!("back"));
+    assert_eq!(pool.status().spawn_breaker, BreakerState::Closed);
 }

@@ -1,0 +1,53 @@
+"""A bounded LRU cache of built programs, keyed by (program_id, version).
+
+The host stores programs centrally; a worker only caches what it has built,
+so any worker can run any program (it asks for the definition when it lacks
+one). Storing a version of a program evicts every other version of it.
+This module must NOT know how programs are built or run.
+"""
+
+from collections import OrderedDict
+from typing import Any, Generic, Optional, Tuple, TypeVar
+
+#: How many programs a worker keeps by default (``--program-cache``).
+DEFAULT_CAPACITY = 256
+
+P = TypeVar("P")
+Key = Tuple[str, str]
+
+
+class ProgramCache(Generic[P]):
+    """Built programs, least recently used first; never holds more than ``capacity``."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("the program cache needs room for at least 1 program, got %d" % capacity)
+        #: The most programs held at once.
+        self.capacity = capacity
+        self._entries: "OrderedDict[Key, P]" = OrderedDict()
+
+    def get(self, program_id: str, version: str) -> Optional[P]:
+        """The cached program (now the most recently used), or ``None``."""
+        key = (program_id, version)
+        program = self._entries.get(key)
+        if program is not None:
+            self._entries.move_to_end(key)
+        return program
+
+    def put(self, program_id: str, version: str, program: P) -> None:
+        """Caches ``program``, replacing any version of ``program_id`` and evicting the LRU beyond capacity."""
+        for key in [key for key in self._entries if key[0] == program_id]:
+            del self._entries[key]
+        self._entries[(program_id, version)] = program
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def versions(self, program_id: str) -> Tuple[str, ...]:
+        """The cached versions of ``program_id`` (at most one)."""
+        return tuple(version for (cached_id, version) in self._entries if cached_id == program_id)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
