@@ -14,13 +14,31 @@ only this package's public API::
     def summarise(text):
         ...
 
+Handlers read the settings the host applied with :func:`settings`, and may
+raise :class:`CommandError` to reply with a specific error kind (e.g.
+``invalid_input``). Built-in commands ``pypool.run_program`` and
+``pypool.apply_settings`` serve programs the host stores centrally (see
+:mod:`pypool_worker.programs`).
+
 Importing this package has no side effects on the process's streams; only
 ``python -m pypool_worker`` takes them over. The core needs nothing but the
 standard library.
 """
 
+from .errors import CommandError
 from .registry import Command, DuplicateCommand, Registry, command, registry
+from .settings_store import settings, settings_version
 
 __version__ = "0.1.0"
 
-__all__ = ["Command", "DuplicateCommand", "Registry", "command", "registry", "__version__"]
+__all__ = [
+    "Command",
+    "CommandError",
+    "DuplicateCommand",
+    "Registry",
+    "command",
+    "registry",
+    "settings",
+    "settings_version",
+    "__version__",
+]

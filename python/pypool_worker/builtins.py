@@ -1,23 +1,51 @@
-"""The commands every worker serves: ``ping`` and ``info``."""
+"""The commands every worker serves.
 
-from typing import Any, Dict
+* ``ping(payload=None)`` and ``info()``: health and identity.
+* ``pypool.run_program(program_id, version, inputs=None, definition=None)``:
+  runs a cached (or freshly defined) program, see :mod:`.programs`.
+* ``pypool.apply_settings(version, settings)``: replaces the worker's
+  settings, see :mod:`.settings_command`.
+"""
 
+from typing import Any, Dict, Optional
+
+from . import programs, settings_store
+from .log import logger
+from .programs import ProgramCache, ProgramRunner
 from .registry import Registry
+from .settings_command import make_apply_settings
 from .state import WorkerState, rss_bytes
 
+#: The ``pypool.run_program`` command's name.
+RUN_PROGRAM = "pypool.run_program"
+#: The ``pypool.apply_settings`` command's name.
+APPLY_SETTINGS = "pypool.apply_settings"
+
 #: Names of the built-in commands; handler modules cannot reuse them.
-BUILTIN_NAMES = ("ping", "info")
+BUILTIN_NAMES = ("ping", "info", RUN_PROGRAM, APPLY_SETTINGS)
 
 
-def install(registry: Registry, state: WorkerState) -> None:
-    """Registers the built-ins in ``registry`` (before any handler module is imported)."""
+def install(
+    registry: Registry,
+    state: WorkerState,
+    runner: Optional[ProgramRunner] = None,
+    settings: Optional[settings_store.SettingsStore] = None,
+) -> ProgramRunner:
+    """Registers the built-ins in ``registry`` (before any handler module is imported).
+
+    ``settings`` defaults to the process-wide store that
+    :func:`pypool_worker.settings` reads; ``runner`` to one with a cache of
+    the default size over those settings. Returns the runner.
+    """
+    store = settings if settings is not None else settings_store.store
+    program_runner = runner if runner is not None else ProgramRunner(ProgramCache(), store)
 
     def ping(payload: Any = None) -> Dict[str, Any]:
         """Health check: answers at once, echoing ``payload``."""
         return {"pong": True, "worker_id": state.worker_id, "payload": payload}
 
     def info() -> Dict[str, Any]:
-        """Describes the worker: identity, commands, load and memory."""
+        """Describes the worker: identity, commands, load, memory, programs and settings."""
         return {
             "worker_id": state.worker_id,
             "pid": state.pid,
@@ -26,7 +54,14 @@ def install(registry: Registry, state: WorkerState) -> None:
             "requests_served": state.requests_served,
             "uptime_s": state.uptime_s(),
             "rss_bytes": rss_bytes(),
+            "programs_cached": len(program_runner.cache),
+            "program_cache_capacity": program_runner.cache.capacity,
+            "settings_version": store.version,
+            "dspy_loaded": programs.dspy_loaded(),
         }
 
     registry.add("ping", ping, idempotent=True, quiet=True)
     registry.add("info", info, idempotent=True, quiet=True)
+    registry.add(RUN_PROGRAM, program_runner.run_program, idempotent=False)
+    registry.add(APPLY_SETTINGS, make_apply_settings(store, logger), idempotent=True)
+    return program_runner

@@ -2,8 +2,8 @@
 
 Start-up order matters: take the frame streams (before anything can print to
 stdout), parse the arguments, configure logging, install the stop signals,
-register the built-ins, import the handler modules, then hand over to the
-server, which sends the handshake and serves.
+register the built-ins, import the ``--preload`` libraries and the handler
+modules, then hand over to the server, which sends the handshake and serves.
 """
 
 import argparse
@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, List, NoReturn, Optional, Sequence
 
-from . import builtins, loader, log, stdio, wire
+from . import builtins, loader, log, programs, settings_store, stdio, wire
 from .registry import Registry, registry as default_registry
 from .server import EXIT_INTERNAL_ERROR, EXIT_STARTUP_ERROR, HostGone, Server
 from .signals import StopSignal
@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=wire.DEFAULT_MAX_FRAME_BYTES,
         help="largest frame body accepted or sent (default: %d)" % wire.DEFAULT_MAX_FRAME_BYTES,
     )
+    parser.add_argument(
+        "--program-cache",
+        type=_positive_int,
+        default=programs.DEFAULT_CAPACITY,
+        metavar="N",
+        help="how many built programs to keep (LRU; default: %d)" % programs.DEFAULT_CAPACITY,
+    )
+    parser.add_argument(
+        "--preload",
+        nargs="+",
+        action="append",
+        default=[],
+        choices=programs.PRELOADABLE,
+        metavar="LIBRARY",
+        help="import these libraries at start instead of on first use (choices: %s)" % ", ".join(programs.PRELOADABLE),
+    )
     return parser
 
 
@@ -106,7 +122,17 @@ def main(argv: Optional[Sequence[str]] = None, registry: Optional[Registry] = No
     stop.install()
     state = WorkerState(args.worker_id, started=started)
     commands = registry if registry is not None else default_registry
-    builtins.install(commands, state)
+    runner = programs.ProgramRunner(programs.ProgramCache(args.program_cache), settings_store.store, logger)
+    builtins.install(commands, state, runner=runner, settings=settings_store.store)
+
+    preloads: List[str] = [name for group in args.preload for name in group]
+    try:
+        programs.preload(preloads)
+    except (Exception, SystemExit) as exc:
+        message = "cannot preload %s: %s: %s" % (" ".join(preloads), type(exc).__name__, exc)
+        logger.error("%s", message)
+        _send_startup_error(streams, "handler_import", message, loader.format_import_error(exc), args.max_frame_bytes)
+        return EXIT_STARTUP_ERROR
 
     handler_specs: List[str] = [spec for group in args.handlers for spec in group]
     try:

@@ -15,6 +15,7 @@ import traceback
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import wire
+from .errors import CommandError
 from .log import logger as default_logger
 from .registry import Command, Registry
 from .signals import StopSignal
@@ -183,6 +184,8 @@ class Server:
             result = command.handler(**args)
             if inspect.isawaitable(result):
                 result = _run_awaitable(result)
+        except CommandError as exc:
+            return _error_reply(request_id, exc.kind, exc.message, traceback_text=exc.traceback_text)
         except (Exception, SystemExit) as exc:
             return _error_reply(
                 request_id,

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from harness import FIXTURES_DIR, PYTHON_DIR, Worker
+from harness import FIXTURES_DIR, PYTHON_DIR, FakeOpenAI, Worker
 
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
@@ -38,3 +38,11 @@ def spawn():
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_openai():
+    """tests/fixtures/fake_openai.py, shared by a test module; stopped (stdin closed) afterwards."""
+    server = FakeOpenAI()
+    yield server
+    assert server.stop() == 0, server.stderr.text()

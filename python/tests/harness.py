@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -83,8 +85,21 @@ class StderrCollector(threading.Thread):
 class Worker:
     """One worker subprocess and the host end of its pipes."""
 
-    def __init__(self, *args: str, extra_pythonpath: Optional[List[str]] = None, read_handshake: bool = True) -> None:
+    def __init__(
+        self,
+        *args: str,
+        extra_pythonpath: Optional[List[str]] = None,
+        read_handshake: bool = True,
+        env: Optional[Dict[str, Optional[str]]] = None,
+    ) -> None:
+        """Starts a worker; ``env`` adds variables to (``None``: removes them from) the inherited environment."""
+        env_overrides = env or {}
         env = os.environ.copy()
+        for name, value in env_overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         paths = [str(PYTHON_DIR)] + list(extra_pythonpath or [])
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
@@ -211,3 +226,82 @@ class Worker:
                 pass
         self.stderr.join(timeout=5)
         self.proc.stderr.close()
+
+
+class FakeOpenAI:
+    """``tests/fixtures/fake_openai.py`` in a subprocess; ready once it has printed ``READY <port>``."""
+
+    SCRIPT = REPO_FIXTURES_DIR / "fake_openai.py"
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(self.SCRIPT), "--port", "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
+        self.stderr = StderrCollector(self.proc.stderr.fileno())
+        self.stderr.start()
+        line = self._read_line()
+        if not line.startswith("READY "):
+            raise AssertionError("fake_openai.py printed %r instead of READY <port>; stderr:\n%s" % (line, self.stderr.text()))
+        #: The port it listens on (127.0.0.1).
+        self.port = int(line.split()[1])
+        #: ``api_base`` for successful completions.
+        self.api_base = "http://127.0.0.1:%d/v1" % self.port
+        #: ``api_base`` whose completions fail with HTTP 500.
+        self.fail_api_base = "http://127.0.0.1:%d/fail/v1" % self.port
+
+    def _read_line(self, timeout: float = TIMEOUT) -> str:
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        data = bytearray()
+        while not data.endswith(b"\n"):
+            readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not readable:
+                raise AssertionError("fake_openai.py never printed READY; stderr:\n%s" % self.stderr.text())
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            data.extend(chunk)
+        return data.decode("utf-8").strip()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=TIMEOUT) as response:
+            return json.loads(response.read().decode("utf-8"))
+
+    def post(self, path: str, body: Dict[str, Any]) -> Any:
+        """POSTs JSON; returns ``(status, decoded body)`` (HTTP errors included)."""
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.port, path),
+            data=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                return response.status, json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read().decode("utf-8"))
+
+    def requests(self) -> int:
+        """Completion requests received so far (including failed ones)."""
+        return int(self.get("/stats")["requests"])
+
+    def stop(self) -> int:
+        """Closes its stdin (which makes it exit) and returns its exit status."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+        return self.proc.returncode

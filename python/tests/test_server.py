@@ -70,7 +70,9 @@ def test_handshake_then_replies_in_order_then_clean_exit():
     assert status == EXIT_OK
     handshake = frames[0]
     assert handshake["type"] == "handshake" and handshake["worker_id"] == 5 and handshake["protocol"] == 1
-    assert [c["name"] for c in handshake["commands"]][-2:] == ["ping", "info"]
+    names = [c["name"] for c in handshake["commands"]]
+    assert names[-4:] == ["ping", "info", "pypool.run_program", "pypool.apply_settings"]
+    assert tuple(names[-4:]) == builtins.BUILTIN_NAMES
     assert frames[1] == {"type": "reply", "id": 1, "status": "ok", "result": 3}
     assert frames[2]["result"] == {"pong": True, "worker_id": 5, "payload": "p"}
     assert frames[3]["result"]["requests_served"] == 2

@@ -159,7 +159,7 @@ class TestRepositoryFixture:
         worker = spawn("--worker-id", "8", "--handlers", BASIC)
         announced = {c["name"]: c["idempotent"] for c in worker.handshake["commands"]}
         assert announced == {
-            "ping": True, "info": True, "echo": True, "add": True, "fail": False, "noisy_print": False,
+            "ping": True, "info": True, "pypool.run_program": False, "pypool.apply_settings": True, "echo": True, "add": True, "fail": False, "noisy_print": False,
             "noisy_fd1": False, "sleep": False, "crash": False, "rss": True,
         }
         assert worker.ok("echo", a=1, b=[2]) == {"a": 1, "b": [2]}

@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pypool_affinity::{AffinityMode, AffinityStore, InMemoryAffinityStore};
 use pypool_breaker::BreakerConfig;
 use pypool_lifecycle::{LifecycleConfig, RecycleLimits};
 use pypool_process::{PythonSpawner, PythonSpawnerConfig};
 use pypool_recovery::RecoveryConfig;
 use pypool_seam::WorkerSpawner;
+use pypool_store::{
+    InMemoryProgramStore, InMemorySessionDataStore, ProgramStore, SessionDataStore,
+};
 
 use crate::Timeouts;
 use crate::clock::TokioClock;
 use crate::config::{PoolConfig, StartMode};
-use crate::inner::Inner;
+use crate::inner::{Inner, Stores};
 use crate::pool::Pool;
 
 /// Why a pool could not be built.
@@ -53,12 +57,19 @@ pub enum BuildError {
 /// | recovery | 3 attempts within 30 s, only when safe |
 /// | spawn breaker | opens after 5 consecutive failed spawns, probes after 5 s |
 /// | command breaker | opens after 20 consecutive failures of one command, probes after 5 s |
+/// | affinity mode | hint (prefer the session's worker for up to 50 ms, then any) |
+/// | session TTL | 5 minutes idle, then the session's worker binding lapses |
+/// | expire session data | off (a lapsed session keeps its programs and data until deleted) |
+/// | stores | in memory (affinity, programs, session data) |
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
     spawner: Option<Arc<dyn WorkerSpawner>>,
     python: PythonSpawnerConfig,
     config: PoolConfig,
     min_ready: Option<usize>,
+    affinity_store: Option<Arc<dyn AffinityStore>>,
+    program_store: Option<Arc<dyn ProgramStore>>,
+    session_data_store: Option<Arc<dyn SessionDataStore>>,
 }
 
 impl Default for PoolBuilder {
@@ -74,6 +85,9 @@ impl PoolBuilder {
             spawner: None,
             python: PythonSpawnerConfig::default(),
             min_ready: None,
+            affinity_store: None,
+            program_store: None,
+            session_data_store: None,
             config: PoolConfig {
                 name: "pypool".to_owned(),
                 size: 4,
@@ -93,6 +107,9 @@ impl PoolBuilder {
                 },
                 idempotent_commands: HashSet::new(),
                 seed: 0x5EED_F00D,
+                affinity_mode: AffinityMode::default(),
+                session_ttl: Duration::from_secs(300),
+                expire_session_data: false,
             },
         }
     }
@@ -207,6 +224,43 @@ impl PoolBuilder {
         self
     }
 
+    /// How sessions use their bound worker by default (a session handle can override it).
+    pub fn affinity_mode(mut self, mode: AffinityMode) -> Self {
+        self.config.affinity_mode = mode;
+        self
+    }
+
+    /// How long an idle session keeps its worker binding (default 5 minutes).
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.config.session_ttl = ttl;
+        self
+    }
+
+    /// Whether a session idle for longer than the session TTL loses its
+    /// programs and data too (default: off; deleting a session always does).
+    pub fn expire_session_data(mut self, expire: bool) -> Self {
+        self.config.expire_session_data = expire;
+        self
+    }
+
+    /// Keeps session → worker bindings in `store` (default: in memory).
+    pub fn affinity_store(mut self, store: impl AffinityStore + 'static) -> Self {
+        self.affinity_store = Some(Arc::new(store));
+        self
+    }
+
+    /// Keeps program definitions in `store` (default: in memory).
+    pub fn program_store(mut self, store: impl ProgramStore + 'static) -> Self {
+        self.program_store = Some(Arc::new(store));
+        self
+    }
+
+    /// Keeps session data in `store` (default: in memory).
+    pub fn session_data_store(mut self, store: impl SessionDataStore + 'static) -> Self {
+        self.session_data_store = Some(Arc::new(store));
+        self
+    }
+
     /// Uses another worker implementation (a mock in tests, a custom launcher).
     pub fn spawner(mut self, spawner: impl WorkerSpawner) -> Self {
         self.spawner = Some(Arc::new(spawner));
@@ -275,7 +329,22 @@ impl PoolBuilder {
         let spawner = self
             .spawner
             .unwrap_or_else(|| Arc::new(PythonSpawner::new(self.python)));
-        let inner = Inner::new(config, spawner, Arc::new(TokioClock));
+        let clock: pypool_clock::SharedClock = Arc::new(TokioClock);
+        let stores = Stores {
+            affinity: self.affinity_store.unwrap_or_else(|| {
+                Arc::new(InMemoryAffinityStore::new(
+                    config.session_ttl,
+                    Arc::clone(&clock),
+                ))
+            }),
+            programs: self
+                .program_store
+                .unwrap_or_else(|| Arc::new(InMemoryProgramStore::new())),
+            session_data: self
+                .session_data_store
+                .unwrap_or_else(|| Arc::new(InMemorySessionDataStore::new())),
+        };
+        let inner = Inner::new(config, spawner, stores, clock);
         Ok(Pool::start(inner))
     }
 }

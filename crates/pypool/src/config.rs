@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use pypool_affinity::AffinityMode;
 use pypool_breaker::BreakerConfig;
 use pypool_lifecycle::{LifecycleConfig, RecycleLimits};
 use pypool_recovery::RecoveryConfig;
@@ -40,4 +41,9 @@ pub(crate) struct PoolConfig {
     pub(crate) command_breaker: BreakerConfig,
     pub(crate) idempotent_commands: HashSet<String>,
     pub(crate) seed: u64,
+    pub(crate) affinity_mode: AffinityMode,
+    /// Idle time after which a session's worker binding lapses.
+    pub(crate) session_ttl: Duration,
+    /// Whether an idle session's programs and data are deleted when it lapses.
+    pub(crate) expire_session_data: bool,
 }

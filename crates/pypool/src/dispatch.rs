@@ -27,6 +27,18 @@ pub(crate) enum Retirement {
 impl Inner {
     /// Takes a worker for one request, waiting in the FIFO queue if none is free.
     pub(crate) async fn checkout(&self, command: &str) -> Result<Lease, PoolError> {
+        self.checkout_for(command, None, self.config.timeouts.checkout)
+            .await
+    }
+
+    /// Takes worker `wanted` (or any worker when `None`) for one request,
+    /// waiting up to `limit` in the FIFO queue.
+    pub(crate) async fn checkout_for(
+        &self,
+        command: &str,
+        wanted: Option<WorkerId>,
+        limit: Duration,
+    ) -> Result<Lease, PoolError> {
         let waiting = {
             let mut state = self.lock();
             if state.shutting_down {
@@ -34,11 +46,17 @@ impl Inner {
                     command: command.to_owned(),
                 });
             }
-            if state.waiters.is_empty() {
-                if let Some(lease) = self.take_idle(&mut state) {
-                    self.publish(&state);
-                    return Ok(lease);
+            let taken = match wanted {
+                Some(id) => self.take_idle_worker(&mut state, id),
+                // Idle workers exist only while no caller waits for any worker.
+                None if state.waiters.iter().all(|waiter| waiter.wants.is_some()) => {
+                    self.take_idle(&mut state)
                 }
+                None => None,
+            };
+            if let Some(lease) = taken {
+                self.publish(&state);
+                return Ok(lease);
             }
             let queued = state.live_waiters();
             if queued >= self.config.queue_bound {
@@ -48,14 +66,17 @@ impl Inner {
                 });
             }
             let (sender, waiting) = oneshot::channel();
-            state.waiters.push_back(Waiter { sender });
+            state.waiters.push_back(Waiter {
+                sender,
+                wants: wanted,
+            });
             self.grow_for_demand(&mut state);
             metrics::queue_depth(&self.config.name, state.waiters.len());
             // `Pool::wait_until` watchers see the queue grow.
             self.publish(&state);
             waiting
         };
-        let waited = tokio::time::timeout(self.config.timeouts.checkout, waiting).await;
+        let waited = tokio::time::timeout(limit, waiting).await;
         match waited {
             // The pool refuses queued requests without knowing their command: name it here.
             Ok(Ok(Err(PoolError::ShuttingDown { .. }))) | Ok(Err(_)) => {
@@ -72,10 +93,27 @@ impl Inner {
                 drop(state);
                 Err(PoolError::CheckoutTimeout {
                     command: command.to_owned(),
-                    waited: self.config.timeouts.checkout,
+                    waited: limit,
                 })
             }
         }
+    }
+
+    /// Takes worker `id` if it is idle.
+    fn take_idle_worker(&self, state: &mut State, id: WorkerId) -> Option<Lease> {
+        let position = state.idle.iter().position(|idle| *idle == id)?;
+        state.idle.remove(position);
+        self.lend(state, id)
+    }
+
+    /// Whether worker `id` is in the pool and idle.
+    pub(crate) fn is_idle(&self, id: WorkerId) -> bool {
+        self.lock().idle.contains(&id)
+    }
+
+    /// Whether worker `id` is still in the pool.
+    pub(crate) fn has_worker(&self, id: WorkerId) -> bool {
+        self.lock().workers.contains_key(&id)
     }
 
     /// Pops idle workers until one accepts a checkout. A worker that reached
@@ -196,10 +234,13 @@ impl Inner {
 
     /// Hands ready worker `id` to the first waiter still waiting, or parks it idle.
     fn dispatch(&self, state: &mut State, id: WorkerId) {
-        while let Some(waiter) = state.waiters.pop_front() {
-            if waiter.sender.is_closed() {
-                continue;
-            }
+        loop {
+            let position = state.waiters.iter().position(|waiter| {
+                !waiter.sender.is_closed() && waiter.wants.is_none_or(|wanted| wanted == id)
+            });
+            let Some(waiter) = position.and_then(|position| state.waiters.remove(position)) else {
+                break;
+            };
             let Some(lease) = self.lend(state, id) else {
                 return;
             };
@@ -233,6 +274,15 @@ impl Inner {
         let Some(mut slot) = state.workers.remove(&id) else {
             return;
         };
+        // Callers waiting for this very worker (session affinity) now take any.
+        for waiter in state
+            .waiters
+            .iter_mut()
+            .filter(|waiter| waiter.wants == Some(id))
+        {
+            waiter.wants = None;
+        }
+        self.forget_worker(id);
         if let Some(watch) = slot.exit_watch.take() {
             watch.abort();
         }

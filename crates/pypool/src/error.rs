@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use pypool_affinity::IdError;
 use pypool_seam::{RemoteError, RequestId, SpawnError, WorkerExit, WorkerId};
+use pypool_store::StoreError;
 
 /// Everything that can go wrong with a pool call. Each message names what a
 /// user needs to act: the worker, the command, the request, the exit.
@@ -113,6 +115,23 @@ pub enum PoolError {
         /// When the breaker will admit a probe.
         retry_after: Duration,
     },
+    /// A session id is not valid.
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+    /// The program or session store refused (program not found, already
+    /// exists, invalid definition, API key in a definition, limits, …).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `strict_fail_fast` affinity: the session's worker is busy.
+    #[error(
+        "session `{session}` is bound to worker {worker_id}, which is busy (affinity mode strict_fail_fast); retry, or use the hint or strict mode"
+    )]
+    WorkerBusy {
+        /// The session.
+        session: String,
+        /// Its worker.
+        worker_id: WorkerId,
+    },
     /// The arguments are not a JSON object.
     #[error("arguments for `{command}` must be a JSON object (keyword arguments), got {got}")]
     InvalidArguments {
@@ -138,6 +157,10 @@ impl PoolError {
             Self::Remote { .. } => "remote",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::InvalidArguments { .. } => "invalid_arguments",
+            Self::InvalidId(_) => "invalid_id",
+            Self::Store(StoreError::ProgramNotFound { .. }) => "program_not_found",
+            Self::Store(_) => "store",
+            Self::WorkerBusy { .. } => "worker_busy",
         }
     }
 }

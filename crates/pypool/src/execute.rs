@@ -2,23 +2,38 @@
 //! recovery policy, retry.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pypool_breaker::{CallOutcome, CircuitBreaker, Permit};
 use pypool_recovery::{AttemptContext, FailureClass, RandomSource, WorkerAction};
-use pypool_seam::{CallError, Outcome, RemoteError, RemoteErrorKind, Request};
+use pypool_seam::{CallError, Outcome, RemoteError, RemoteErrorKind, WorkerId};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::inner::Inner;
+use crate::job::Job;
 use crate::lease::Lease;
+use crate::session::Route;
 use crate::{PoolError, metrics};
 
 /// What one attempt produced, and whether the policy wants another.
 struct AttemptResult {
     result: Result<Value, PoolError>,
     retry_after: Option<Duration>,
+    /// The worker that produced a result (for session affinity).
+    worker_id: Option<WorkerId>,
+}
+
+impl AttemptResult {
+    fn failed(error: PoolError) -> Self {
+        Self {
+            result: Err(error),
+            retry_after: None,
+            worker_id: None,
+        }
+    }
 }
 
 /// A command breaker's permit that is always settled: recorded with the
@@ -60,14 +75,33 @@ impl Inner {
         command: &str,
         args: Map<String, Value>,
     ) -> Result<Value, PoolError> {
+        let job = Job::Command {
+            command: command.to_owned(),
+            args,
+        };
+        self.run(&job, None).await
+    }
+
+    /// Runs `job` on some worker (the session's, where `route` says so),
+    /// retrying where the recovery policy says it is safe.
+    pub(crate) async fn run(
+        self: &Arc<Self>,
+        job: &Job,
+        route: Option<&Route>,
+    ) -> Result<Value, PoolError> {
+        let label = job.label();
+        let command = label.as_str();
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
-            let outcome = self.attempt(command, &args, attempt, started).await;
+            let outcome = self.attempt(job, &label, route, attempt, started).await;
             match outcome.result {
                 Ok(value) => {
                     self.lock().counters.requests_ok += 1;
+                    if let (Some(route), Some(worker_id)) = (route, outcome.worker_id) {
+                        self.stores.affinity.bind(&route.session, worker_id).await;
+                    }
                     return Ok(value);
                 }
                 Err(error) => match outcome.retry_after {
@@ -88,41 +122,31 @@ impl Inner {
 
     async fn attempt(
         self: &Arc<Self>,
+        job: &Job,
         command: &str,
-        args: &Map<String, Value>,
+        route: Option<&Route>,
         attempt: u32,
         started: Instant,
     ) -> AttemptResult {
         let permit = match self.admit(command) {
             Ok(permit) => permit,
-            Err(error) => {
-                return AttemptResult {
-                    result: Err(error),
-                    retry_after: None,
-                };
-            }
+            Err(error) => return AttemptResult::failed(error),
         };
         let waiting = Instant::now();
-        let lease = match self.checkout(command).await {
+        let checked_out = match route {
+            Some(route) => self.checkout_routed(command, route).await,
+            None => self.checkout(command).await,
+        };
+        let lease = match checked_out {
             Ok(lease) => lease,
-            Err(error) => {
-                return AttemptResult {
-                    result: Err(error),
-                    retry_after: None,
-                };
-            }
+            Err(error) => return AttemptResult::failed(error),
         };
         metrics::checkout_wait(&self.config.name, waiting.elapsed());
-        let request = Request {
-            id: self.next_request_id(),
-            command: command.to_owned(),
-            args: args.clone(),
-        };
+        let job = job.clone();
         let span = tracing::info_span!(
             "pypool.request",
             worker_id = lease.worker_id(),
             command,
-            request_id = request.id,
             attempt
         );
         // The call runs in its own task: if the caller goes away, the worker
@@ -132,7 +156,7 @@ impl Inner {
         let task = tokio::spawn(
             async move {
                 inner
-                    .run_on_worker(lease, request, permit, attempt, started)
+                    .run_on_worker(lease, job, permit, attempt, started)
                     .await
             }
             .instrument(span),
@@ -147,6 +171,7 @@ impl Inner {
                     detail: format!("the request task ended abnormally: {join_error}"),
                 }),
                 retry_after: None,
+                worker_id: None,
             },
         }
     }
@@ -187,17 +212,19 @@ impl Inner {
     async fn run_on_worker(
         self: Arc<Self>,
         lease: Lease,
-        request: Request,
+        job: Job,
         permit: CommandPermit,
         attempt: u32,
         started: Instant,
     ) -> AttemptResult {
         let worker_id = lease.worker_id();
-        let request_id = request.id;
-        let command = request.command.clone();
+        let command = job.label();
         let deadline = self.config.timeouts.request;
         let sent = Instant::now();
-        let called = tokio::time::timeout(deadline, lease.connection().call(request)).await;
+        let in_flight_id = AtomicU64::new(0);
+        let called =
+            tokio::time::timeout(deadline, self.perform(&lease, &job, &in_flight_id)).await;
+        let request_id = in_flight_id.load(Ordering::Relaxed);
         let mut reached_worker = true;
         let (result, failure, replied) = match called {
             Ok(Ok(Outcome::Ok { result })) => (Ok(result), None, true),
@@ -237,6 +264,7 @@ impl Inner {
             return AttemptResult {
                 result,
                 retry_after: None,
+                worker_id: Some(worker_id),
             };
         };
         let decision = {
@@ -262,6 +290,7 @@ impl Inner {
         });
         AttemptResult {
             result,
+            worker_id: None,
             retry_after: decision.retry_delay(),
         }
     }

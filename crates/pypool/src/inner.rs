@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
+use pypool_affinity::{AffinityStore, SessionId};
 use pypool_breaker::CircuitBreaker;
 use pypool_clock::SharedClock;
 use pypool_lifecycle::{Event, LifecycleConfig, State as WorkerState, WorkerLifecycle};
 use pypool_recovery::{RecoveryPolicy, XorShiftRandom};
 use pypool_seam::{SpawnError, WorkerId, WorkerSpawner};
+use pypool_store::{ProgramStore, SessionDataStore};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::PoolConfig;
@@ -21,6 +23,8 @@ use crate::{PoolError, metrics};
 #[derive(Debug)]
 pub(crate) struct Waiter {
     pub(crate) sender: oneshot::Sender<Result<Lease, PoolError>>,
+    /// The one worker this caller waits for (session affinity), or any.
+    pub(crate) wants: Option<WorkerId>,
 }
 
 /// What `Pool::ready` watches.
@@ -51,6 +55,15 @@ pub struct PoolCounters {
     pub requests_failed: u64,
     /// Attempts retried by the recovery policy.
     pub retries: u64,
+}
+
+/// Where the pool keeps sessions and programs: behind traits, so a shared
+/// (for example Redis-backed) store can replace the in-memory ones.
+#[derive(Debug, Clone)]
+pub(crate) struct Stores {
+    pub(crate) affinity: Arc<dyn AffinityStore>,
+    pub(crate) programs: Arc<dyn ProgramStore>,
+    pub(crate) session_data: Arc<dyn SessionDataStore>,
 }
 
 /// The pool's mutable state.
@@ -98,6 +111,11 @@ impl State {
 pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
     pub(crate) spawner: Arc<dyn WorkerSpawner>,
+    pub(crate) stores: Stores,
+    /// The pool's worker-wide settings and their version (0: never set).
+    settings: Mutex<(u64, serde_json::Map<String, serde_json::Value>)>,
+    /// When each session was last used, for expiring its programs and data.
+    pub(crate) session_last_used: Mutex<HashMap<SessionId, tokio::time::Instant>>,
     pub(crate) clock: SharedClock,
     pub(crate) recovery: RecoveryPolicy,
     pub(crate) readiness: watch::Sender<Readiness>,
@@ -111,6 +129,7 @@ impl Inner {
     pub(crate) fn new(
         config: PoolConfig,
         spawner: Arc<dyn WorkerSpawner>,
+        stores: Stores,
         clock: SharedClock,
     ) -> Arc<Self> {
         let state = State {
@@ -134,6 +153,9 @@ impl Inner {
         Arc::new_cyclic(|myself| Self {
             config,
             spawner,
+            stores,
+            settings: Mutex::new((0, serde_json::Map::new())),
+            session_last_used: Mutex::new(HashMap::new()),
             clock,
             recovery,
             readiness: watch::Sender::new(Readiness::default()),
@@ -142,6 +164,35 @@ impl Inner {
             next_request_id: AtomicU64::new(1),
             next_worker_id: AtomicU64::new(1),
         })
+    }
+
+    /// The current settings and their version.
+    pub(crate) fn settings_snapshot(&self) -> (u64, serde_json::Map<String, serde_json::Value>) {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the settings; returns the new version.
+    pub(crate) fn replace_settings(
+        &self,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> u64 {
+        let mut current = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
+        current.0 += 1;
+        current.1 = settings;
+        current.0
+    }
+
+    /// Worker `id` left the pool: its sessions rebind on their next call.
+    pub(crate) fn forget_worker(&self, id: WorkerId) {
+        let affinity = Arc::clone(&self.stores.affinity);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                affinity.unbind_worker(id).await;
+            });
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

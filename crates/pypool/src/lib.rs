@@ -34,9 +34,11 @@ mod error;
 mod execute;
 mod health;
 mod inner;
+mod job;
 mod lease;
 pub mod metrics;
 mod pool;
+mod session;
 mod slot;
 mod spawning;
 mod status;
@@ -47,11 +49,17 @@ pub use config::StartMode;
 pub use error::PoolError;
 pub use inner::PoolCounters;
 pub use pool::{Pool, ShutdownReport};
+pub use session::{Session, SessionDeleted};
 pub use status::{Status, WorkerStatus};
 pub use timeouts::Timeouts;
 
+pub use pypool_affinity::{AffinityMode, AffinityStore, IdError, InMemoryAffinityStore, SessionId};
 pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};
 pub use pypool_lifecycle::{Health, RecycleLimits, State as WorkerState};
 pub use pypool_process::PythonSpawnerConfig;
 pub use pypool_recovery::{Jitter, RecoveryConfig};
 pub use pypool_seam::{RemoteError, RemoteErrorKind, SpawnError, WorkerExit, WorkerId};
+pub use pypool_store::{
+    InMemoryProgramStore, InMemorySessionDataStore, Namespace, ProgramId, ProgramKind, ProgramSpec,
+    ProgramStore, SessionDataStore, StoreError, StoredProgram,
+};

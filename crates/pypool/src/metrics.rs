@@ -31,6 +31,8 @@ pub mod names {
     pub const BREAKER_STATE: &str = "pypool_breaker_state";
     /// Gauge: requests waiting for a worker.
     pub const QUEUE_DEPTH: &str = "pypool_queue_depth";
+    /// Counter: session calls by affinity outcome; label `result` (`hit`: bound worker found, `miss`: unbound or its worker gone, `spill`: hint mode ran elsewhere because the bound worker stayed busy).
+    pub const AFFINITY: &str = "pypool_affinity_total";
     /// Gauge: workers by state; label `state` (`starting`, `ready`, `busy`, `degraded`, `draining`).
     pub const WORKERS: &str = "pypool_workers";
 }
@@ -94,6 +96,10 @@ pub(crate) fn breaker_state(pool: &str, breaker: &str, state: BreakerState) {
         BreakerState::Open => 2.0,
     };
     metrics::gauge!(names::BREAKER_STATE, "pool" => pool.to_owned(), "breaker" => breaker.to_owned()).set(value);
+}
+
+pub(crate) fn affinity(pool: &str, result: &'static str) {
+    metrics::counter!(names::AFFINITY, "pool" => pool.to_owned(), "result" => result).increment(1);
 }
 
 pub(crate) fn queue_depth(pool: &str, depth: usize) {

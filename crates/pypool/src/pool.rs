@@ -55,6 +55,9 @@ impl Pool {
         if let Some(interval) = inner.config.health_check_interval {
             health::start(Arc::downgrade(&inner), interval);
         }
+        // Sweep sessions a few times per TTL, so a lapsed binding goes soon after it lapses.
+        let sweep_every = (inner.config.session_ttl / 4).max(std::time::Duration::from_millis(100));
+        crate::session::start_sweeper(Arc::downgrade(&inner), sweep_every);
         Self {
             _owner: Arc::new(Owner {
                 inner: Arc::clone(&inner),
@@ -101,17 +104,12 @@ impl Pool {
     /// never leaks a worker: a request already sent runs to its end (or its
     /// deadline) in the background and its worker is checked back in.
     pub async fn execute(&self, command: &str, args: Value) -> Result<Value, PoolError> {
-        let args = match args {
-            Value::Object(map) => map,
-            Value::Null => serde_json::Map::new(),
-            other => {
-                return Err(PoolError::InvalidArguments {
-                    command: command.to_owned(),
-                    got: json_type(&other),
-                });
-            }
-        };
+        let args = object_args(command, args)?;
         self.inner.execute(command, args).await
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// A snapshot of the pool and each worker.
@@ -254,6 +252,22 @@ impl Inner {
         self.publish(&state);
         drop(state);
         drop(slots);
+    }
+}
+
+/// Keyword arguments from a JSON object (or null for none).
+#[allow(clippy::result_large_err, reason = "returned to the caller as is")]
+pub(crate) fn object_args(
+    command: &str,
+    args: Value,
+) -> Result<serde_json::Map<String, Value>, PoolError> {
+    match args {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(serde_json::Map::new()),
+        other => Err(PoolError::InvalidArguments {
+            command: command.to_owned(),
+            got: json_type(&other),
+        }),
     }
 }
 

@@ -25,6 +25,10 @@ pub(crate) struct Slot {
     /// The spawn breaker's permit for this worker's start, settled when the
     /// worker first proves itself or dies.
     pub(crate) spawn_permit: Option<Permit>,
+    /// The version of the pool's settings this worker has applied (0: none).
+    pub(crate) settings_version: u64,
+    /// Programs (id, version) this worker is known to hold in its cache.
+    pub(crate) programs: std::collections::HashSet<(String, String)>,
 }
 
 impl Slot {
@@ -36,6 +40,8 @@ impl Slot {
             health_checking: false,
             exit_watch: None,
             spawn_permit: None,
+            settings_version: 0,
+            programs: std::collections::HashSet::new(),
         }
     }
 }

@@ -1,0 +1,192 @@
+//! What a request asks of a worker: run a command, or run a central program
+//! (shipping its definition when the worker may not hold it). Before either,
+//! the worker is brought up to date with the pool's settings.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId, WorkerId};
+use pypool_store::StoredProgram;
+use serde_json::{Map, Value, json};
+
+use crate::inner::Inner;
+use crate::lease::Lease;
+
+/// The worker command that runs a program (see `docs/PROTOCOL.md`).
+pub(crate) const RUN_PROGRAM: &str = "pypool.run_program";
+/// The worker command that replaces a worker's settings.
+pub(crate) const APPLY_SETTINGS: &str = "pypool.apply_settings";
+/// How many (program, version) pairs the host remembers per worker before it
+/// starts afresh (the worker's own cache may hold fewer; a miss costs one
+/// resend, never an error).
+const REMEMBERED_PROGRAMS: usize = 4096;
+
+/// One unit of work for a worker.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    /// A registered command with keyword arguments.
+    Command {
+        /// The command name.
+        command: String,
+        /// Its keyword arguments.
+        args: Map<String, Value>,
+    },
+    /// A central program with its inputs.
+    Program {
+        /// The program as stored.
+        program: Box<StoredProgram>,
+        /// Its inputs (keyword arguments).
+        inputs: Map<String, Value>,
+    },
+}
+
+impl Job {
+    /// The name errors, metrics and breakers use: the command, or `program:<id>`.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Self::Command { command, .. } => command.clone(),
+            Self::Program { program, .. } => format!("program:{}", program.id.as_str()),
+        }
+    }
+}
+
+impl Inner {
+    /// Runs `job` on the leased worker: settings first if the worker is
+    /// behind, then the command or program.
+    /// `in_flight_id` always holds the id of the request being sent, so a
+    /// deadline can name it.
+    pub(crate) async fn perform(
+        &self,
+        lease: &Lease,
+        job: &Job,
+        in_flight_id: &AtomicU64,
+    ) -> Result<Outcome, CallError> {
+        let worker_id = lease.worker_id();
+        if let Some(failed) = self.sync_settings(lease, in_flight_id).await {
+            return failed;
+        }
+        match job {
+            Job::Command { command, args } => {
+                self.send(lease, command, args.clone(), in_flight_id).await
+            }
+            Job::Program { program, inputs } => {
+                let key = (program.id.as_str().to_owned(), program.version.clone());
+                let known = self
+                    .lock()
+                    .workers
+                    .get(&worker_id)
+                    .is_some_and(|slot| slot.programs.contains(&key));
+                let mut outcome = self
+                    .send(
+                        lease,
+                        RUN_PROGRAM,
+                        program_args(program, inputs, !known),
+                        in_flight_id,
+                    )
+                    .await;
+                if known && is_not_cached(&outcome) {
+                    // The worker evicted it: ship the definition this time.
+                    outcome = self
+                        .send(
+                            lease,
+                            RUN_PROGRAM,
+                            program_args(program, inputs, true),
+                            in_flight_id,
+                        )
+                        .await;
+                }
+                if matches!(outcome, Ok(Outcome::Ok { .. })) {
+                    self.remember_program(worker_id, key);
+                }
+                outcome
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        lease: &Lease,
+        command: &str,
+        args: Map<String, Value>,
+        in_flight_id: &AtomicU64,
+    ) -> Result<Outcome, CallError> {
+        let request_id: RequestId = self.next_request_id();
+        in_flight_id.store(request_id, Ordering::Relaxed);
+        let request = Request {
+            id: request_id,
+            command: command.to_owned(),
+            args,
+        };
+        lease.connection().call(request).await
+    }
+
+    /// Sends the pool's settings if this worker has an older version.
+    /// Returns the failed attempt if the worker could not apply them.
+    async fn sync_settings(
+        &self,
+        lease: &Lease,
+        in_flight_id: &AtomicU64,
+    ) -> Option<Result<Outcome, CallError>> {
+        let worker_id = lease.worker_id();
+        let (version, settings) = {
+            let current = self.settings_snapshot();
+            let applied = self
+                .lock()
+                .workers
+                .get(&worker_id)
+                .map_or(0, |slot| slot.settings_version);
+            if current.0 <= applied {
+                return None;
+            }
+            current
+        };
+        let args = json!({ "version": version, "settings": settings });
+        let Value::Object(args) = args else {
+            return None;
+        };
+        let outcome = self.send(lease, APPLY_SETTINGS, args, in_flight_id).await;
+        match outcome {
+            Ok(Outcome::Ok { .. }) => {
+                if let Some(slot) = self.lock().workers.get_mut(&worker_id) {
+                    slot.settings_version = slot.settings_version.max(version);
+                }
+                None
+            }
+            failed => Some(failed),
+        }
+    }
+
+    fn remember_program(&self, worker_id: WorkerId, key: (String, String)) {
+        if let Some(slot) = self.lock().workers.get_mut(&worker_id) {
+            if slot.programs.len() >= REMEMBERED_PROGRAMS {
+                slot.programs.clear();
+            }
+            slot.programs.insert(key);
+        }
+    }
+}
+
+fn is_not_cached(outcome: &Result<Outcome, CallError>) -> bool {
+    matches!(outcome, Ok(Outcome::Error { error }) if error.kind == RemoteErrorKind::ProgramNotCached)
+}
+
+/// The arguments of `pypool.run_program`.
+fn program_args(
+    program: &StoredProgram,
+    inputs: &Map<String, Value>,
+    with_definition: bool,
+) -> Map<String, Value> {
+    let mut args = Map::new();
+    args.insert(
+        "program_id".into(),
+        Value::String(program.id.as_str().to_owned()),
+    );
+    args.insert("version".into(), Value::String(program.version.clone()));
+    let definition = if with_definition {
+        json!({ "kind": program.spec.kind.as_str(), "spec": program.spec.spec })
+    } else {
+        Value::Null
+    };
+    args.insert("definition".into(), definition);
+    args.insert("inputs".into(), Value::Object(inputs.clone()));
+    args
+}

@@ -1,0 +1,395 @@
+//! Sessions: a handle whose calls prefer one worker (affinity) but never
+//! depend on it, its own programs, and a small key-value map — all kept by
+//! the host, so any worker can serve any session.
+
+use std::time::Duration;
+
+use pypool_affinity::{AffinityMode, SessionId};
+use pypool_store::{Namespace, ProgramId, ProgramSpec, StoredProgram};
+use serde_json::{Map, Value};
+
+use crate::inner::Inner;
+use crate::job::Job;
+use crate::lease::Lease;
+use crate::{Pool, PoolError, metrics};
+
+/// How a request reaches a worker when it belongs to a session.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) session: SessionId,
+    pub(crate) mode: AffinityMode,
+}
+
+impl Inner {
+    /// Checks out the session's bound worker according to the affinity
+    /// mode, or any worker when the session is unbound or its worker gone.
+    pub(crate) async fn checkout_routed(
+        &self,
+        command: &str,
+        route: &Route,
+    ) -> Result<Lease, PoolError> {
+        self.touch_session(&route.session);
+        let bound = self.stores.affinity.lookup(&route.session).await;
+        let Some(worker_id) = bound.filter(|worker_id| self.has_worker(*worker_id)) else {
+            metrics::affinity(&self.config.name, "miss");
+            return self.checkout(command).await;
+        };
+        metrics::affinity(&self.config.name, "hit");
+        match route.mode {
+            AffinityMode::StrictFailFast => {
+                if !self.is_idle(worker_id) {
+                    return Err(PoolError::WorkerBusy {
+                        session: route.session.as_str().to_owned(),
+                        worker_id,
+                    });
+                }
+                self.checkout_for(command, Some(worker_id), Duration::ZERO)
+                    .await
+                    .map_err(|error| match error {
+                        PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
+                            session: route.session.as_str().to_owned(),
+                            worker_id,
+                        },
+                        other => other,
+                    })
+            }
+            AffinityMode::Strict => {
+                self.checkout_for(command, Some(worker_id), self.config.timeouts.checkout)
+                    .await
+            }
+            AffinityMode::Hint { wait } => {
+                match self.checkout_for(command, Some(worker_id), wait).await {
+                    Err(PoolError::CheckoutTimeout { .. }) => {
+                        // Programs are central: any worker serves the session as well.
+                        metrics::affinity(&self.config.name, "spill");
+                        self.checkout(command).await
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn touch_session(&self, session: &SessionId) {
+        let now = tokio::time::Instant::now();
+        let mut seen = self
+            .session_last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.insert(session.clone(), now);
+    }
+
+    /// Drops affinity bindings idle past the TTL and, when configured,
+    /// deletes the programs and data of sessions idle that long.
+    pub(crate) async fn sweep_sessions(&self) {
+        self.stores.affinity.sweep().await;
+        if !self.config.expire_session_data {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let expired: Vec<SessionId> = {
+            let mut seen = self
+                .session_last_used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let expired: Vec<SessionId> = seen
+                .iter()
+                .filter(|(_, last)| now.duration_since(**last) >= self.config.session_ttl)
+                .map(|(session, _)| session.clone())
+                .collect();
+            for session in &expired {
+                seen.remove(session);
+            }
+            expired
+        };
+        for session in expired {
+            tracing::debug!(session = session.as_str(), "session expired");
+            self.delete_session(&session).await;
+        }
+    }
+
+    pub(crate) async fn delete_session(&self, session: &SessionId) -> SessionDeleted {
+        self.session_last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session);
+        self.stores.affinity.remove_session(session).await;
+        SessionDeleted {
+            programs: self.stores.programs.delete_session(session).await,
+            data_keys: self.stores.session_data.delete_session(session).await,
+        }
+    }
+}
+
+/// Sweeps sessions every `interval` until the pool is gone.
+pub(crate) fn start_sweeper(inner: std::sync::Weak<Inner>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if inner.lock().shutting_down {
+                return;
+            }
+            inner.sweep_sessions().await;
+        }
+    });
+}
+
+/// What deleting a session removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SessionDeleted {
+    /// Programs the session owned.
+    pub programs: usize,
+    /// Keys of its data map.
+    pub data_keys: usize,
+}
+
+/// A session: calls prefer the worker the session last used (see
+/// [`AffinityMode`]) but run anywhere, because programs and data live in the
+/// host. Obtained from [`Pool::session`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pool: Pool,
+    route: Route,
+}
+
+impl Session {
+    pub(crate) fn new(pool: Pool, session: SessionId) -> Self {
+        let mode = pool.inner().config.affinity_mode;
+        Self {
+            pool,
+            route: Route { session, mode },
+        }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.route.session
+    }
+
+    /// The same session with another affinity mode for its calls.
+    pub fn with_affinity(mut self, mode: AffinityMode) -> Self {
+        self.route.mode = mode;
+        self
+    }
+
+    /// Runs a registered command with this session's affinity.
+    pub async fn execute(&self, command: &str, args: Value) -> Result<Value, PoolError> {
+        let job = Job::Command {
+            command: command.to_owned(),
+            args: crate::pool::object_args(command, args)?,
+        };
+        self.pool.inner().run(&job, Some(&self.route)).await
+    }
+
+    /// Creates a program owned by this session (an error if the id exists).
+    pub async fn create_program(
+        &self,
+        id: &str,
+        spec: ProgramSpec,
+    ) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .pool
+            .inner()
+            .stores
+            .programs
+            .create(self.namespace(), id, spec)
+            .await?)
+    }
+
+    /// Creates or replaces a program owned by this session; a changed
+    /// definition gets a new version, so no worker runs the old one.
+    pub async fn put_program(
+        &self,
+        id: &str,
+        spec: ProgramSpec,
+    ) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .pool
+            .inner()
+            .stores
+            .programs
+            .put(self.namespace(), id, spec)
+            .await?)
+    }
+
+    /// A program this session can see (its own, or a global one).
+    pub async fn program(&self, id: &str) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .pool
+            .inner()
+            .stores
+            .programs
+            .get(Some(&self.route.session), &id)
+            .await?)
+    }
+
+    /// The programs this session can see.
+    pub async fn programs(&self) -> Vec<StoredProgram> {
+        self.pool
+            .inner()
+            .stores
+            .programs
+            .list(Some(&self.route.session))
+            .await
+    }
+
+    /// Deletes one of this session's programs.
+    pub async fn delete_program(&self, id: &str) -> Result<(), PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .pool
+            .inner()
+            .stores
+            .programs
+            .delete(&self.namespace(), &id)
+            .await?)
+    }
+
+    /// Runs a program this session can see, on any worker (preferring the
+    /// session's); its inputs are its keyword arguments.
+    pub async fn execute_program(&self, id: &str, inputs: Value) -> Result<Value, PoolError> {
+        let program = self.program(id).await?;
+        let job = Job::Program {
+            inputs: crate::pool::object_args(id, inputs)?,
+            program: Box::new(program),
+        };
+        self.pool.inner().run(&job, Some(&self.route)).await
+    }
+
+    /// A value from the session's data map.
+    pub async fn get(&self, key: &str) -> Option<Value> {
+        self.pool
+            .inner()
+            .stores
+            .session_data
+            .get(&self.route.session, key)
+            .await
+    }
+
+    /// Stores a value in the session's data map (kept by the host, not a worker).
+    pub async fn set(&self, key: &str, value: Value) -> Result<(), PoolError> {
+        Ok(self
+            .pool
+            .inner()
+            .stores
+            .session_data
+            .set(&self.route.session, key, value)
+            .await?)
+    }
+
+    /// The session's whole data map.
+    pub async fn data(&self) -> Map<String, Value> {
+        self.pool
+            .inner()
+            .stores
+            .session_data
+            .all(&self.route.session)
+            .await
+    }
+
+    /// Deletes the session: its worker binding, its programs and its data.
+    pub async fn delete(self) -> SessionDeleted {
+        self.pool.inner().delete_session(&self.route.session).await
+    }
+
+    fn namespace(&self) -> Namespace {
+        Namespace::Session(self.route.session.clone())
+    }
+}
+
+impl Pool {
+    /// A handle on session `id` (created on first use). Errors if the id is
+    /// not 1–128 characters of letters, digits, `_ - . :`.
+    pub fn session(&self, id: &str) -> Result<Session, PoolError> {
+        Ok(Session::new(self.clone(), SessionId::new(id)?))
+    }
+
+    /// Creates a global program, visible to every session and to anonymous calls.
+    pub async fn create_program(
+        &self,
+        id: &str,
+        spec: ProgramSpec,
+    ) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .inner()
+            .stores
+            .programs
+            .create(Namespace::Global, id, spec)
+            .await?)
+    }
+
+    /// Creates or replaces a global program.
+    pub async fn put_program(
+        &self,
+        id: &str,
+        spec: ProgramSpec,
+    ) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .inner()
+            .stores
+            .programs
+            .put(Namespace::Global, id, spec)
+            .await?)
+    }
+
+    /// A global program.
+    pub async fn program(&self, id: &str) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self.inner().stores.programs.get(None, &id).await?)
+    }
+
+    /// The global programs.
+    pub async fn programs(&self) -> Vec<StoredProgram> {
+        self.inner().stores.programs.list(None).await
+    }
+
+    /// Deletes a global program.
+    pub async fn delete_program(&self, id: &str) -> Result<(), PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .inner()
+            .stores
+            .programs
+            .delete(&Namespace::Global, &id)
+            .await?)
+    }
+
+    /// Runs a global program on any worker.
+    pub async fn execute_program(&self, id: &str, inputs: Value) -> Result<Value, PoolError> {
+        let program = self.program(id).await?;
+        let job = Job::Program {
+            inputs: crate::pool::object_args(id, inputs)?,
+            program: Box::new(program),
+        };
+        self.inner().run(&job, None).await
+    }
+
+    /// Replaces the pool's worker-wide settings (for example `{"lm": {...}}`
+    /// for DSPy). Every worker applies them before its next request —
+    /// including workers started or replaced later. Returns the new version.
+    pub fn configure(&self, settings: Map<String, Value>) -> u64 {
+        self.inner().replace_settings(settings)
+    }
+
+    /// The pool's current settings and their version (0: never configured).
+    pub fn settings(&self) -> (u64, Map<String, Value>) {
+        self.inner().settings_snapshot()
+    }
+
+    /// Runs the session sweep now (expired bindings, and expired sessions'
+    /// data when configured); the pool also runs it periodically.
+    pub async fn sweep_sessions(&self) {
+        self.inner().sweep_sessions().await;
+    }
+}

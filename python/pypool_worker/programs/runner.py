@@ -1,0 +1,66 @@
+"""``pypool.run_program``: find (or build) a program in the cache and run it.
+
+With a definition, the program is built (or rebuilt) and cached under
+(program_id, version), replacing any other version of it; without one, it
+must be in the cache, otherwise the reply is ``program_not_cached`` and the
+host resends the request with the definition.
+"""
+
+import logging
+from typing import Any, Callable, Dict, Optional, Union
+
+from ..errors import PROGRAM_NOT_CACHED, CommandError
+from ..settings_store import SettingsStore
+from . import dspy_kind, python_kind, validate
+from .cache import ProgramCache
+
+Program = Union[python_kind.PythonProgram, dspy_kind.DspyProgram]
+
+_BUILDERS: Dict[str, Callable[[Dict[str, Any], str], Any]] = {
+    "python": python_kind.build,
+    "dspy": dspy_kind.build,
+}
+
+
+class ProgramRunner:
+    """Runs programs for ``pypool.run_program`` from a cache it fills from definitions."""
+
+    def __init__(self, cache: "ProgramCache[Program]", settings: SettingsStore, logger: Optional[logging.Logger] = None) -> None:
+        #: The built programs this worker holds.
+        self.cache = cache
+        #: Where the LM configuration of dspy programs may come from (``lm``).
+        self.settings = settings
+        self.log = logger if logger is not None else logging.getLogger("pypool_worker.programs")
+
+    def run_program(
+        self,
+        program_id: str,
+        version: str,
+        inputs: Optional[Dict[str, Any]] = None,
+        definition: Optional[Dict[str, Any]] = None,
+    ) -> Any:
+        """The ``pypool.run_program`` command: returns what the program returns."""
+        inputs = {} if inputs is None else inputs
+        validate.check_request(program_id, version, inputs, definition)
+        where = validate.label(program_id, version)
+        if definition is not None:
+            program = self.build(definition, where)
+            self.cache.put(program_id, version, program)
+        else:
+            cached = self.cache.get(program_id, version)
+            if cached is None:
+                raise CommandError(PROGRAM_NOT_CACHED, self._not_cached_message(program_id, version, where))
+            program = cached
+        return program.run(inputs, self.settings.snapshot())
+
+    def build(self, definition: Dict[str, Any], where: str) -> Program:
+        """Builds a program from its definition; raises ``invalid_arguments``/``invalid_input`` when it cannot."""
+        kind, spec = validate.check_definition(definition, where)
+        program: Program = _BUILDERS[kind](spec, where)
+        self.log.info("built %s: %s", where, program.describe())
+        return program
+
+    def _not_cached_message(self, program_id: str, version: str, where: str) -> str:
+        others = self.cache.versions(program_id)
+        held = "holds version %s of it" % ", ".join(repr(v) for v in others) if others else "does not hold it"
+        return "%s is not cached on this worker (it %s); resend the request with the program's definition" % (where, held)
