@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::run;
 
 /// The extras of `python/pyproject.toml` installed into `.venv`.
-const EXTRAS: &str = "test";
+const EXTRAS: &str = "test,dspy";
 
 /// Creates `.venv` if needed and installs the worker package (editable) with
 /// its test extras; reinstalls only when `python/pyproject.toml` changed.

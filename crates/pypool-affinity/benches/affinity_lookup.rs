@@ -1,9 +1,15 @@
 //! Lookup cost of the in-memory affinity store at 1k and 100k live sessions.
 //!
 //! A lookup is a hash-map hit plus an O(1) move to the back of the recency
-//! list, so both sizes should cost about the same; run with
-//! `cargo bench -p pypool-affinity` and compare the two.
+//! list: no step depends on the number of sessions. At 100k sessions the
+//! working set no longer fits in the CPU caches, so every step costs a cache
+//! miss; the `hashmap_baseline` group measures a bare `HashMap::get` over the
+//! same ids to show how much of the difference between the sizes is that
+//! (memory latency) rather than the store. Run with
+//! `cargo bench -p pypool-affinity`.
 
+use std::collections::HashMap;
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,5 +58,24 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookup);
+fn hashmap_baseline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hashmap_baseline");
+    for sessions in [1_000, 100_000] {
+        let (_, ids) = populated(sessions);
+        let map: HashMap<SessionId, u64> = (0..)
+            .zip(&ids)
+            .map(|(index, id)| (id.clone(), index % WORKERS))
+            .collect();
+        group.bench_with_input(BenchmarkId::from_parameter(sessions), &ids, |b, ids| {
+            let mut next = 0;
+            b.iter(|| {
+                next = (next + 7_919) % ids.len();
+                black_box(map.get(&ids[next]).copied())
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookup, hashmap_baseline);
 criterion_main!(benches);

@@ -83,9 +83,11 @@ impl Model {
     }
 
     fn bind(&mut self, session: usize, worker: WorkerId) {
-        if let Some(&(_, last_used)) = self.bindings.get(&session)
-            && self.expired(last_used)
-        {
+        let replaces_expired = self
+            .bindings
+            .get(&session)
+            .is_some_and(|&(_, last_used)| self.expired(last_used));
+        if replaces_expired {
             self.stats.expired += 1;
         }
         self.bindings.insert(session, (worker, self.now));

@@ -107,3 +107,73 @@ pub fn pool_builder(handlers: &[&str]) -> pypool::PoolBuilder {
     init_logging();
     pypool::Pool::builder().python(config(handlers))
 }
+
+/// The fake OpenAI-compatible server (`tests/fixtures/fake_openai.py`) on
+/// 127.0.0.1, for DSPy tests: no network beyond loopback. Killed on drop.
+pub struct FakeLm {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FakeLm {
+    /// Starts the server and waits for its `READY <port>` line (its readiness event).
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(python())
+            .arg(fixture("fake_openai.py"))
+            .args(["--port", "0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the fake LM server starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the fake LM server says READY");
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from the fake LM server: {line:?}"));
+        Self { child, port }
+    }
+
+    /// The API base for a working LM.
+    pub fn api_base(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// The API base of an LM that answers every call with HTTP 500.
+    pub fn failing_api_base(&self) -> String {
+        format!("http://127.0.0.1:{}/fail/v1", self.port)
+    }
+
+    /// How many completion requests the server has received.
+    pub fn requests(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the fake LM");
+        stream
+            .write_all(b"GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("ask for stats");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read stats");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let stats: serde_json::Value = serde_json::from_str(body).expect("stats are JSON");
+        stats["requests"].as_u64().expect("a request count")
+    }
+}
+
+impl Drop for FakeLm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pool builder whose workers can import `tests/fixtures` modules (for
+/// python programs such as `programs_basic:greet`).
+pub fn program_pool_builder() -> pypool::PoolBuilder {
+    pool_builder(&["handlers_basic.py"]).python_path(repo_root().join("tests").join("fixtures"))
+}
