@@ -196,6 +196,7 @@ def test_an_unset_key_variable_is_named(spawn, fake_openai):
         ({"module": "Predict", "signature": "q: str -> a: str", "state": {"nonsense": 1}}, "spec.state"),
         ({"module": "Predict", "signature": "q: str -> a: str", "lm": {"model": 3}}, "definition.spec.lm.model"),
         ({"module": "Predict", "signature": "q: str -> a: str", "instruction": "typo"}, "instruction"),
+        ({"module": "Predict", "signature": "config: str -> a: str"}, "reserved"),
     ],
 )
 def test_a_dspy_definition_that_cannot_be_built_is_invalid_arguments(worker, spec, named):

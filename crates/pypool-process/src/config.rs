@@ -28,6 +28,9 @@ pub struct PythonSpawnerConfig {
     pub max_frame_bytes: usize,
     /// How many of the worker's last stderr lines an error message quotes (default 20).
     pub stderr_tail_lines: usize,
+    /// Heavy modules the worker imports at start rather than on first use
+    /// (`--preload`, e.g. `dspy`).
+    pub preload: Vec<String>,
 }
 
 impl Default for PythonSpawnerConfig {
@@ -42,6 +45,7 @@ impl Default for PythonSpawnerConfig {
             log_level: "info".to_owned(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             stderr_tail_lines: 20,
+            preload: Vec::new(),
         }
     }
 }
@@ -85,6 +89,12 @@ impl PythonSpawnerConfig {
     /// Sets the largest frame either side may send.
     pub fn with_max_frame_bytes(mut self, max: usize) -> Self {
         self.max_frame_bytes = max;
+        self
+    }
+
+    /// Imports `module` (e.g. `dspy`) at worker start instead of on first use.
+    pub fn with_preload(mut self, module: impl Into<String>) -> Self {
+        self.preload.push(module.into());
         self
     }
 

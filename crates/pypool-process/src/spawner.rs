@@ -56,6 +56,9 @@ impl PythonSpawner {
             .arg(&config.log_level)
             .arg("--max-frame-bytes")
             .arg(config.max_frame_bytes.to_string());
+        for module in &config.preload {
+            command.arg("--preload").arg(module);
+        }
         if !config.handlers.is_empty() {
             command.arg("--handlers").args(&config.handlers);
         }

@@ -291,6 +291,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Imports `module` (e.g. `"dspy"`) in every worker at start, so the
+    /// first program does not pay for it; by default DSPy is imported only
+    /// when a DSPy program is first used.
+    pub fn preload(mut self, module: impl Into<String>) -> Self {
+        self.python.preload.push(module.into());
+        self
+    }
+
     /// The workers' log level (`debug`, `info`, `warning`, `error`).
     pub fn log_level(mut self, level: impl Into<String>) -> Self {
         self.python.log_level = level.into();

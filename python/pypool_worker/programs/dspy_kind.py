@@ -29,6 +29,8 @@ from ..errors import invalid_arguments
 from . import dspy_types, lm_config, validate
 
 _SPEC_REQUIRED = ("module", "signature")
+# dspy.Predict takes these keyword arguments for itself: an input field so named never reaches the prompt.
+_RESERVED_INPUTS = ("signature", "demos", "config", "lm", "prediction", "_trace")
 _SPEC_OPTIONAL = ("instructions", "state", "lm")
 _LM_CACHE_SIZE = 16
 
@@ -106,6 +108,12 @@ def build(spec: Dict[str, Any], where: str) -> DspyProgram:
         raise invalid_arguments(
             "%s: invalid spec.signature %r: %s: %s" % (where, text, type(exc).__name__, exc)
         ) from exc
+    reserved = [name for name in signature.input_fields if name in _RESERVED_INPUTS]
+    if reserved:
+        raise invalid_arguments(
+            "%s: input field name(s) %s are reserved by dspy.Predict (it would take them as its own "
+            "options, not as inputs); rename them" % (where, ", ".join(repr(n) for n in reserved))
+        )
     try:
         module = module_class(signature)
     except Exception as exc:

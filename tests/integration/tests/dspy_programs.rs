@@ -178,3 +178,26 @@ async fn an_lm_error_is_typed_and_the_worker_survives() {
     );
     pool.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dspy_is_imported_only_when_used_or_preloaded() {
+    let lazy = program_pool_builder().size(1).build().expect("pool builds");
+    lazy.ready().await.expect("worker starts");
+    let info = lazy.execute("info", json!({})).await.expect("info");
+    assert_eq!(
+        info["dspy_loaded"],
+        json!(false),
+        "a worker that ran no DSPy program has not imported it"
+    );
+    lazy.shutdown(Duration::from_secs(5)).await;
+
+    let eager = program_pool_builder()
+        .size(1)
+        .preload("dspy")
+        .build()
+        .expect("pool builds");
+    eager.ready().await.expect("worker starts");
+    let info = eager.execute("info", json!({})).await.expect("info");
+    assert_eq!(info["dspy_loaded"], json!(true), "preloaded at start");
+    eager.shutdown(Duration::from_secs(5)).await;
+}
