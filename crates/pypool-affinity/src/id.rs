@@ -1,11 +1,5 @@
 //! Validated identifiers: [`SessionId`] and the shared [`validate_id`] rules.
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 /// The longest id accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 
@@ -100,74 +94,92 @@ pub fn validate_id(kind: &'static str, text: &str) -> Result<(), IdError> {
     }
 }
 
-/// The id of a client session, validated by [`validate_id`].
-///
-/// Serialises as a plain string; deserialising validates it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SessionId(String);
+/// Defines a validated id newtype: a `String` checked by [`validate_id`] with
+/// the given noun (`"session id"`, `"program id"`), serialised as a plain
+/// string and validated when deserialised, with `new`, `as_str`,
+/// `into_string`, `KIND`, `Display`, `FromStr`, `TryFrom<String>`,
+/// `Into<String>`, `AsRef<str>` and `Borrow<str>`. One definition for every
+/// id type, so their rules and behaviour cannot drift apart. The crate using
+/// it must depend on `serde` (with `derive`).
+#[macro_export]
+macro_rules! validated_id {
+    ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl SessionId {
-    /// The noun used in error messages about session ids.
-    pub const KIND: &'static str = "session id";
+        impl $name {
+            #[doc = concat!("The noun used in error messages: \"", $kind, "\".")]
+            pub const KIND: &'static str = $kind;
 
-    /// Validates `text` as a session id.
-    pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
-        let text = text.into();
-        validate_id(Self::KIND, &text)?;
-        Ok(Self(text))
-    }
+            #[doc = concat!("Validates `text` as a ", $kind, ".")]
+            pub fn new(text: impl Into<String>) -> Result<Self, $crate::IdError> {
+                let text = text.into();
+                $crate::validate_id(Self::KIND, &text)?;
+                Ok(Self(text))
+            }
 
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
 
-    /// The id as an owned string.
-    pub fn into_string(self) -> String {
-        self.0
-    }
+            /// The id as an owned string.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::IdError;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::new(text)
+            }
+        }
+
+        impl ::std::convert::TryFrom<String> for $name {
+            type Error = $crate::IdError;
+
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::new(text)
+            }
+        }
+
+        impl ::std::convert::From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl ::std::convert::AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
 }
 
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for SessionId {
-    type Err = IdError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::new(text)
-    }
-}
-
-impl TryFrom<String> for SessionId {
-    type Error = IdError;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        Self::new(text)
-    }
-}
-
-impl From<SessionId> for String {
-    fn from(id: SessionId) -> Self {
-        id.0
-    }
-}
-
-impl AsRef<str> for SessionId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for SessionId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
+validated_id!(
+    /// The id of a client session, validated by [`validate_id`].
+    ///
+    /// Serialises as a plain string; deserialising validates it.
+    SessionId,
+    "session id"
+);
 
 #[cfg(test)]
 mod tests {

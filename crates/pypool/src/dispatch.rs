@@ -274,13 +274,22 @@ impl Inner {
         let Some(mut slot) = state.workers.remove(&id) else {
             return;
         };
-        // Callers waiting for this very worker (session affinity) now take any.
+        // Callers waiting for this very worker (session affinity) now take
+        // any, starting with the workers idle right now.
+        let mut released_waiters = false;
         for waiter in state
             .waiters
             .iter_mut()
             .filter(|waiter| waiter.wants == Some(id))
         {
             waiter.wants = None;
+            released_waiters = true;
+        }
+        if released_waiters {
+            let idle: Vec<WorkerId> = state.idle.drain(..).collect();
+            for idle_id in idle {
+                self.dispatch(state, idle_id);
+            }
         }
         self.forget_worker(id);
         if let Some(watch) = slot.exit_watch.take() {

@@ -2,6 +2,7 @@
 //! depend on it, its own programs, and a small key-value map — all kept by
 //! the host, so any worker can serve any session.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pypool_affinity::{AffinityMode, SessionId};
@@ -70,7 +71,8 @@ impl Inner {
         }
     }
 
-    fn touch_session(&self, session: &SessionId) {
+    /// Records that `session` was used now (its data expires a TTL after its last use).
+    pub(crate) fn touch_session(&self, session: &SessionId) {
         let now = tokio::time::Instant::now();
         let mut seen = self
             .session_last_used
@@ -193,14 +195,11 @@ impl Session {
         id: &str,
         spec: ProgramSpec,
     ) -> Result<StoredProgram, PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .pool
+        self.touch();
+        self.pool
             .inner()
-            .stores
-            .programs
-            .create(self.namespace(), id, spec)
-            .await?)
+            .store_program(Some(&self.route.session), id, spec, false)
+            .await
     }
 
     /// Creates or replaces a program owned by this session; a changed
@@ -210,30 +209,25 @@ impl Session {
         id: &str,
         spec: ProgramSpec,
     ) -> Result<StoredProgram, PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .pool
+        self.touch();
+        self.pool
             .inner()
-            .stores
-            .programs
-            .put(self.namespace(), id, spec)
-            .await?)
+            .store_program(Some(&self.route.session), id, spec, true)
+            .await
     }
 
     /// A program this session can see (its own, or a global one).
     pub async fn program(&self, id: &str) -> Result<StoredProgram, PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .pool
+        self.touch();
+        self.pool
             .inner()
-            .stores
-            .programs
-            .get(Some(&self.route.session), &id)
-            .await?)
+            .find_program(Some(&self.route.session), id)
+            .await
     }
 
     /// The programs this session can see.
     pub async fn programs(&self) -> Vec<StoredProgram> {
+        self.touch();
         self.pool
             .inner()
             .stores
@@ -244,29 +238,25 @@ impl Session {
 
     /// Deletes one of this session's programs.
     pub async fn delete_program(&self, id: &str) -> Result<(), PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .pool
+        self.touch();
+        self.pool
             .inner()
-            .stores
-            .programs
-            .delete(&self.namespace(), &id)
-            .await?)
+            .remove_program(Some(&self.route.session), id)
+            .await
     }
 
     /// Runs a program this session can see, on any worker (preferring the
     /// session's); its inputs are its keyword arguments.
     pub async fn execute_program(&self, id: &str, inputs: Value) -> Result<Value, PoolError> {
-        let program = self.program(id).await?;
-        let job = Job::Program {
-            inputs: crate::pool::object_args(id, inputs)?,
-            program: Box::new(program),
-        };
-        self.pool.inner().run(&job, Some(&self.route)).await
+        self.pool
+            .inner()
+            .run_program(Some(&self.route), id, inputs)
+            .await
     }
 
     /// A value from the session's data map.
     pub async fn get(&self, key: &str) -> Option<Value> {
+        self.touch();
         self.pool
             .inner()
             .stores
@@ -277,6 +267,7 @@ impl Session {
 
     /// Stores a value in the session's data map (kept by the host, not a worker).
     pub async fn set(&self, key: &str, value: Value) -> Result<(), PoolError> {
+        self.touch();
         Ok(self
             .pool
             .inner()
@@ -288,6 +279,7 @@ impl Session {
 
     /// The session's whole data map.
     pub async fn data(&self) -> Map<String, Value> {
+        self.touch();
         self.pool
             .inner()
             .stores
@@ -296,19 +288,86 @@ impl Session {
             .await
     }
 
+    /// Counts as a use of the session, for data expiry.
+    fn touch(&self) {
+        self.pool.inner().touch_session(&self.route.session);
+    }
+
     /// Deletes the session: its worker binding, its programs and its data.
     pub async fn delete(self) -> SessionDeleted {
         self.pool.inner().delete_session(&self.route.session).await
     }
+}
 
-    fn namespace(&self) -> Namespace {
-        Namespace::Session(self.route.session.clone())
+/// Program operations shared by the pool (global namespace, `session` None)
+/// and by sessions (their own namespace).
+impl Inner {
+    async fn store_program(
+        &self,
+        session: Option<&SessionId>,
+        id: &str,
+        spec: ProgramSpec,
+        replace: bool,
+    ) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        let owner = namespace_of(session);
+        let programs = &self.stores.programs;
+        let stored = if replace {
+            programs.put(owner, id, spec).await
+        } else {
+            programs.create(owner, id, spec).await
+        };
+        Ok(stored?)
     }
+
+    async fn find_program(
+        &self,
+        session: Option<&SessionId>,
+        id: &str,
+    ) -> Result<StoredProgram, PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self.stores.programs.get(session, &id).await?)
+    }
+
+    async fn remove_program(&self, session: Option<&SessionId>, id: &str) -> Result<(), PoolError> {
+        let id = ProgramId::new(id)?;
+        Ok(self
+            .stores
+            .programs
+            .delete(&namespace_of(session), &id)
+            .await?)
+    }
+
+    async fn run_program(
+        self: &Arc<Self>,
+        route: Option<&Route>,
+        id: &str,
+        inputs: Value,
+    ) -> Result<Value, PoolError> {
+        let program = self
+            .find_program(route.map(|route| &route.session), id)
+            .await?;
+        let job = Job::Program {
+            inputs: crate::pool::object_args(id, inputs)?,
+            program: Box::new(program),
+        };
+        self.run(&job, route).await
+    }
+}
+
+fn namespace_of(session: Option<&SessionId>) -> Namespace {
+    session.map_or(Namespace::Global, |session| {
+        Namespace::Session(session.clone())
+    })
 }
 
 impl Pool {
     /// A handle on session `id` (created on first use). Errors if the id is
     /// not 1–128 characters of letters, digits, `_ - . :`.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the pool's one error type, as every call returns"
+    )]
     pub fn session(&self, id: &str) -> Result<Session, PoolError> {
         Ok(Session::new(self.clone(), SessionId::new(id)?))
     }
@@ -319,13 +378,7 @@ impl Pool {
         id: &str,
         spec: ProgramSpec,
     ) -> Result<StoredProgram, PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .inner()
-            .stores
-            .programs
-            .create(Namespace::Global, id, spec)
-            .await?)
+        self.inner().store_program(None, id, spec, false).await
     }
 
     /// Creates or replaces a global program.
@@ -334,19 +387,12 @@ impl Pool {
         id: &str,
         spec: ProgramSpec,
     ) -> Result<StoredProgram, PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .inner()
-            .stores
-            .programs
-            .put(Namespace::Global, id, spec)
-            .await?)
+        self.inner().store_program(None, id, spec, true).await
     }
 
     /// A global program.
     pub async fn program(&self, id: &str) -> Result<StoredProgram, PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self.inner().stores.programs.get(None, &id).await?)
+        self.inner().find_program(None, id).await
     }
 
     /// The global programs.
@@ -356,23 +402,12 @@ impl Pool {
 
     /// Deletes a global program.
     pub async fn delete_program(&self, id: &str) -> Result<(), PoolError> {
-        let id = ProgramId::new(id)?;
-        Ok(self
-            .inner()
-            .stores
-            .programs
-            .delete(&Namespace::Global, &id)
-            .await?)
+        self.inner().remove_program(None, id).await
     }
 
     /// Runs a global program on any worker.
     pub async fn execute_program(&self, id: &str, inputs: Value) -> Result<Value, PoolError> {
-        let program = self.program(id).await?;
-        let job = Job::Program {
-            inputs: crate::pool::object_args(id, inputs)?,
-            program: Box::new(program),
-        };
-        self.inner().run(&job, None).await
+        self.inner().run_program(None, id, inputs).await
     }
 
     /// Replaces the pool's worker-wide settings (for example `{"lm": {...}}`

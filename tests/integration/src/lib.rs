@@ -135,7 +135,15 @@ impl FakeLm {
             .trim()
             .strip_prefix("READY ")
             .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the fake LM server: {line:?}"));
+            .unwrap_or_else(|| {
+                #[allow(
+                    clippy::panic,
+                    reason = "test support: a broken fixture fails the test"
+                )]
+                {
+                    panic!("unexpected first line from the fake LM server: {line:?}")
+                }
+            });
         Self { child, port }
     }
 
