@@ -6,7 +6,6 @@
 //! ```
 //! `PYPOOL_PYTHON` chooses the interpreter (default `python3`).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -28,13 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|n| n.parse().ok())
         .unwrap_or(5_000);
     let python = std::env::var("PYPOOL_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let python_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../python");
 
     let started = Instant::now();
     let spawner = PythonSpawner::new(
         PythonSpawnerConfig::new()
             .with_interpreter(&python)
-            .with_python_path(python_dir)
             .with_log_level("warning"),
     );
     let worker = spawner

@@ -31,6 +31,14 @@ pub struct PythonSpawnerConfig {
     /// Heavy modules the worker imports at start rather than on first use
     /// (`--preload`, e.g. `dspy`).
     pub preload: Vec<String>,
+    /// Whether the runtime embedded in this crate is put on the worker's
+    /// `PYTHONPATH`, after [`python_path`](Self::python_path) (default true:
+    /// no clone and no pip step needed). Turn it off to use a
+    /// `pypool_worker` installed in the interpreter's environment.
+    pub embedded_runtime: bool,
+    /// Whether the environment is checked once before the first worker
+    /// starts (default true); see [`check_environment`](crate::check_environment).
+    pub check_environment: bool,
 }
 
 impl Default for PythonSpawnerConfig {
@@ -46,6 +54,8 @@ impl Default for PythonSpawnerConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             stderr_tail_lines: 20,
             preload: Vec::new(),
+            embedded_runtime: true,
+            check_environment: true,
         }
     }
 }
@@ -95,6 +105,18 @@ impl PythonSpawnerConfig {
     /// Imports `module` (e.g. `dspy`) at worker start instead of on first use.
     pub fn with_preload(mut self, module: impl Into<String>) -> Self {
         self.preload.push(module.into());
+        self
+    }
+
+    /// Whether to use the runtime embedded in this crate (default true).
+    pub fn with_embedded_runtime(mut self, embedded: bool) -> Self {
+        self.embedded_runtime = embedded;
+        self
+    }
+
+    /// Whether to check the environment before the first worker (default true).
+    pub fn with_environment_check(mut self, check: bool) -> Self {
+        self.check_environment = check;
         self
     }
 

@@ -15,11 +15,15 @@
 
 mod config;
 mod connection;
+mod environment;
 mod memory;
+mod runtime;
 mod signals;
 mod spawner;
 mod stderr;
 
 pub use config::PythonSpawnerConfig;
 pub use connection::ProcessConnection;
+pub use environment::{EnvironmentReport, MIN_PYTHON, check_environment};
+pub use runtime::{RuntimeUnpackError, embedded_runtime_digest, embedded_runtime_dir};
 pub use spawner::PythonSpawner;

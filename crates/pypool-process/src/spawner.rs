@@ -18,6 +18,8 @@ use tokio_util::codec::FramedRead;
 
 use crate::config::PythonSpawnerConfig;
 use crate::connection::ProcessConnection;
+use crate::environment::{EnvironmentReport, check_environment};
+use crate::runtime::{RuntimeUnpackError, embedded_runtime_dir};
 use crate::signals;
 use crate::stderr::{self, StderrTail};
 
@@ -29,6 +31,8 @@ const STDERR_DRAIN_GRACE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone)]
 pub struct PythonSpawner {
     config: Arc<PythonSpawnerConfig>,
+    /// The environment check, run once before the first worker and kept.
+    environment: Arc<tokio::sync::OnceCell<EnvironmentReport>>,
 }
 
 impl PythonSpawner {
@@ -36,7 +40,17 @@ impl PythonSpawner {
     pub fn new(config: PythonSpawnerConfig) -> Self {
         Self {
             config: Arc::new(config),
+            environment: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The environment check for this spawner's configuration: run on the
+    /// first call (or before the first worker), then kept for the spawner's
+    /// life — clones share it.
+    pub async fn environment(&self) -> &EnvironmentReport {
+        self.environment
+            .get_or_init(|| check_environment(&self.config))
+            .await
     }
 
     /// The configuration workers are started with.
@@ -44,7 +58,7 @@ impl PythonSpawner {
         &self.config
     }
 
-    fn command(&self, worker_id: WorkerId) -> Command {
+    fn command(&self, worker_id: WorkerId, python_path: Option<OsString>) -> Command {
         let config = &*self.config;
         let mut command = Command::new(&config.interpreter);
         command
@@ -62,14 +76,8 @@ impl PythonSpawner {
         if !config.handlers.is_empty() {
             command.arg("--handlers").args(&config.handlers);
         }
-        if !config.python_path.is_empty() {
-            let mut paths: Vec<std::path::PathBuf> = config.python_path.clone();
-            if let Some(existing) = std::env::var_os("PYTHONPATH") {
-                paths.extend(std::env::split_paths(&existing));
-            }
-            if let Ok(joined) = std::env::join_paths(paths) {
-                command.env("PYTHONPATH", joined);
-            }
+        if let Some(python_path) = python_path {
+            command.env("PYTHONPATH", python_path);
         }
         command
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -90,6 +98,29 @@ impl PythonSpawner {
         }
         command
     }
+}
+
+/// The worker's `PYTHONPATH`: the configured folders, then the embedded
+/// runtime's folder (when enabled), then the host's own `PYTHONPATH`. Also
+/// returns the runtime's folder. `None`: nothing to set.
+pub(crate) fn python_path_for(
+    config: &PythonSpawnerConfig,
+) -> Result<(Option<OsString>, Option<std::path::PathBuf>), RuntimeUnpackError> {
+    let mut paths: Vec<std::path::PathBuf> = config.python_path.clone();
+    let runtime_dir = if config.embedded_runtime {
+        let dir = embedded_runtime_dir()?;
+        paths.push(dir.clone());
+        Some(dir)
+    } else {
+        None
+    };
+    if paths.is_empty() {
+        return Ok((None, runtime_dir));
+    }
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        paths.extend(std::env::split_paths(&existing));
+    }
+    Ok((std::env::join_paths(paths).ok(), runtime_dir))
 }
 
 fn exit_of(status: ExitStatus) -> WorkerExit {
@@ -120,22 +151,37 @@ fn watch_exit(mut child: Child, worker_id: WorkerId) -> watch::Receiver<Option<W
 impl WorkerSpawner for PythonSpawner {
     async fn spawn(&self, request: SpawnRequest) -> Result<Arc<dyn WorkerConnection>, SpawnError> {
         let worker_id = request.worker_id;
-        let mut child = self
-            .command(worker_id)
-            .spawn()
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    SpawnError::InterpreterNotFound {
-                        interpreter: self.config.interpreter.clone(),
-                        source: Arc::new(source),
-                    }
-                }
-                _ => SpawnError::Io {
-                    worker_id,
-                    context: format!("spawning `{}`", self.config.interpreter),
-                    source: Arc::new(source),
-                },
+        if self.config.check_environment {
+            let report = self.environment().await;
+            // A missing interpreter is left to the spawn below, which reports
+            // it as `InterpreterNotFound`; a probe that ran and found problems
+            // stops here, before any worker.
+            if report.python_version.is_some() && !report.is_ok() {
+                return Err(SpawnError::EnvironmentUnusable {
+                    problems: report.problems.join("; "),
+                });
+            }
+        }
+        let (python_path, _runtime_dir) =
+            python_path_for(&self.config).map_err(|error| SpawnError::EnvironmentUnusable {
+                problems: error.to_string(),
             })?;
+        let mut child =
+            self.command(worker_id, python_path)
+                .spawn()
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        SpawnError::InterpreterNotFound {
+                            interpreter: self.config.interpreter.clone(),
+                            source: Arc::new(source),
+                        }
+                    }
+                    _ => SpawnError::Io {
+                        worker_id,
+                        context: format!("spawning `{}`", self.config.interpreter),
+                        source: Arc::new(source),
+                    },
+                })?;
         let pid = child.id().unwrap_or_default();
         let pipes_missing = |what: &str| SpawnError::Io {
             worker_id,

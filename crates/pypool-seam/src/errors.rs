@@ -98,6 +98,14 @@ pub enum SpawnError {
         /// The last lines the worker wrote on stderr.
         stderr_tail: String,
     },
+    /// The environment cannot run workers at all (interpreter too old, the
+    /// worker runtime not importable, …), found by a check before the first
+    /// worker; every problem says how to fix it.
+    #[error("workers cannot start in this environment: {problems}")]
+    EnvironmentUnusable {
+        /// The problems found, each with its fix, separated by `; `.
+        problems: String,
+    },
     /// The spawner refused: it is shut down or a breaker is open.
     #[error("spawning refused: {reason}")]
     Refused {

@@ -56,7 +56,9 @@ pub use timeouts::Timeouts;
 pub use pypool_affinity::{AffinityMode, AffinityStore, IdError, InMemoryAffinityStore, SessionId};
 pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};
 pub use pypool_lifecycle::{Health, RecycleLimits, State as WorkerState};
-pub use pypool_process::PythonSpawnerConfig;
+pub use pypool_process::{
+    EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, check_environment, embedded_runtime_digest,
+};
 pub use pypool_recovery::{Jitter, RecoveryConfig};
 pub use pypool_seam::{RemoteError, RemoteErrorKind, SpawnError, WorkerExit, WorkerId};
 pub use pypool_store::{

@@ -23,7 +23,15 @@ async fn requests_during_start_all_succeed() {
     for (n, result) in futures::future::join_all(calls).await {
         assert_eq!(result.expect("served"), json!(n + 1));
     }
-    assert_eq!(pool.status().counters.spawned, 4);
+    // The requests may all be served before the last worker finishes its
+    // handshake; once it has, exactly four were started (none replaced).
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        pool.wait_until(|status| status.ready == 4),
+    )
+    .await
+    .expect("all four workers become ready");
+    assert_eq!(status.counters.spawned, 4);
     pool.shutdown(Duration::from_secs(5)).await;
 }
 
