@@ -55,6 +55,12 @@ pub struct PoolCounters {
     pub requests_failed: u64,
     /// Attempts retried by the recovery policy.
     pub retries: u64,
+    /// Session calls served by the session's bound worker.
+    pub affinity_hits: u64,
+    /// Session calls of an unbound session, or one whose worker was gone.
+    pub affinity_misses: u64,
+    /// Session calls (hint mode) run elsewhere because the bound worker stayed busy.
+    pub affinity_spills: u64,
 }
 
 /// Where the pool keeps sessions and programs: behind traits, so a shared

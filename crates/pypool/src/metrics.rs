@@ -31,7 +31,7 @@ pub mod names {
     pub const BREAKER_STATE: &str = "pypool_breaker_state";
     /// Gauge: requests waiting for a worker.
     pub const QUEUE_DEPTH: &str = "pypool_queue_depth";
-    /// Counter: session calls by affinity outcome; label `result` (`hit`: bound worker found, `miss`: unbound or its worker gone, `spill`: hint mode ran elsewhere because the bound worker stayed busy).
+    /// Counter: session calls by affinity outcome; label `result` (`hit`: served by the bound worker, `miss`: unbound or its worker gone, `spill`: hint mode ran elsewhere because the bound worker stayed busy).
     pub const AFFINITY: &str = "pypool_affinity_total";
     /// Gauge: workers by state; label `state` (`starting`, `ready`, `busy`, `degraded`, `draining`).
     pub const WORKERS: &str = "pypool_workers";

@@ -21,6 +21,17 @@ pub(crate) struct Route {
     pub(crate) mode: AffinityMode,
 }
 
+/// How a session call used its worker binding.
+#[derive(Debug, Clone, Copy)]
+enum Affinity {
+    /// Served by the bound worker.
+    Hit,
+    /// Unbound, or its worker gone: served by any worker.
+    Miss,
+    /// Hint mode: the bound worker stayed busy past the wait; served elsewhere.
+    Spill,
+}
+
 impl Inner {
     /// Checks out the session's bound worker according to the affinity
     /// mode, or any worker when the session is unbound or its worker gone.
@@ -32,11 +43,10 @@ impl Inner {
         self.touch_session(&route.session);
         let bound = self.stores.affinity.lookup(&route.session).await;
         let Some(worker_id) = bound.filter(|worker_id| self.has_worker(*worker_id)) else {
-            metrics::affinity(&self.config.name, "miss");
+            self.count_affinity(Affinity::Miss);
             return self.checkout(command).await;
         };
-        metrics::affinity(&self.config.name, "hit");
-        match route.mode {
+        let checked_out = match route.mode {
             AffinityMode::StrictFailFast => {
                 if !self.is_idle(worker_id) {
                     return Err(PoolError::WorkerBusy {
@@ -62,12 +72,32 @@ impl Inner {
                 match self.checkout_for(command, Some(worker_id), wait).await {
                     Err(PoolError::CheckoutTimeout { .. }) => {
                         // Programs are central: any worker serves the session as well.
-                        metrics::affinity(&self.config.name, "spill");
-                        self.checkout(command).await
+                        self.count_affinity(Affinity::Spill);
+                        return self.checkout(command).await;
                     }
                     other => other,
                 }
             }
+        };
+        if checked_out.is_ok() {
+            self.count_affinity(Affinity::Hit);
+        }
+        checked_out
+    }
+
+    fn count_affinity(&self, outcome: Affinity) {
+        let label = match outcome {
+            Affinity::Hit => "hit",
+            Affinity::Miss => "miss",
+            Affinity::Spill => "spill",
+        };
+        metrics::affinity(&self.config.name, label);
+        let mut state = self.lock();
+        let counters = &mut state.counters;
+        match outcome {
+            Affinity::Hit => counters.affinity_hits += 1,
+            Affinity::Miss => counters.affinity_misses += 1,
+            Affinity::Spill => counters.affinity_spills += 1,
         }
     }
 
