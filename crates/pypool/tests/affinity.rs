@@ -65,6 +65,16 @@ async fn hint_consecutive_calls_of_a_session_stay_on_its_worker_while_it_is_free
         "anonymous calls moved around the pool ({anonymous:?}), sessions did not"
     );
     assert_eq!(started.elapsed(), Duration::ZERO, "no call waited");
+    let counters = pool.status().counters;
+    assert_eq!(
+        (
+            counters.affinity_hits,
+            counters.affinity_misses,
+            counters.affinity_spills
+        ),
+        (40, 2, 0),
+        "each session's first call was unbound, every later one found its worker"
+    );
     let numbers_on = |worker| {
         runtime
             .requests(worker)
@@ -144,6 +154,17 @@ async fn hint_runs_elsewhere_when_the_worker_stays_busy_past_the_wait_and_rebind
     assert_eq!(started.elapsed(), Duration::ZERO);
     runtime.release(home);
     occupied.await.unwrap().unwrap();
+    // First call unbound (miss); the occupy and the rebound call on their
+    // worker (hits); the call that moved (spill).
+    let counters = pool.status().counters;
+    assert_eq!(
+        (
+            counters.affinity_hits,
+            counters.affinity_misses,
+            counters.affinity_spills
+        ),
+        (2, 1, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]

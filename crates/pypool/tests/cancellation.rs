@@ -1,68 +1,16 @@
 //! Failure mode: callers that go away (dropped, timed-out or aborted `execute` futures).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
-use pypool::{BreakerConfig, Pool, PoolBuilder, PoolError, Status, WorkerState};
-use pypool_mock::{Delivery, MockSpawner, PendingRequest, SpawnHandle, WorkerHandle};
+use pypool::{BreakerConfig, Pool, PoolBuilder, PoolError, WorkerState};
+use pypool_mock::{Delivery, WorkerHandle};
 use serde_json::{Value, json};
+use support::scripted::{next_request, scripted_pool};
+use support::{eventually, spawn_execute};
 use tokio::task::JoinHandle;
-
-/// A pool of `size` scripted workers without health checks, all ready, sorted by id.
-async fn scripted_pool(
-    size: usize,
-    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-) -> (Pool, SpawnHandle, Vec<WorkerHandle>) {
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let builder = Pool::builder()
-        .size(size)
-        .health_check_interval(None)
-        .spawner(spawner);
-    let pool = configure(builder).build().unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..size {
-        workers.push(
-            within("a spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
-    (pool, spawns, workers)
-}
-
-/// Waits, without letting time pass, until `condition` holds.
-async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
-    for _ in 0..1_000 {
-        let status = pool.status();
-        if condition(&status) {
-            return status;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never true: {what}; last status: {:#?}", pool.status());
-}
-
-/// Awaits `event`, failing the test (rather than hanging it) if it has not
-/// happened within ten minutes of paused time.
-async fn within<T>(what: &str, event: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(600), event).await {
-        Ok(value) => value,
-        Err(_elapsed) => panic!("{what} did not happen"),
-    }
-}
-
-fn spawn_execute(pool: &Pool, command: &str, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    let command = command.to_owned();
-    tokio::spawn(async move { pool.execute(&command, args).await })
-}
-
-async fn next_request(worker: &mut WorkerHandle) -> PendingRequest {
-    within("a request", worker.next_request()).await.unwrap()
-}
 
 /// Aborts `task` and waits until its future is dropped.
 async fn abort(task: JoinHandle<Result<Value, PoolError>>) {

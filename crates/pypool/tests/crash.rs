@@ -1,57 +1,18 @@
 //! Failure mode: a worker crashes (is killed by a signal) in the middle of a request.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Pool, PoolBuilder, PoolError, WorkerExit, WorkerState};
-use pypool_mock::{MockSpawner, SpawnHandle, WorkerHandle, command};
+use pypool::{Pool, PoolError, WorkerExit};
+use pypool_mock::{MockSpawner, SpawnHandle, command};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use support::scripted::{accept_next, builder, refill};
+use support::{NO_TIME, caller_error, spawn_execute, status_until, within, worker_ids};
 
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
 /// Enough for a retry's backoff (at most 100 ms with the default recovery policy).
 const BACKOFF: Duration = Duration::from_secs(1);
-
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
-fn builder(spawner: MockSpawner, size: usize) -> PoolBuilder {
-    Pool::builder()
-        .size(size)
-        .spawner(spawner)
-        .health_check_interval(None)
-}
-
-/// Accepts the pool's next spawn and waits until that worker is idle in the pool.
-async fn accept_next(pool: &Pool, spawns: &mut SpawnHandle) -> WorkerHandle {
-    let spawn = within(NO_TIME, "a spawn", spawns.next_spawn()).await;
-    let worker = spawn.unwrap().accept();
-    let id = worker.worker_id();
-    let ready = pool.wait_until(|status| {
-        status
-            .worker_details
-            .iter()
-            .any(|w| w.id == id && w.state == WorkerState::Ready)
-    });
-    within(NO_TIME, "the accepted worker to be ready", ready).await;
-    worker
-}
-
-fn spawn_execute(
-    pool: &Pool,
-    command: &'static str,
-    args: Value,
-) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.execute(command, args).await })
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_mid_request_fails_the_caller_and_the_worker_is_replaced() {
@@ -68,10 +29,7 @@ async fn a_crash_mid_request_fails_the_caller_and_the_worker_is_replaced() {
     let request_id = pending.id();
     assert!(pending.crash(WorkerExit::signal(9)));
 
-    let error = within(NO_TIME, "the caller's answer", call)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let error = caller_error(call).await;
     match &error {
         PoolError::WorkerExited {
             worker_id,
@@ -102,11 +60,9 @@ async fn a_crash_mid_request_fails_the_caller_and_the_worker_is_replaced() {
     assert!(status.worker_details.iter().all(|w| w.id != 1));
 
     let mut replacement = replacement.accept();
-    let status = within(
-        NO_TIME,
-        "the pool back at full size",
-        pool.wait_until(|status| status.ready == status.size),
-    )
+    let status = status_until(&pool, "the pool back at full size", |status| {
+        status.ready == status.size
+    })
     .await;
     assert_eq!((status.workers, status.ready, status.busy), (1, 1, 0));
     assert_eq!(status.counters.replaced, 1);
@@ -157,19 +113,9 @@ async fn crashed_idempotent_command_is_retried(pool: Pool, mut spawns: SpawnHand
     assert_eq!(result.unwrap(), json!({ "served_by": 2 }));
     assert_eq!((first.requests_seen(), second.requests_seen()), (1, 1));
 
-    let replacement = within(NO_TIME, "the replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap();
+    let (replacement, status) = refill(&pool, &mut spawns, 2).await;
     assert_eq!(replacement.worker_id(), 3);
-    let _replacement = replacement.accept();
-    let status = within(
-        NO_TIME,
-        "the pool back at full size",
-        pool.wait_until(|status| status.ready == 2),
-    )
-    .await;
-    let ids: Vec<_> = status.worker_details.iter().map(|w| w.id).collect();
-    assert_eq!(ids, [2, 3]);
+    assert_eq!(worker_ids(&status), [2, 3]);
     assert_eq!(status.counters.retries, 1);
     assert_eq!(status.counters.replaced, 1);
     assert_eq!(status.counters.requests_ok, 1);
@@ -204,10 +150,7 @@ async fn a_non_idempotent_command_that_crashes_is_not_retried() {
     let request_id = pending.id();
     assert!(pending.crash(WorkerExit::signal(9)));
 
-    let error = within(NO_TIME, "the caller's answer", call)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let error = caller_error(call).await;
     assert!(
         matches!(
             &error,
@@ -247,10 +190,7 @@ async fn retries_stop_after_the_recovery_budget() {
         assert!(pending.crash(WorkerExit::signal(9)));
     }
 
-    let error = within(NO_TIME, "the caller's answer", call)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let error = caller_error(call).await;
     assert!(
         matches!(&error, PoolError::WorkerExited { worker_id: 3, request_id, .. } if *request_id == request_ids[2]),
         "expected the last attempt's crash, got {error:?}"

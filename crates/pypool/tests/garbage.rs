@@ -1,48 +1,14 @@
 //! Failure mode: a worker breaks the protocol mid-request (a malformed frame, or a reply to an unknown request id).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
-use std::time::Duration;
+mod support;
 
-use pypool::{Pool, PoolError, WorkerState};
-use pypool_mock::{MockSpawner, SpawnHandle, WorkerHandle};
-use serde_json::{Value, json};
+use pypool::PoolError;
+use pypool_mock::{MockSpawner, WorkerHandle};
+use serde_json::json;
+use support::scripted::{accept_next, builder, refill};
+use support::{NO_TIME, caller_error, spawn_execute, within, worker_ids};
 use tokio::task::JoinHandle;
-
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
-
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
-/// Accepts the pool's next spawn and waits until that worker is idle in the pool.
-async fn accept_next(pool: &Pool, spawns: &mut SpawnHandle) -> WorkerHandle {
-    let spawn = within(NO_TIME, "a spawn", spawns.next_spawn()).await;
-    let worker = spawn.unwrap().accept();
-    let id = worker.worker_id();
-    let ready = pool.wait_until(|status| {
-        status
-            .worker_details
-            .iter()
-            .any(|w| w.id == id && w.state == WorkerState::Ready)
-    });
-    within(NO_TIME, "the accepted worker to be ready", ready).await;
-    worker
-}
-
-fn spawn_execute(
-    pool: &Pool,
-    command: &'static str,
-    args: Value,
-) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.execute(command, args).await })
-}
 
 /// Answers every request `worker` gets with its worker id, until it exits.
 fn respond_with_id(mut worker: WorkerHandle) -> JoinHandle<()> {
@@ -62,12 +28,7 @@ enum Misbehaviour {
 
 async fn protocol_violation_mid_request(misbehaviour: Misbehaviour) {
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = Pool::builder()
-        .size(2)
-        .spawner(spawner)
-        .health_check_interval(None)
-        .build()
-        .unwrap();
+    let pool = builder(spawner, 2).build().unwrap();
     let mut offender = accept_next(&pool, &mut spawns).await;
     let survivor = accept_next(&pool, &mut spawns).await;
     assert_eq!((offender.worker_id(), survivor.worker_id()), (1, 2));
@@ -82,10 +43,7 @@ async fn protocol_violation_mid_request(misbehaviour: Misbehaviour) {
         Misbehaviour::ReplyToUnknownId => assert!(pending.reply_unknown_id()),
     }
 
-    let error = within(NO_TIME, "the caller's answer", call)
-        .await
-        .unwrap()
-        .unwrap_err();
+    let error = caller_error(call).await;
     let PoolError::ProtocolViolation {
         worker_id,
         command,
@@ -123,19 +81,9 @@ async fn protocol_violation_mid_request(misbehaviour: Misbehaviour) {
 
     // Removed: the pool kills it and spawns a replacement.
     within(NO_TIME, "the offender to be killed", offender.killed()).await;
-    let replacement = within(NO_TIME, "the replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap();
+    let (replacement, status) = refill(&pool, &mut spawns, 2).await;
     assert_eq!(replacement.worker_id(), 3);
-    let replacement = replacement.accept();
-    let status = within(
-        NO_TIME,
-        "the pool back at full size",
-        pool.wait_until(|status| status.ready == 2),
-    )
-    .await;
-    let ids: Vec<_> = status.worker_details.iter().map(|w| w.id).collect();
-    assert_eq!(ids, [2, 3]);
+    assert_eq!(worker_ids(&status), [2, 3]);
     assert_eq!(status.counters.replaced, 1);
     assert_eq!(status.counters.requests_failed, 1);
     assert_eq!(status.counters.retries, 0);

@@ -1,37 +1,26 @@
 //! Failure mode: a spawned worker never sends its handshake (handshake timeout).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
-use pypool::{BreakerConfig, BreakerState, Pool, PoolBuilder, PoolError, SpawnError, Timeouts};
+use pypool::{BreakerConfig, BreakerState, PoolBuilder, PoolError, SpawnError, Timeouts};
 use pypool_mock::MockSpawner;
 use serde_json::json;
+use support::scripted::{self, serve};
+use support::{NO_TIME, spawn_ready, status_until, within};
 use tokio::time::Instant;
 
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
 const HANDSHAKE: Duration = Duration::from_secs(1);
 /// Enough for the backoff between two spawn attempts (at most 100 ms by default).
 const BACKOFF: Duration = Duration::from_secs(1);
 
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
 fn builder(spawner: MockSpawner) -> PoolBuilder {
-    Pool::builder()
-        .size(1)
-        .spawner(spawner)
-        .health_check_interval(None)
-        .timeouts(Timeouts {
-            spawn: HANDSHAKE,
-            ..Timeouts::default()
-        })
+    scripted::builder(spawner, 1).timeouts(Timeouts {
+        spawn: HANDSHAKE,
+        ..Timeouts::default()
+    })
 }
 
 fn assert_handshake_timeout(error: &PoolError) {
@@ -51,10 +40,7 @@ async fn a_silent_worker_fails_its_spawn_after_the_handshake_timeout_and_the_poo
     let (spawner, mut spawns) = MockSpawner::scripted();
     let pool = builder(spawner).build().unwrap();
     let started = Instant::now();
-    let ready = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.ready().await })
-    };
+    let ready = spawn_ready(&pool);
 
     let silent = within(NO_TIME, "the first spawn", spawns.next_spawn())
         .await
@@ -88,25 +74,15 @@ async fn a_silent_worker_fails_its_spawn_after_the_handshake_timeout_and_the_poo
     assert_eq!(retry.request().handshake_timeout, HANDSHAKE);
     assert_eq!(spawns.spawn_count(), 2);
     let mut worker = retry.accept();
-    let status = within(
-        NO_TIME,
-        "the retried worker to be ready",
-        pool.wait_until(|status| status.ready == 1),
-    )
+    let status = status_until(&pool, "the retried worker to be ready", |status| {
+        status.ready == 1
+    })
     .await;
     assert_eq!(status.counters.spawned, 1);
     assert_eq!(status.counters.spawn_failures, 1);
     pool.ready().await.unwrap();
 
-    let call = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.execute("work", json!({})).await })
-    };
-    let pending = within(NO_TIME, "a request", worker.next_request())
-        .await
-        .unwrap();
-    let _ = pending.reply(json!("served"));
-    assert_eq!(call.await.unwrap().unwrap(), json!("served"));
+    serve(&pool, &mut worker, "work", json!({}), json!("served")).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,24 +121,14 @@ async fn handshake_timeouts_count_as_spawn_failures_for_the_spawn_breaker() {
     );
     assert_eq!(spawns.spawn_count(), 3);
     let mut worker = probe.accept();
-    let status = within(
-        NO_TIME,
-        "the probe's worker to be ready",
-        pool.wait_until(|status| status.ready == 1),
-    )
+    let status = status_until(&pool, "the probe's worker to be ready", |status| {
+        status.ready == 1
+    })
     .await;
     // A handshake alone does not close the breaker: the probe worker must
     // prove itself by completing a request (or a health check).
     assert_eq!(status.spawn_breaker, BreakerState::HalfOpen);
     pool.ready().await.unwrap();
-    let call = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.execute("work", json!({})).await })
-    };
-    let pending = within(NO_TIME, "a request", worker.next_request())
-        .await
-        .unwrap();
-    let _ = pending.reply(json!("served"));
-    assert_eq!(call.await.unwrap().unwrap(), json!("served"));
+    serve(&pool, &mut worker, "work", json!({}), json!("served")).await;
     assert_eq!(pool.status().spawn_breaker, BreakerState::Closed);
 }

@@ -1,60 +1,24 @@
 //! Failure mode: a handler that never answers (a hung worker) hits the request deadline.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Pool, PoolBuilder, PoolError, Timeouts, WorkerExit, WorkerState};
-use pypool_mock::{MockSpawner, SpawnHandle, WorkerHandle};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use pypool::{PoolBuilder, PoolError, Timeouts, WorkerExit};
+use pypool_mock::MockSpawner;
+use serde_json::json;
+use support::scripted::{self, accept_next, refill};
+use support::{NO_TIME, spawn_execute, within, worker_ids};
 use tokio::time::Instant;
 
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
 const DEADLINE: Duration = Duration::from_secs(2);
 
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
 fn builder(spawner: MockSpawner, size: usize) -> PoolBuilder {
-    Pool::builder()
-        .size(size)
-        .spawner(spawner)
-        .health_check_interval(None)
-        .timeouts(Timeouts {
-            request: DEADLINE,
-            ..Timeouts::default()
-        })
-}
-
-/// Accepts the pool's next spawn and waits until that worker is idle in the pool.
-async fn accept_next(pool: &Pool, spawns: &mut SpawnHandle) -> WorkerHandle {
-    let spawn = within(NO_TIME, "a spawn", spawns.next_spawn()).await;
-    let worker = spawn.unwrap().accept();
-    let id = worker.worker_id();
-    let ready = pool.wait_until(|status| {
-        status
-            .worker_details
-            .iter()
-            .any(|w| w.id == id && w.state == WorkerState::Ready)
-    });
-    within(NO_TIME, "the accepted worker to be ready", ready).await;
-    worker
-}
-
-fn spawn_execute(
-    pool: &Pool,
-    command: &'static str,
-    args: Value,
-) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.execute(command, args).await })
+    scripted::builder(spawner, size).timeouts(Timeouts {
+        request: DEADLINE,
+        ..Timeouts::default()
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -120,19 +84,9 @@ async fn a_hung_request_hits_its_deadline_and_its_worker_is_killed_and_replaced(
     assert_eq!(hung_worker.try_exit(), Some(WorkerExit::signal(9)));
     assert!(!healthy_worker.was_killed() && !healthy_worker.was_terminated());
 
-    let replacement = within(NO_TIME, "the replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap();
+    let (replacement, status) = refill(&pool, &mut spawns, 2).await;
     assert_eq!(replacement.worker_id(), 3);
-    let _replacement = replacement.accept();
-    let status = within(
-        NO_TIME,
-        "the pool back at full size",
-        pool.wait_until(|status| status.ready == 2),
-    )
-    .await;
-    let ids: Vec<_> = status.worker_details.iter().map(|w| w.id).collect();
-    assert_eq!(ids, [2, 3]);
+    assert_eq!(worker_ids(&status), [2, 3]);
     assert_eq!(status.counters.replaced, 1);
     assert_eq!(status.counters.requests_ok, 1);
     assert_eq!(status.counters.requests_failed, 1);

@@ -1,38 +1,18 @@
 //! Failure mode: idle workers whose health checks (pings) fail or hang.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Health, Pool, PoolBuilder, PoolError, Status, WorkerState};
-use pypool_mock::{Delivery, MockSpawner, PendingRequest, SpawnHandle, WorkerHandle};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use pypool::{Health, PoolBuilder, WorkerState};
+use pypool_mock::{Delivery, PendingRequest, WorkerHandle};
+use serde_json::json;
+use support::scripted::{accept_spawn, next_request, next_spawn, scripted_pool};
+use support::{PATIENCE, busy_worker_id, eventually, spawn_execute, within};
 use tokio::time::Instant;
 
 const INTERVAL: Duration = Duration::from_secs(10);
-
-/// A pool of `size` scripted workers, all accepted and ready, sorted by id.
-async fn scripted_pool(
-    size: usize,
-    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-) -> (Pool, SpawnHandle, Vec<WorkerHandle>) {
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = configure(Pool::builder().size(size).spawner(spawner))
-        .build()
-        .unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..size {
-        workers.push(
-            within("a spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
-    (pool, spawns, workers)
-}
 
 /// Health checks every 10 s, `threshold` failures in a row remove a worker.
 fn checked_every_10s(threshold: u32) -> impl FnOnce(PoolBuilder) -> PoolBuilder {
@@ -43,35 +23,8 @@ fn checked_every_10s(threshold: u32) -> impl FnOnce(PoolBuilder) -> PoolBuilder 
     }
 }
 
-/// Waits, without letting time pass, until `condition` holds.
-async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
-    for _ in 0..1_000 {
-        let status = pool.status();
-        if condition(&status) {
-            return status;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never true: {what}; last status: {:#?}", pool.status());
-}
-
-fn spawn_execute(pool: &Pool, command: &str, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    let command = command.to_owned();
-    tokio::spawn(async move { pool.execute(&command, args).await })
-}
-
-/// Awaits `event`, failing the test (rather than hanging it) if it has not
-/// happened within ten minutes of paused time.
-async fn within<T>(what: &str, event: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(600), event).await {
-        Ok(value) => value,
-        Err(_elapsed) => panic!("{what} did not happen"),
-    }
-}
-
 async fn next_ping(worker: &mut WorkerHandle) -> PendingRequest {
-    let ping = within("a ping", worker.next_request()).await.unwrap();
+    let ping = next_request(worker).await;
     assert_eq!(
         ping.command(),
         "ping",
@@ -138,14 +91,12 @@ async fn a_worker_failing_its_pings_threshold_times_in_a_row_is_replaced() {
         ping.python_error("RuntimeError", "event loop is wedged"),
         Delivery::Delivered
     );
-    within("the failed worker is killed", old.killed()).await;
+    within(PATIENCE, "the failed worker is killed", old.killed()).await;
     assert!(
         !old.was_terminated(),
         "a failed worker is killed, not asked to stop"
     );
-    let replacement = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap();
+    let replacement = next_spawn(&mut spawns).await;
     assert_eq!(replacement.worker_id(), old.worker_id() + 1);
     let new = replacement.accept();
     let status = eventually(&pool, "the replacement is ready", |s| s.ready == 1).await;
@@ -162,16 +113,11 @@ async fn a_worker_busy_with_a_request_is_not_pinged() {
     let (pool, _spawns, workers) = scripted_pool(2, checked_every_10s(3)).await;
     let call = spawn_execute(&pool, "echo", json!({ "n": 1 }));
     let status = eventually(&pool, "one worker is busy", |s| s.busy == 1).await;
-    let busy_id = status
-        .worker_details
-        .iter()
-        .find(|w| w.state == WorkerState::Busy)
-        .unwrap()
-        .id;
+    let busy_id = busy_worker_id(&status);
     let (mut busy, mut idle): (Vec<_>, Vec<_>) =
         workers.into_iter().partition(|w| w.worker_id() == busy_id);
     let (mut busy, mut idle) = (busy.remove(0), idle.remove(0));
-    let echo = within("the request", busy.next_request()).await.unwrap();
+    let echo = next_request(&mut busy).await;
     assert_eq!(echo.command(), "echo");
 
     // Three intervals pass: the idle worker is pinged each time, the busy one never.
@@ -217,9 +163,7 @@ async fn a_hung_ping_counts_as_a_failure_and_its_worker_is_not_lent_meanwhile() 
 
     // The late answer frees the worker; the waiting request gets it.
     assert_eq!(ping.reply(json!({ "pong": true })), Delivery::Delivered);
-    let echo = within("the request", workers[0].next_request())
-        .await
-        .unwrap();
+    let echo = next_request(&mut workers[0]).await;
     assert_eq!(echo.command(), "echo");
     assert_eq!(echo.reply(json!({ "n": 1 })), Delivery::Delivered);
     assert_eq!(call.await.unwrap().unwrap(), json!({ "n": 1 }));
@@ -233,12 +177,9 @@ async fn a_ping_that_never_answers_gets_its_worker_killed_and_replaced() {
     let ping = next_ping(&mut workers[0]).await;
     ping.hang();
     // Health-check timeout (5 s), then up to the request deadline (60 s) for the late reply.
-    within("the failed worker is killed", workers[0].killed()).await;
+    within(PATIENCE, "the failed worker is killed", workers[0].killed()).await;
     assert_eq!(start.elapsed(), Duration::from_secs(10 + 5 + 60));
-    let new = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let new = accept_spawn(&mut spawns).await;
     let status = eventually(&pool, "the replacement is ready", |s| s.ready == 1).await;
     assert_eq!(status.worker_details[0].id, new.worker_id());
     assert_eq!(status.counters.replaced, 1);
@@ -251,12 +192,9 @@ async fn a_hung_ping_that_reaches_the_threshold_replaces_the_worker_at_once() {
     let ping = next_ping(&mut workers[0]).await;
     ping.hang();
     // The worker will never be lent again: no point waiting for a late reply.
-    within("the failed worker is killed", workers[0].killed()).await;
+    within(PATIENCE, "the failed worker is killed", workers[0].killed()).await;
     assert_eq!(start.elapsed(), Duration::from_secs(10 + 5));
-    let new = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let new = accept_spawn(&mut spawns).await;
     let status = eventually(&pool, "the replacement is ready", |s| s.ready == 1).await;
     assert_eq!(status.worker_details[0].id, new.worker_id());
     assert_eq!(status.counters.replaced, 1);

@@ -1,65 +1,24 @@
 //! Failure mode: more requests than workers (queue full, FIFO order, checkout timeout).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Pool, PoolBuilder, PoolError, Timeouts, WorkerState};
-use pypool_mock::{MockSpawner, SpawnHandle, WorkerHandle};
+use pypool::{Pool, PoolError, Timeouts};
+use pypool_mock::MockSpawner;
 use serde_json::{Value, json};
+use support::scripted::{accept_next, builder};
+use support::{NO_TIME, spawn_execute, status_until, within};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
-
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
-fn builder(spawner: MockSpawner) -> PoolBuilder {
-    Pool::builder()
-        .size(1)
-        .spawner(spawner)
-        .health_check_interval(None)
-}
-
-/// Accepts the pool's next spawn and waits until that worker is idle in the pool.
-async fn accept_next(pool: &Pool, spawns: &mut SpawnHandle) -> WorkerHandle {
-    let spawn = within(NO_TIME, "a spawn", spawns.next_spawn()).await;
-    let worker = spawn.unwrap().accept();
-    let id = worker.worker_id();
-    let ready = pool.wait_until(|status| {
-        status
-            .worker_details
-            .iter()
-            .any(|w| w.id == id && w.state == WorkerState::Ready)
-    });
-    within(NO_TIME, "the accepted worker to be ready", ready).await;
-    worker
-}
-
-fn spawn_execute(
-    pool: &Pool,
-    command: &'static str,
-    args: Value,
-) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.execute(command, args).await })
-}
 
 /// Starts a request and waits until it sits in the queue, `queued` deep.
 async fn enqueue(pool: &Pool, n: u64, queued: usize) -> JoinHandle<Result<Value, PoolError>> {
     let call = spawn_execute(pool, "queued", json!({ "n": n }));
-    within(
-        NO_TIME,
-        "the request to queue",
-        pool.wait_until(|status| status.queue_len == queued),
-    )
+    status_until(pool, "the request to queue", |status| {
+        status.queue_len == queued
+    })
     .await;
     call
 }
@@ -67,7 +26,7 @@ async fn enqueue(pool: &Pool, n: u64, queued: usize) -> JoinHandle<Result<Value,
 #[tokio::test(start_paused = true)]
 async fn a_full_queue_refuses_at_once_and_queued_requests_are_served_in_fifo_order() {
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = builder(spawner).queue_bound(2).build().unwrap();
+    let pool = builder(spawner, 1).queue_bound(2).build().unwrap();
     let mut worker = accept_next(&pool, &mut spawns).await;
 
     // Occupy the only worker.
@@ -140,7 +99,7 @@ async fn a_full_queue_refuses_at_once_and_queued_requests_are_served_in_fifo_ord
 async fn a_request_that_waits_past_the_checkout_timeout_fails_with_checkout_timeout() {
     let checkout = Duration::from_secs(3);
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = builder(spawner)
+    let pool = builder(spawner, 1)
         .timeouts(Timeouts {
             checkout,
             ..Timeouts::default()
@@ -169,10 +128,10 @@ async fn a_request_that_waits_past_the_checkout_timeout_fails_with_checkout_time
         other => panic!("expected CheckoutTimeout, got {other:?}"),
     }
     assert_eq!(error.kind(), "checkout_timeout");
-    let status = within(
-        NO_TIME,
+    let status = status_until(
+        &pool,
         "the timed-out request to leave the queue",
-        pool.wait_until(|status| status.queue_len == 0),
+        |status| status.queue_len == 0,
     )
     .await;
     assert_eq!(status.busy, 1);

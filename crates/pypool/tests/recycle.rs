@@ -1,90 +1,43 @@
 //! Failure mode: workers that reach a recycle limit (requests served, memory, age).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Pool, PoolBuilder, PoolError, Status, Timeouts, WorkerExit, WorkerState};
-use pypool_mock::{Delivery, MockSpawner, SpawnHandle, WorkerHandle};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use pypool::{Pool, Timeouts, WorkerExit, WorkerState};
+use pypool_mock::{Delivery, SpawnHandle, WorkerHandle};
+use serde_json::json;
+use support::scripted::{accept_spawn, next_request, next_spawn, scripted_pool};
+use support::{PATIENCE, eventually, spawn_execute, within};
 
 const MIB: u64 = 1024 * 1024;
-
-/// A pool of `size` scripted workers without health checks, all ready, sorted by id.
-async fn scripted_pool(
-    size: usize,
-    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-) -> (Pool, SpawnHandle, Vec<WorkerHandle>) {
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let builder = Pool::builder()
-        .size(size)
-        .health_check_interval(None)
-        .spawner(spawner);
-    let pool = configure(builder).build().unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..size {
-        workers.push(
-            within("a replacement spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
-    (pool, spawns, workers)
-}
-
-/// Waits, without letting time pass, until `condition` holds.
-async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
-    for _ in 0..1_000 {
-        let status = pool.status();
-        if condition(&status) {
-            return status;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never true: {what}; last status: {:#?}", pool.status());
-}
-
-fn spawn_execute(pool: &Pool, command: &str, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    let command = command.to_owned();
-    tokio::spawn(async move { pool.execute(&command, args).await })
-}
 
 /// Runs one `echo` request with `n` on `worker`, which must be the one that gets it.
 async fn serve_one(pool: &Pool, worker: &mut WorkerHandle, n: u64) {
     let call = spawn_execute(pool, "echo", json!({ "n": n }));
-    let request = within("a request", worker.next_request()).await.unwrap();
+    let request = next_request(worker).await;
     assert_eq!(request.request().args["n"], json!(n));
     assert_eq!(request.reply(json!({ "n": n })), Delivery::Delivered);
     assert_eq!(call.await.unwrap().unwrap(), json!({ "n": n }));
 }
 
-/// Awaits `event`, failing the test (rather than hanging it) if it has not
-/// happened within ten minutes of paused time.
-async fn within<T>(what: &str, event: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(600), event).await {
-        Ok(value) => value,
-        Err(_elapsed) => panic!("{what} did not happen"),
-    }
-}
-
 /// Asserts `old` stopped gracefully: asked to terminate (SIGTERM) and exited
 /// with code 0 on its own, not with the signal 9 of a kill.
 async fn assert_stopped_gracefully(old: &WorkerHandle) {
-    within("the old worker is asked to terminate", old.terminated()).await;
-    let exit = within("the old worker exits", old.exited()).await;
+    within(
+        PATIENCE,
+        "the old worker is asked to terminate",
+        old.terminated(),
+    )
+    .await;
+    let exit = within(PATIENCE, "the old worker exits", old.exited()).await;
     assert_eq!(exit, WorkerExit::code(0), "a recycled worker is not killed");
 }
 
 /// Accepts the replacement spawn and waits until it is the pool's only, idle, worker.
 async fn accept_replacement(pool: &Pool, spawns: &mut SpawnHandle) -> WorkerHandle {
-    let new = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let new = accept_spawn(spawns).await;
     eventually(pool, "the replacement is the only worker, idle", |s| {
         s.workers == 1 && s.ready == 1 && s.worker_details[0].id == new.worker_id()
     })
@@ -122,7 +75,7 @@ async fn a_request_queued_behind_a_recycled_worker_goes_to_its_replacement() {
     let (pool, mut spawns, mut workers) = scripted_pool(1, |b| b.max_requests(1)).await;
     let mut old = workers.remove(0);
     let first = spawn_execute(&pool, "echo", json!({ "n": 1 }));
-    let first_request = within("a request", old.next_request()).await.unwrap();
+    let first_request = next_request(&mut old).await;
     let second = spawn_execute(&pool, "echo", json!({ "n": 2 }));
     eventually(&pool, "the second request waits", |s| s.queue_len == 1).await;
 
@@ -135,19 +88,14 @@ async fn a_request_queued_behind_a_recycled_worker_goes_to_its_replacement() {
         "the recycled worker took no new request"
     );
 
-    let mut new = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
-    let second_request = within("a request", new.next_request()).await.unwrap();
+    let mut new = accept_spawn(&mut spawns).await;
+    let second_request = next_request(&mut new).await;
     assert_eq!(second_request.request().args["n"], json!(2));
     assert_eq!(second_request.reply(json!(2)), Delivery::Delivered);
     assert_eq!(second.await.unwrap().unwrap(), json!(2));
     // max_requests(1): the replacement is recycled in turn.
-    within("the replacement is recycled", new.terminated()).await;
-    let third = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap();
+    within(PATIENCE, "the replacement is recycled", new.terminated()).await;
+    let third = next_spawn(&mut spawns).await;
     assert_eq!(third.worker_id(), new.worker_id() + 1);
     assert_eq!(pool.status().counters.recycled, 2);
 }
@@ -163,7 +111,7 @@ async fn a_worker_above_max_memory_is_recycled_after_its_current_request() {
 
     // It grows past the limit while serving a request.
     let call = spawn_execute(&pool, "echo", json!({ "n": 2 }));
-    let request = within("a request", old.next_request()).await.unwrap();
+    let request = next_request(&mut old).await;
     old.set_rss(150 * MIB);
     assert!(!old.was_terminated(), "not interrupted mid-request");
     assert_eq!(request.reply(json!(2)), Delivery::Delivered);
@@ -184,7 +132,7 @@ async fn an_idle_worker_above_max_memory_is_recycled_at_its_next_health_check() 
     .await;
     let mut old = workers.remove(0);
     old.set_rss(150 * MIB);
-    let ping = within("a request", old.next_request()).await.unwrap();
+    let ping = next_request(&mut old).await;
     assert_eq!(ping.command(), "ping");
     assert_eq!(ping.reply(json!({ "pong": true })), Delivery::Delivered);
     assert_stopped_gracefully(&old).await;
@@ -207,7 +155,7 @@ async fn a_worker_that_reaches_max_age_mid_request_is_recycled_after_it() {
     assert_eq!(pool.status().counters.recycled, 0);
 
     let call = spawn_execute(&pool, "echo", json!({ "n": 2 }));
-    let request = within("a request", old.next_request()).await.unwrap();
+    let request = next_request(&mut old).await;
     tokio::time::advance(Duration::from_secs(61)).await;
     assert_eq!(pool.status().worker_details[0].state, WorkerState::Busy);
     assert!(!old.was_terminated(), "not interrupted mid-request");
@@ -227,13 +175,10 @@ async fn an_idle_worker_past_max_age_is_not_handed_a_new_request() {
     tokio::time::advance(Duration::from_secs(61)).await;
 
     let call = spawn_execute(&pool, "echo", json!({ "n": 1 }));
-    let mut new = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let mut new = accept_spawn(&mut spawns).await;
     assert_stopped_gracefully(&old).await;
     assert_eq!(old.requests_seen(), 0, "the old worker got nothing");
-    let request = within("a request", new.next_request()).await.unwrap();
+    let request = next_request(&mut new).await;
     assert_eq!(request.reply(json!(1)), Delivery::Delivered);
     assert_eq!(call.await.unwrap().unwrap(), json!(1));
     let status = pool.status();

@@ -1,68 +1,14 @@
 //! Failure mode: the pool's size changing at runtime (growing, shrinking with busy workers).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::time::Duration;
+mod support;
 
-use pypool::{Pool, PoolBuilder, PoolError, Status, WorkerExit, WorkerState};
-use pypool_mock::{Delivery, MockSpawner, PendingRequest, SpawnHandle, WorkerHandle};
+use pypool::{Pool, PoolError, WorkerExit, WorkerState};
+use pypool_mock::{Delivery, PendingRequest, WorkerHandle};
 use serde_json::{Value, json};
+use support::scripted::{accept_spawn, next_request, next_spawn, scripted_pool};
+use support::{PATIENCE, eventually, spawn_execute, within};
 use tokio::task::JoinHandle;
-
-/// A pool of `size` scripted workers without health checks, all ready, sorted by id.
-async fn scripted_pool(
-    size: usize,
-    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-) -> (Pool, SpawnHandle, Vec<WorkerHandle>) {
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let builder = Pool::builder()
-        .size(size)
-        .health_check_interval(None)
-        .spawner(spawner);
-    let pool = configure(builder).build().unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..size {
-        workers.push(
-            within("a spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
-    (pool, spawns, workers)
-}
-
-/// Waits, without letting time pass, until `condition` holds.
-async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
-    for _ in 0..1_000 {
-        let status = pool.status();
-        if condition(&status) {
-            return status;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never true: {what}; last status: {:#?}", pool.status());
-}
-
-/// Awaits `event`, failing the test (rather than hanging it) if it has not
-/// happened within ten minutes of paused time.
-async fn within<T>(what: &str, event: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(600), event).await {
-        Ok(value) => value,
-        Err(_elapsed) => panic!("{what} did not happen"),
-    }
-}
-
-fn spawn_execute(pool: &Pool, command: &str, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    let command = command.to_owned();
-    tokio::spawn(async move { pool.execute(&command, args).await })
-}
-
-async fn next_request(worker: &mut WorkerHandle) -> PendingRequest {
-    within("a request", worker.next_request()).await.unwrap()
-}
 
 /// Starts `count` requests and returns them with the index of the worker each landed on.
 async fn occupy(
@@ -104,8 +50,8 @@ async fn growing_spawns_the_difference_concurrently() {
     assert_eq!((status.workers, status.starting, status.ready), (3, 2, 1));
 
     // Both spawns are under way before either finishes.
-    let a = within("a spawn", spawns.next_spawn()).await.unwrap();
-    let b = within("a spawn", spawns.next_spawn()).await.unwrap();
+    let a = next_spawn(&mut spawns).await;
+    let b = next_spawn(&mut spawns).await;
     assert_eq!(spawns.spawn_count(), 3);
     let _a = a.accept();
     let _b = b.accept();
@@ -127,10 +73,7 @@ async fn growing_serves_a_waiting_request_with_the_new_worker() {
     eventually(&pool, "a request waits", |s| s.queue_len == 1).await;
 
     pool.resize(2);
-    let mut new = within("a spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let mut new = accept_spawn(&mut spawns).await;
     let second_request = next_request(&mut new).await;
     assert_eq!(second_request.request().args["n"], json!(2));
     assert_eq!(second_request.reply(json!(2)), Delivery::Delivered);
@@ -176,10 +119,7 @@ async fn shrinking_retires_idle_workers_gracefully_at_once() {
     pool.resize(2);
     let status = pool.status();
     assert_eq!((status.size, status.workers, status.starting), (2, 2, 1));
-    let _new = within("a spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let _new = accept_spawn(&mut spawns).await;
     let status = eventually(&pool, "two workers ready", |s| s.ready == 2).await;
     assert_eq!((status.size, status.workers), (2, 2));
 }
@@ -196,7 +136,12 @@ async fn shrinking_retires_busy_workers_after_their_request() {
     let status = pool.status();
     assert_eq!(status.size, 1);
     assert_eq!((status.workers, status.busy, status.ready), (2, 2, 0));
-    within("the idle worker gets SIGTERM", workers[idle].terminated()).await;
+    within(
+        PATIENCE,
+        "the idle worker gets SIGTERM",
+        workers[idle].terminated(),
+    )
+    .await;
 
     // The first busy worker to finish goes: the pool is still above its size.
     let (call, first, request) = busy.remove(0);
@@ -204,11 +149,12 @@ async fn shrinking_retires_busy_workers_after_their_request() {
     assert_eq!(request.reply(json!("first")), Delivery::Delivered);
     assert_eq!(call.await.unwrap().unwrap(), json!("first"));
     within(
+        PATIENCE,
         "the first busy worker gets SIGTERM",
         workers[first].terminated(),
     )
     .await;
-    let exit = within("it exits", workers[first].exited()).await;
+    let exit = within(PATIENCE, "it exits", workers[first].exited()).await;
     assert_eq!(exit, WorkerExit::code(0));
 
     // The last one is the pool's one worker now: it stays.
@@ -229,8 +175,8 @@ async fn shrinking_retires_busy_workers_after_their_request() {
 async fn shrinking_drops_workers_still_starting_before_ready_ones() {
     let (pool, mut spawns, workers) = scripted_pool(1, |b| b).await;
     pool.resize(3);
-    let late_a = within("a spawn", spawns.next_spawn()).await.unwrap();
-    let late_b = within("a spawn", spawns.next_spawn()).await.unwrap();
+    let late_a = next_spawn(&mut spawns).await;
+    let late_b = next_spawn(&mut spawns).await;
 
     pool.resize(1);
     let status = pool.status();
@@ -241,8 +187,13 @@ async fn shrinking_drops_workers_still_starting_before_ready_ones() {
     // The abandoned spawns finish after all: those workers are killed, not used.
     let late_a = late_a.accept();
     let late_b = late_b.accept();
-    within("the first late worker is killed", late_a.killed()).await;
-    within("the second late worker is killed", late_b.killed()).await;
+    within(PATIENCE, "the first late worker is killed", late_a.killed()).await;
+    within(
+        PATIENCE,
+        "the second late worker is killed",
+        late_b.killed(),
+    )
+    .await;
     let status = eventually(&pool, "one worker", |s| s.workers == 1 && s.ready == 1).await;
     assert_eq!(status.worker_details[0].id, workers[0].worker_id());
     assert!(!workers[0].was_terminated());

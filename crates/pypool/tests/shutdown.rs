@@ -1,83 +1,26 @@
 //! Failure mode: the pool stopping (shutdown with work in flight, dropping the last handle).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Pool, PoolBuilder, PoolError, ShutdownReport, Status, WorkerExit, WorkerState};
-use pypool_mock::{Delivery, MockSpawner, PendingRequest, SpawnHandle, WorkerHandle};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use pypool::{PoolError, ShutdownReport, Status, WorkerExit};
+use pypool_mock::{Delivery, MockSpawner, WorkerHandle};
+use serde_json::json;
+use support::scripted::{builder, next_request, next_spawn, scripted_pool};
+use support::{PATIENCE, busy_worker_id, eventually, spawn_execute, spawn_shutdown, within};
 use tokio::time::Instant;
 
-/// A pool of `size` scripted workers without health checks, all ready, sorted by id.
-async fn scripted_pool(
-    size: usize,
-    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
-) -> (Pool, SpawnHandle, Vec<WorkerHandle>) {
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let builder = Pool::builder()
-        .size(size)
-        .health_check_interval(None)
-        .spawner(spawner);
-    let pool = configure(builder).build().unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..size {
-        workers.push(
-            within("a spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
-    (pool, spawns, workers)
-}
-
-/// Waits, without letting time pass, until `condition` holds.
-async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
-    for _ in 0..1_000 {
-        let status = pool.status();
-        if condition(&status) {
-            return status;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never true: {what}; last status: {:#?}", pool.status());
-}
-
-/// Awaits `event`, failing the test (rather than hanging it) if it has not
-/// happened within ten minutes of paused time.
-async fn within<T>(what: &str, event: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(600), event).await {
-        Ok(value) => value,
-        Err(_elapsed) => panic!("{what} did not happen"),
-    }
-}
-
-fn spawn_execute(pool: &Pool, command: &str, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    let command = command.to_owned();
-    tokio::spawn(async move { pool.execute(&command, args).await })
-}
-
-fn spawn_shutdown(pool: &Pool, deadline: Duration) -> JoinHandle<ShutdownReport> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.shutdown(deadline).await })
-}
-
-async fn next_request(worker: &mut WorkerHandle) -> PendingRequest {
-    within("a request", worker.next_request()).await.unwrap()
-}
+/// A shutdown in which every worker finished its work and none was killed.
+const DRAINED: ShutdownReport = ShutdownReport {
+    drained: true,
+    killed: 0,
+};
 
 /// Finds the handle of the worker the status shows busy.
 fn busy_worker(status: &Status, workers: &[WorkerHandle]) -> usize {
-    let busy = status
-        .worker_details
-        .iter()
-        .find(|w| w.state == WorkerState::Busy)
-        .unwrap()
-        .id;
+    let busy = busy_worker_id(status);
     workers.iter().position(|w| w.worker_id() == busy).unwrap()
 }
 
@@ -103,7 +46,7 @@ async fn shutdown_refuses_new_and_queued_requests_and_lets_the_in_flight_one_fin
         "{refused:?}"
     );
     // The queued one was refused too, naming its command.
-    let queued = within("the queued caller hears", queued)
+    let queued = within(PATIENCE, "the queued caller hears", queued)
         .await
         .unwrap()
         .unwrap_err();
@@ -117,14 +60,10 @@ async fn shutdown_refuses_new_and_queued_requests_and_lets_the_in_flight_one_fin
     // The in-flight request finishes before the deadline; its caller gets the reply.
     assert_eq!(request.reply(json!({ "n": 1 })), Delivery::Delivered);
     assert_eq!(in_flight.await.unwrap().unwrap(), json!({ "n": 1 }));
-    let report = within("shutdown returns", stopping).await.unwrap();
-    assert_eq!(
-        report,
-        ShutdownReport {
-            drained: true,
-            killed: 0
-        }
-    );
+    let report = within(PATIENCE, "shutdown returns", stopping)
+        .await
+        .unwrap();
+    assert_eq!(report, DRAINED);
     assert!(worker.was_terminated());
     assert_eq!(
         worker.try_exit(),
@@ -151,8 +90,13 @@ async fn shutdown_terminates_idle_workers_at_once_and_busy_ones_after_their_requ
     let request = next_request(&mut workers[busy]).await;
 
     let stopping = spawn_shutdown(&pool, Duration::from_secs(10));
-    within("the idle worker gets SIGTERM", workers[idle].terminated()).await;
-    let exit = within("the idle worker exits", workers[idle].exited()).await;
+    within(
+        PATIENCE,
+        "the idle worker gets SIGTERM",
+        workers[idle].terminated(),
+    )
+    .await;
+    let exit = within(PATIENCE, "the idle worker exits", workers[idle].exited()).await;
     assert_eq!(exit, WorkerExit::code(0));
     assert!(
         !workers[busy].was_terminated(),
@@ -161,14 +105,10 @@ async fn shutdown_terminates_idle_workers_at_once_and_busy_ones_after_their_requ
 
     assert_eq!(request.reply(json!("done")), Delivery::Delivered);
     assert_eq!(in_flight.await.unwrap().unwrap(), json!("done"));
-    let report = within("shutdown returns", stopping).await.unwrap();
-    assert_eq!(
-        report,
-        ShutdownReport {
-            drained: true,
-            killed: 0
-        }
-    );
+    let report = within(PATIENCE, "shutdown returns", stopping)
+        .await
+        .unwrap();
+    assert_eq!(report, DRAINED);
     assert_eq!(workers[busy].try_exit(), Some(WorkerExit::code(0)));
     assert_eq!(pool.status().workers, 0);
 }
@@ -216,29 +156,18 @@ async fn a_request_still_running_at_the_deadline_gets_its_worker_killed() {
 #[tokio::test(start_paused = true)]
 async fn a_worker_still_starting_at_shutdown_is_killed_when_it_arrives() {
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = Pool::builder()
-        .size(2)
-        .health_check_interval(None)
-        .spawner(spawner)
-        .build()
-        .unwrap();
-    let first = within("a spawn", spawns.next_spawn()).await.unwrap();
-    let late = within("a spawn", spawns.next_spawn()).await.unwrap();
+    let pool = builder(spawner, 2).build().unwrap();
+    let first = next_spawn(&mut spawns).await;
+    let late = next_spawn(&mut spawns).await;
     let ready = first.accept();
     eventually(&pool, "one worker is ready", |s| s.ready == 1).await;
 
     let report = pool.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(
-        report,
-        ShutdownReport {
-            drained: true,
-            killed: 0
-        }
-    );
+    assert_eq!(report, DRAINED);
     assert_eq!(ready.try_exit(), Some(WorkerExit::code(0)));
     // The second worker finishes its handshake after the pool stopped.
     let late = late.accept();
-    within("the late worker is killed", late.killed()).await;
+    within(PATIENCE, "the late worker is killed", late.killed()).await;
     assert_eq!(late.requests_seen(), 0);
     assert_eq!(pool.status().workers, 0);
 }

@@ -1,44 +1,20 @@
 //! Failure mode: workers cannot be started (interpreter missing, handler import failing).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
+mod support;
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pypool::{BreakerConfig, BreakerState, Pool, PoolBuilder, PoolError, SpawnError};
+use pypool::{BreakerConfig, BreakerState, PoolError, SpawnError};
 use pypool_mock::{MockSpawner, PendingSpawn};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use serde_json::json;
+use support::scripted::{builder, serve};
+use support::{NO_TIME, caller_error, spawn_execute, spawn_ready, status_until, within};
 use tokio::time::Instant;
 
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
 const RESET: Duration = Duration::from_secs(10);
-
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
-fn builder(spawner: MockSpawner, size: usize) -> PoolBuilder {
-    Pool::builder()
-        .size(size)
-        .spawner(spawner)
-        .health_check_interval(None)
-}
-
-fn spawn_execute(
-    pool: &Pool,
-    command: &'static str,
-    args: Value,
-) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.execute(command, args).await })
-}
 
 fn interpreter_not_found(spawn: PendingSpawn) {
     spawn.fail(SpawnError::InterpreterNotFound {
@@ -78,10 +54,7 @@ async fn ready_returns_the_spawn_error_at_once_not_a_timeout() {
     let (spawner, mut spawns) = MockSpawner::scripted();
     let pool = builder(spawner, 1).build().unwrap();
     let started = Instant::now();
-    let ready = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.ready().await })
-    };
+    let ready = spawn_ready(&pool);
     let spawn = within(NO_TIME, "the spawn", spawns.next_spawn())
         .await
         .unwrap();
@@ -124,11 +97,9 @@ async fn requests_queued_while_spawning_fail_with_the_spawn_error() {
     let calls: Vec<_> = (0..3)
         .map(|n| spawn_execute(&pool, "work", json!({ "n": n })))
         .collect();
-    within(
-        NO_TIME,
-        "three queued requests",
-        pool.wait_until(|status| status.queue_len == 3),
-    )
+    status_until(&pool, "three queued requests", |status| {
+        status.queue_len == 3
+    })
     .await;
     assert_eq!(
         spawns.spawn_count(),
@@ -138,10 +109,7 @@ async fn requests_queued_while_spawning_fail_with_the_spawn_error() {
 
     handler_import_fails(spawn);
     for call in calls {
-        let error = within(NO_TIME, "a queued request's answer", call)
-            .await
-            .unwrap()
-            .unwrap_err();
+        let error = caller_error(call).await;
         assert_handler_import_error(&error);
     }
     assert_handler_import_error(&pool.ready().await.unwrap_err());
@@ -175,8 +143,10 @@ async fn the_spawn_breaker_paces_failing_spawns_and_a_good_probe_restores_the_po
         attempts.push(started.elapsed());
         handler_import_fails(spawn.unwrap());
         if attempts.len() == 2 {
-            let failed_twice = pool.wait_until(|status| status.counters.spawn_failures == 2);
-            let status = within(NO_TIME, "the second failure recorded", failed_twice).await;
+            let status = status_until(&pool, "the second failure recorded", |status| {
+                status.counters.spawn_failures == 2
+            })
+            .await;
             assert_eq!(status.spawn_breaker, BreakerState::Open);
             assert_handler_import_error(&pool.ready().await.unwrap_err());
         }
@@ -211,11 +181,9 @@ async fn the_spawn_breaker_paces_failing_spawns_and_a_good_probe_restores_the_po
         .unwrap();
     assert!(started.elapsed() - last_failure >= RESET);
     let mut worker = probe.accept();
-    let status = within(
-        NO_TIME,
-        "the probe's worker to be ready",
-        pool.wait_until(|status| status.ready == 1),
-    )
+    let status = status_until(&pool, "the probe's worker to be ready", |status| {
+        status.ready == 1
+    })
     .await;
     pool.ready().await.unwrap();
     // Half-open until the probe's worker has proved itself with a request.
@@ -223,11 +191,6 @@ async fn the_spawn_breaker_paces_failing_spawns_and_a_good_probe_restores_the_po
     assert_eq!((status.workers, status.ready), (1, 1));
     assert_eq!(status.counters.spawned, 1);
 
-    let call = spawn_execute(&pool, "work", json!({}));
-    let pending = within(NO_TIME, "a request", worker.next_request())
-        .await
-        .unwrap();
-    let _ = pending.reply(json!("back"));
-    assert_eq!(call.await.unwrap().unwrap(), json!("back"));
+    serve(&pool, &mut worker, "work", json!({}), json!("back")).await;
     assert_eq!(pool.status().spawn_breaker, BreakerState::Closed);
 }

@@ -2,31 +2,17 @@
 //! initialising ("checkout during init", "init message pollution").
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
-use pypool::{Pool, PoolError};
 use pypool_mock::{MockSpawner, PendingRequest, WorkerHandle};
 use serde_json::{Value, json};
+use support::scripted::builder;
+use support::{NO_TIME, spawn_execute, status_until, within};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-/// Events the pool produces without any time passing.
-const NO_TIME: Duration = Duration::from_millis(1);
-
-/// Awaits `future`, failing the test if it needs more than `budget` of tokio's (paused) time.
-async fn within<F: Future>(budget: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(budget, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("{what} did not happen within {budget:?}"),
-    }
-}
-
-fn spawn_execute(pool: &Pool, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.execute("work", args).await })
-}
 
 /// Answers `pending` with its arguments and the id of the worker that ran it.
 fn answer(worker_id: u64, pending: PendingRequest) {
@@ -49,12 +35,7 @@ fn respond(mut worker: WorkerHandle) -> JoinHandle<u64> {
 async fn eager_start_spawns_every_worker_concurrently() {
     let size = 5;
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = Pool::builder()
-        .size(size)
-        .spawner(spawner)
-        .health_check_interval(None)
-        .build()
-        .unwrap();
+    let pool = builder(spawner, size).build().unwrap();
     let started = Instant::now();
 
     // Every spawn is under way before any of them has answered.
@@ -90,14 +71,9 @@ async fn fifty_requests_fired_while_every_worker_starts_all_succeed_after_the_ha
     let size = 4;
     let requests = 50;
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = Pool::builder()
-        .size(size)
-        .spawner(spawner)
-        .health_check_interval(None)
-        .build()
-        .unwrap();
+    let pool = builder(spawner, size).build().unwrap();
     let calls: Vec<_> = (0..requests)
-        .map(|n| spawn_execute(&pool, json!({ "n": n })))
+        .map(|n| spawn_execute(&pool, "work", json!({ "n": n })))
         .collect();
 
     let mut pending = Vec::new();
@@ -108,11 +84,9 @@ async fn fifty_requests_fired_while_every_worker_starts_all_succeed_after_the_ha
                 .unwrap(),
         );
     }
-    let status = within(
-        NO_TIME,
-        "every request to queue",
-        pool.wait_until(|status| status.queue_len == requests),
-    )
+    let status = status_until(&pool, "every request to queue", |status| {
+        status.queue_len == requests
+    })
     .await;
     assert_eq!((status.starting, status.ready, status.busy), (size, 0, 0));
     assert_eq!(

@@ -1,46 +1,22 @@
 //! Failure mode: an operator misreading the pool (status snapshots, their JSON and counters).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
-use pypool::{Pool, PoolError, Status, WorkerExit};
+use pypool::{Pool, PoolError, WorkerExit};
 use pypool_mock::{Delivery, MockSpawner, PendingRequest, WorkerHandle};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-
-/// Waits, without letting time pass, until `condition` holds.
-async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
-    for _ in 0..1_000 {
-        let status = pool.status();
-        if condition(&status) {
-            return status;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never true: {what}; last status: {:#?}", pool.status());
-}
-
-/// Awaits `event`, failing the test (rather than hanging it) if it has not
-/// happened within ten minutes of paused time.
-async fn within<T>(what: &str, event: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(600), event).await {
-        Ok(value) => value,
-        Err(_elapsed) => panic!("{what} did not happen"),
-    }
-}
-
-fn spawn_execute(pool: &Pool, command: &str, args: Value) -> JoinHandle<Result<Value, PoolError>> {
-    let pool = pool.clone();
-    let command = command.to_owned();
-    tokio::spawn(async move { pool.execute(&command, args).await })
-}
+use support::scripted::{accept_all, accept_spawn, builder, next_request, scripted_pool};
+use support::{PATIENCE, eventually, spawn_execute, spawn_shutdown, within};
 
 /// The next request sent to either worker, and which one got it.
 async fn next_on_either(workers: &mut [WorkerHandle]) -> (usize, PendingRequest) {
     let [first, second] = workers else {
         panic!("two workers expected")
     };
-    within("a request", async {
+    within(PATIENCE, "a request", async {
         tokio::select! {
             request = first.next_request() => (0, request.unwrap()),
             request = second.next_request() => (1, request.unwrap()),
@@ -65,27 +41,11 @@ fn states(status: &Value) -> Vec<&str> {
 #[tokio::test(start_paused = true)]
 async fn status_serialises_with_snake_case_states_and_counters_that_move() {
     let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = Pool::builder()
-        .name("summaries")
-        .size(2)
-        .health_check_interval(None)
-        .spawner(spawner)
-        .build()
-        .unwrap();
+    let pool = builder(spawner, 2).name("summaries").build().unwrap();
     let starting = json_of(&pool);
     assert_eq!(starting["starting"], json!(2));
     assert_eq!(states(&starting), ["starting", "starting"]);
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        workers.push(
-            within("a spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
+    let mut workers = accept_all(&pool, &mut spawns, 2).await;
 
     let ready = json_of(&pool);
     assert_eq!(ready["name"], json!("summaries"));
@@ -106,7 +66,8 @@ async fn status_serialises_with_snake_case_states_and_counters_that_move() {
         ready["counters"],
         json!({
             "spawned": 2, "spawn_failures": 0, "replaced": 0, "recycled": 0,
-            "requests_ok": 0, "requests_failed": 0, "retries": 0
+            "requests_ok": 0, "requests_failed": 0, "retries": 0,
+            "affinity_hits": 0, "affinity_misses": 0, "affinity_spills": 0
         })
     );
 
@@ -139,48 +100,30 @@ async fn status_serialises_with_snake_case_states_and_counters_that_move() {
     let retried = spawn_execute(&pool, "info", Value::Null);
     let (crashed, request) = next_on_either(&mut workers).await;
     assert!(request.crash(WorkerExit::signal(9)));
-    let request = within("the retry", workers[1 - crashed].next_request())
-        .await
-        .unwrap();
+    let request = next_request(&mut workers[1 - crashed]).await;
     assert_eq!(request.command(), "info");
     assert_eq!(request.reply(json!({ "info": true })), Delivery::Delivered);
     assert_eq!(retried.await.unwrap().unwrap(), json!({ "info": true }));
-    let _replacement = within("a replacement spawn", spawns.next_spawn())
-        .await
-        .unwrap()
-        .accept();
+    let _replacement = accept_spawn(&mut spawns).await;
     eventually(&pool, "the replacement is ready", |s| s.ready == 2).await;
     let counters = json_of(&pool)["counters"].clone();
     assert_eq!(
         counters,
         json!({
             "spawned": 3, "spawn_failures": 0, "replaced": 1, "recycled": 0,
-            "requests_ok": 2, "requests_failed": 1, "retries": 1
+            "requests_ok": 2, "requests_failed": 1, "retries": 1,
+            "affinity_hits": 0, "affinity_misses": 0, "affinity_spills": 0
         })
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_degraded_and_a_draining_worker_show_as_such() {
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = Pool::builder()
-        .size(2)
-        .health_check_interval(Some(Duration::from_secs(10)))
-        .health_failure_threshold(3)
-        .spawner(spawner)
-        .build()
-        .unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        workers.push(
-            within("a spawn", spawns.next_spawn())
-                .await
-                .unwrap()
-                .accept(),
-        );
-    }
-    pool.ready().await.unwrap();
-    workers.sort_by_key(WorkerHandle::worker_id);
+    let (pool, _spawns, mut workers) = scripted_pool(2, |b| {
+        b.health_check_interval(Some(Duration::from_secs(10)))
+            .health_failure_threshold(3)
+    })
+    .await;
 
     // Both idle workers are pinged; one fails its ping.
     let (failing, ping) = next_on_either(&mut workers).await;
@@ -190,9 +133,7 @@ async fn a_degraded_and_a_draining_worker_show_as_such() {
         Delivery::Delivered
     );
     let passing = 1 - failing;
-    let ping = within("the other ping", workers[passing].next_request())
-        .await
-        .unwrap();
+    let ping = next_request(&mut workers[passing]).await;
     assert_eq!(ping.reply(json!({ "pong": true })), Delivery::Delivered);
     eventually(&pool, "both idle again", |s| s.ready == 2).await;
     let status = json_of(&pool);
@@ -205,10 +146,7 @@ async fn a_degraded_and_a_draining_worker_show_as_such() {
     // A request in flight when shutdown starts: its worker drains.
     let call = spawn_execute(&pool, "echo", Value::Null);
     let (busy, request) = next_on_either(&mut workers).await;
-    let stopping = {
-        let pool = pool.clone();
-        tokio::spawn(async move { pool.shutdown(Duration::from_secs(10)).await })
-    };
+    let stopping = spawn_shutdown(&pool, Duration::from_secs(10));
     let status = eventually(&pool, "shutdown started", |s| s.shutting_down).await;
     let status = serde_json::to_value(status).unwrap();
     assert_eq!(status["shutting_down"], json!(true));
@@ -220,5 +158,10 @@ async fn a_degraded_and_a_draining_worker_show_as_such() {
     );
     assert_eq!(request.reply(json!(null)), Delivery::Delivered);
     assert_eq!(call.await.unwrap().unwrap(), json!(null));
-    assert!(within("shutdown returns", stopping).await.unwrap().drained);
+    assert!(
+        within(PATIENCE, "shutdown returns", stopping)
+            .await
+            .unwrap()
+            .drained
+    );
 }

@@ -1,5 +1,7 @@
-//! Helpers shared by the session, program and settings test files: a fake
-//! Python runtime behind scripted mock workers, and small waiting helpers.
+//! Helpers shared by the facade's test files: small waiting and spawning
+//! helpers, pools of scripted mock workers for the failure-mode files
+//! ([`scripted`]), and a fake Python runtime behind scripted mock workers for
+//! the session, program and settings files ([`fake_runtime`]).
 #![allow(
     dead_code,
     unused_imports,
@@ -8,11 +10,14 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 pub mod fake_runtime;
+pub mod scripted;
 
 use std::future::Future;
 use std::time::Duration;
 
-use pypool::{Pool, PoolBuilder, PoolError, Session, Status, WorkerId, WorkerState};
+use pypool::{
+    Pool, PoolBuilder, PoolError, Session, ShutdownReport, Status, WorkerId, WorkerState,
+};
 use pypool_mock::{MockSpawner, SpawnHandle, command};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -21,6 +26,10 @@ pub use fake_runtime::{Answer, FakeRuntime, ProgramCall, Seen};
 
 /// Events the pool produces without any (paused) time passing.
 pub const NO_TIME: Duration = Duration::from_millis(1);
+
+/// Ten minutes of (paused) time: the budget for events that may wait on the
+/// pool's own timers, so that a test fails rather than hangs.
+pub const PATIENCE: Duration = Duration::from_secs(600);
 
 /// Awaits `future`, failing the test if it needs more than `budget` of
 /// tokio's (paused) time.
@@ -41,11 +50,7 @@ pub fn scripted_builder(size: usize) -> (PoolBuilder, SpawnHandle) {
         command(fake_runtime::OCCUPY, false),
         command("echo", true),
     ]);
-    let builder = Pool::builder()
-        .size(size)
-        .health_check_interval(None)
-        .spawner(spawner);
-    (builder, spawns)
+    (scripted::builder(spawner, size), spawns)
 }
 
 /// Builds the pool, serves its first `size` workers with a fake runtime and
@@ -83,6 +88,26 @@ pub fn spawn_execute(
     tokio::spawn(async move { pool.execute(&command, args).await })
 }
 
+/// The error the caller of `call` gets, without any time passing.
+pub async fn caller_error(call: JoinHandle<Result<Value, PoolError>>) -> PoolError {
+    within(NO_TIME, "the caller's answer", call)
+        .await
+        .unwrap()
+        .unwrap_err()
+}
+
+/// Runs `pool.ready()` in its own task.
+pub fn spawn_ready(pool: &Pool) -> JoinHandle<Result<(), PoolError>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.ready().await })
+}
+
+/// Runs `pool.shutdown(deadline)` in its own task.
+pub fn spawn_shutdown(pool: &Pool, deadline: Duration) -> JoinHandle<ShutdownReport> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.shutdown(deadline).await })
+}
+
 /// Runs `session.execute(command, args)` in its own task.
 pub fn spawn_session_execute(
     session: &Session,
@@ -101,9 +126,47 @@ pub fn served_by(result: &Value) -> WorkerId {
         .unwrap_or_else(|| panic!("no worker_id in {result}"))
 }
 
-/// Waits, without letting time pass, until the pool's status satisfies `condition`.
-pub async fn status_until(pool: &Pool, what: &str, condition: impl FnMut(&Status) -> bool) {
-    within(NO_TIME, what, pool.wait_until(condition)).await;
+/// Waits, without letting time pass, until the pool's status satisfies
+/// `condition`; returns the status that satisfied it.
+pub async fn status_until(
+    pool: &Pool,
+    what: &str,
+    condition: impl FnMut(&Status) -> bool,
+) -> Status {
+    within(NO_TIME, what, pool.wait_until(condition)).await
+}
+
+/// The ids of the pool's workers, in the order the status lists them.
+pub fn worker_ids(status: &Status) -> Vec<WorkerId> {
+    status
+        .worker_details
+        .iter()
+        .map(|worker| worker.id)
+        .collect()
+}
+
+/// The id of the (first) worker the status shows busy.
+pub fn busy_worker_id(status: &Status) -> WorkerId {
+    status
+        .worker_details
+        .iter()
+        .find(|worker| worker.state == WorkerState::Busy)
+        .unwrap()
+        .id
+}
+
+/// Waits until the pool's status satisfies `condition`, checking it again
+/// after each yield to the scheduler but never letting (paused) time pass;
+/// returns the status that satisfied it.
+pub async fn eventually(pool: &Pool, what: &str, condition: impl Fn(&Status) -> bool) -> Status {
+    for _ in 0..1_000 {
+        let status = pool.status();
+        if condition(&status) {
+            return status;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never true: {what}; last status: {:#?}", pool.status());
 }
 
 /// Waits until worker `id` is idle in the pool.
