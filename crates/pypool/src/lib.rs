@@ -1,30 +1,14 @@
-//! # pypool
+#![doc = include_str!("../README.md")]
 //!
-//! A supervised pool of long-lived Python worker processes, so a Rust
-//! service can call Python (DSPy programs, any callable) fast and safely.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use pypool::Pool;
-//! use serde_json::json;
-//!
-//! let pool = Pool::builder().size(4).handler("my_handlers.py").build()?;
-//! pool.ready().await?;
-//! let sum = pool.execute("add", json!({ "a": 2, "b": 3 })).await?;
-//! assert_eq!(sum, json!(5));
-//! pool.shutdown(std::time::Duration::from_secs(10)).await;
-//! # Ok(()) }
-//! ```
+//! ## What this crate must not know
 //!
 //! Every request drives its worker's state machine (`pypool-lifecycle`); a
 //! failed one goes through the recovery policy (`pypool-recovery`), and
 //! circuit breakers (`pypool-breaker`) guard spawning and each command.
 //! Workers sit behind the `pypool-seam` traits: real Python processes
 //! (`pypool-process`) by default, or the scriptable mock (`pypool-mock`) in
-//! tests.
-//!
-//! This crate must not know bytes, frames or `tokio::process`: it talks to
-//! workers only through the seam.
+//! tests. This crate must not know bytes, frames or `tokio::process`: it
+//! talks to workers only through the seam.
 
 mod builder;
 mod clock;
