@@ -3,6 +3,7 @@
 //! own folder, with the `python3` on PATH, no `PYTHONPATH`, no pip step and an
 //! empty runtime cache — the embedded runtime is all it needs.
 #![cfg(feature = "real-python")]
+#![allow(clippy::panic, reason = "a test fails by panicking")]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,0 +1,43 @@
+//! # pypool-cli
+//!
+//! The `pypool` command, a thin operator's tool on top of the `pypool`
+//! facade:
+//!
+//! * `pypool stress` starts a pool with an indicatif progress bar, runs a
+//!   mixed workload (session programs, global programs, plain commands) with
+//!   bounded concurrency and optional chaos (SIGKILL a worker every N
+//!   requests), checks results, accounts for every request (none may hang or
+//!   be lost) and prints a report (human or `--json`) with throughput,
+//!   latency percentiles, failures by kind, replacements and session
+//!   affinity (from [`pypool::Status`] counters). Exit status 1 when a
+//!   request hung, was lost or got a wrong result, or the pool did not end
+//!   at full size.
+//! * `pypool call COMMAND --args JSON` runs one command on a small pool and
+//!   prints its result (or a typed error) as JSON.
+//! * `pypool doctor` prints [`pypool::check_environment`]'s report.
+//! * `pypool show-config` prints the effective settings (flags over
+//!   environment variables over `pypool.toml` over defaults).
+//!
+//! Options come from flags, `PYPOOL_*` environment variables and an optional
+//! `pypool.toml` ([`config_file`]), resolved in [`options`].
+//! `--metrics-addr` serves the facade's metrics for Prometheus
+//! ([`metrics_endpoint`]); logs go to stderr ([`logging`]), so `--json`
+//! output on stdout stays clean.
+//!
+//! This crate knows the `pypool` facade, clap, indicatif, hdrhistogram and
+//! the Prometheus exporter. It must not know frames, `tokio::process` or the
+//! policy crates' internals: everything it does with workers goes through
+//! [`pypool::Pool`], [`pypool::Session`] and [`pypool::Status`]. The one
+//! exception is the chaos monkey of `stress`, which sends SIGKILL to a
+//! worker's pid as reported by [`pypool::WorkerStatus::pid`].
+
+pub mod app;
+pub mod args;
+pub mod call;
+pub mod config_file;
+pub mod doctor;
+pub mod logging;
+pub mod metrics_endpoint;
+pub mod options;
+pub mod pool_setup;
+pub mod stress;
