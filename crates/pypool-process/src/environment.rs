@@ -311,8 +311,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_interpreter_that_is_not_python_is_a_problem() {
-        // `true` runs, prints nothing and exits 0: no probe line.
-        let config = PythonSpawnerConfig::new().with_interpreter("true");
+        // A shell runs, but `-c <python code>` is a shell syntax error: no probe line.
+        let config = PythonSpawnerConfig::new().with_interpreter("/bin/sh");
         let report = check_environment(&config).await;
         assert!(!report.is_ok());
         assert!(
