@@ -152,7 +152,7 @@ async fn workers_dying_on_arrival_do_not_cause_a_respawn_storm() {
         .build()
         .unwrap();
     // A minute of paused time: without pacing this would be thousands of spawns.
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(60)).await; // paused clock: virtual time passes, allowed
     let spawned = spawns.load(Ordering::SeqCst);
     assert!(
         (3..=12).contains(&spawned),
