@@ -1,5 +1,6 @@
 """End-to-end: start-up failures, exits and signals. Each test runs its own worker."""
 
+import os
 import signal
 import struct
 
@@ -30,10 +31,12 @@ def test_stop_signal_while_idle_exits_0_promptly(spawn, signum):
 def test_sigterm_during_a_request_finishes_it_replies_then_exits_0(spawn, tmp_path):
     worker = spawn("--worker-id", "2", "--handlers", E2E)
     release = tmp_path / "release"
-    request_id = worker.request("e2e_wait_for_release", marker="slow-request-started", release_file=str(release))
+    os.mkfifo(release)
+    request_id = worker.request("e2e_wait_for_release", marker="slow-request-started", release_fifo=str(release))
     worker.stderr.wait_for("slow-request-started")
     worker.signal(signal.SIGTERM)
-    release.touch()
+    with open(release, "wb") as fifo:
+        fifo.write(b"go")
     reply = worker.recv()
     assert reply == {"type": "reply", "id": request_id, "status": "ok", "result": {"released": True}}
     assert worker.wait() == 0

@@ -13,20 +13,8 @@ const HEALTH_COMMAND: &str = "ping";
 
 /// Checks idle workers every `interval` until the pool is gone or shuts down.
 pub(crate) fn start(inner: Weak<Inner>, interval: Duration) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let Some(inner) = inner.upgrade() else {
-                return;
-            };
-            if inner.lock().shutting_down {
-                return;
-            }
-            inner.check_idle_workers();
-        }
+    crate::periodic::every(inner, interval, |inner| async move {
+        inner.check_idle_workers();
     });
 }
 

@@ -21,6 +21,7 @@ mod inner;
 mod job;
 mod lease;
 pub mod metrics;
+mod periodic;
 mod pool;
 mod session;
 mod slot;

@@ -153,22 +153,10 @@ impl Inner {
     }
 }
 
-/// Sweeps sessions every `interval` until the pool is gone.
+/// Sweeps sessions every `interval` until the pool is gone or shuts down.
 pub(crate) fn start_sweeper(inner: std::sync::Weak<Inner>, interval: Duration) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let Some(inner) = inner.upgrade() else {
-                return;
-            };
-            if inner.lock().shutting_down {
-                return;
-            }
-            inner.sweep_sessions().await;
-        }
+    crate::periodic::every(inner, interval, |inner| async move {
+        inner.sweep_sessions().await;
     });
 }
 
