@@ -73,6 +73,11 @@ impl WorkerConnection for MockConnection {
     fn resident_memory_bytes(&self) -> Option<u64> {
         self.core.resident_memory()
     }
+
+    /// The mock's made-up pid (it stands for the process it "spawned").
+    fn process_id(&self) -> Option<u32> {
+        Some(self.core.handshake().pid)
+    }
 }
 
 impl Drop for MockConnection {

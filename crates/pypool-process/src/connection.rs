@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::{memory, signals};
+use crate::memory;
+use crate::signals::SpawnedProcess;
 
 /// How long the reader waits, after the worker closed its frame stream, for
 /// the process to exit before it kills the process group.
@@ -36,9 +37,26 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     worker_id: WorkerId,
-    pid: u32,
+    /// The process the spawner started: the only target of our signals.
+    process: Arc<SpawnedProcess>,
+    /// The worker's own pid as its handshake reported it (checked, at the
+    /// handshake, to lie inside `process`'s tree); used to read its memory,
+    /// never to signal.
+    reported_pid: u32,
     state: Mutex<State>,
     exit: watch::Receiver<Option<WorkerExit>>,
+    /// Becomes `true` when the reader has stopped (the frame stream ended or
+    /// broke), so every reply the worker sent has been delivered.
+    reader_done: watch::Sender<bool>,
+}
+
+/// Marks the reader done when dropped (on every way out of `read_replies`).
+struct ReaderDone(Arc<Shared>);
+
+impl Drop for ReaderDone {
+    fn drop(&mut self) {
+        self.0.reader_done.send_replace(true);
+    }
 }
 
 impl Shared {
@@ -93,6 +111,7 @@ impl ProcessConnection {
         stdin: W,
         max_frame_bytes: usize,
         exit: watch::Receiver<Option<WorkerExit>>,
+        process: Arc<SpawnedProcess>,
     ) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -100,12 +119,14 @@ impl ProcessConnection {
     {
         let shared = Arc::new(Shared {
             worker_id: handshake.worker_id,
-            pid: handshake.pid,
+            process,
+            reported_pid: handshake.pid,
             state: Mutex::new(State {
                 pending: PendingTable::new(),
                 dead: None,
             }),
             exit,
+            reader_done: watch::Sender::new(false),
         });
         let (requests, queued) = mpsc::unbounded_channel();
         let writer = FramedWrite::new(stdin, MessageCodec::new(max_frame_bytes));
@@ -149,7 +170,7 @@ async fn write_requests<W: AsyncWrite + Unpin>(
                 shared.die(Dead::Closed(format!(
                     "request {request_id} could not be encoded: {reason}"
                 )));
-                signals::kill_group(shared.pid);
+                shared.process.kill_tree();
                 return;
             }
         }
@@ -161,6 +182,7 @@ async fn read_replies<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
     mut frames: FramedRead<R, MessageCodec>,
 ) {
+    let _done = ReaderDone(Arc::clone(&shared));
     let violation = loop {
         match frames.next().await {
             Some(Ok(Message::Reply(reply))) => {
@@ -196,7 +218,7 @@ async fn read_replies<R: AsyncRead + Unpin>(
     };
     tracing::error!(worker_id = shared.worker_id, %violation, "worker broke the protocol; killing it");
     shared.die(Dead::Protocol(violation));
-    signals::kill_group(shared.pid);
+    shared.process.kill_tree();
 }
 
 async fn wait_for_exit(shared: &Shared) -> WorkerExit {
@@ -208,7 +230,7 @@ async fn wait_for_exit(shared: &Shared) -> WorkerExit {
     if let Some(exit) = waited {
         return exit;
     }
-    signals::kill_group(shared.pid);
+    shared.process.kill_tree();
     let seen = exit
         .wait_for(Option::is_some)
         .await
@@ -278,6 +300,12 @@ impl WorkerConnection for ProcessConnection {
             .await
             .ok()
             .and_then(|seen| *seen);
+        // The spawned process (the guardian, or a wrapper) can end a moment
+        // before the worker's stdout does: let the reader deliver what the
+        // worker sent, and report the exit to pending calls, first.
+        let mut reader_done = self.shared.reader_done.subscribe();
+        let _ =
+            tokio::time::timeout(EXIT_AFTER_EOF_GRACE, reader_done.wait_for(|done| *done)).await;
         seen.unwrap_or_default()
     }
 
@@ -286,20 +314,24 @@ impl WorkerConnection for ProcessConnection {
     }
 
     fn terminate(&self) {
-        signals::terminate(self.shared.pid);
+        self.shared.process.terminate();
     }
 
     fn kill(&self) {
         self.shared
             .die(Dead::Closed("the host killed the worker".to_owned()));
-        signals::kill_group(self.shared.pid);
+        self.shared.process.kill_tree();
+    }
+
+    fn process_id(&self) -> Option<u32> {
+        Some(self.shared.process.pid())
     }
 
     fn resident_memory_bytes(&self) -> Option<u64> {
         if self.try_exit().is_some() {
             return None;
         }
-        memory::resident_bytes(self.shared.pid)
+        memory::resident_bytes(self.shared.reported_pid)
     }
 }
 
@@ -307,6 +339,6 @@ impl Drop for ProcessConnection {
     fn drop(&mut self) {
         self.shared
             .die(Dead::Closed("the connection was dropped".to_owned()));
-        signals::kill_group(self.shared.pid);
+        self.shared.process.kill_tree();
     }
 }

@@ -20,8 +20,11 @@ use crate::config::PythonSpawnerConfig;
 use crate::connection::ProcessConnection;
 use crate::environment::{EnvironmentReport, check_environment};
 use crate::runtime::{RuntimeUnpackError, embedded_runtime_dir};
-use crate::signals;
+use crate::signals::SpawnedProcess;
 use crate::stderr::{self, StderrTail};
+
+/// The environment variable that tells the worker's guardian the host's pid.
+pub(crate) const HOST_PID_ENV: &str = "PYPOOL_HOST_PID";
 
 /// How long, after a worker failed to start, we wait for the rest of its
 /// stderr so the error can quote it.
@@ -81,6 +84,9 @@ impl PythonSpawner {
         }
         command
             .env("PYTHONDONTWRITEBYTECODE", "1")
+            // The guardian watches this process and takes the worker's tree
+            // down when it dies (see `pypool_worker.guardian`).
+            .env(HOST_PID_ENV, std::process::id().to_string())
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .envs(
                 config
@@ -130,21 +136,33 @@ fn exit_of(status: ExitStatus) -> WorkerExit {
     }
 }
 
-/// Reaps `child` in the background and publishes its exit.
-fn watch_exit(mut child: Child, worker_id: WorkerId) -> watch::Receiver<Option<WorkerExit>> {
+/// Reaps `child` on a thread of its own and publishes its exit. The thread
+/// waits without reaping, then reaps through [`SpawnedProcess::wait_and_reap`],
+/// so no signal can be sent to the pid once it may have been recycled.
+fn watch_exit(
+    mut child: Child,
+    process: Arc<SpawnedProcess>,
+    worker_id: WorkerId,
+) -> std::io::Result<watch::Receiver<Option<WorkerExit>>> {
     let (sender, receiver) = watch::channel(None);
-    tokio::spawn(async move {
-        let exit = match child.wait().await {
-            Ok(status) => exit_of(status),
-            Err(error) => {
-                tracing::warn!(worker_id, %error, "could not wait for worker");
-                WorkerExit::default()
-            }
-        };
-        tracing::debug!(worker_id, %exit, "worker process ended");
-        let _ = sender.send(Some(exit));
-    });
-    receiver
+    std::thread::Builder::new()
+        .name(format!("pypool-reap-{worker_id}"))
+        .spawn(move || {
+            let exit = process.wait_and_reap(|| match child.try_wait() {
+                Ok(Some(status)) => exit_of(status),
+                Ok(None) => {
+                    tracing::warn!(worker_id, "worker reported exited but could not be reaped");
+                    WorkerExit::default()
+                }
+                Err(error) => {
+                    tracing::warn!(worker_id, %error, "could not wait for worker");
+                    WorkerExit::default()
+                }
+            });
+            tracing::debug!(worker_id, %exit, "worker process ended");
+            let _ = sender.send(Some(exit));
+        })?;
+    Ok(receiver)
 }
 
 #[async_trait]
@@ -183,6 +201,16 @@ impl WorkerSpawner for PythonSpawner {
                     },
                 })?;
         let pid = child.id().unwrap_or_default();
+        let Some(process) = SpawnedProcess::new(pid) else {
+            return Err(SpawnError::Io {
+                worker_id,
+                context: format!("spawning `{}`", self.config.interpreter),
+                source: Arc::new(std::io::Error::other(format!(
+                    "the spawned process has no usable pid ({pid})"
+                ))),
+            });
+        };
+        let process = Arc::new(process);
         let pipes_missing = |what: &str| SpawnError::Io {
             worker_id,
             context: format!("taking the worker's {what}"),
@@ -193,17 +221,23 @@ impl WorkerSpawner for PythonSpawner {
         let stderr_pipe = child.stderr.take().ok_or_else(|| pipes_missing("stderr"))?;
         let tail = StderrTail::new(self.config.stderr_tail_lines);
         let stderr_task = stderr::forward(worker_id, stderr_pipe, tail.clone());
-        let exit = watch_exit(child, worker_id);
-        // From here on, any early return must kill the group: the guard does.
-        let guard = KillOnDrop(pid);
+        // From here on, any early return must kill the tree: the guard does.
+        let guard = KillOnDrop(Some(Arc::clone(&process)));
+        let exit = watch_exit(child, Arc::clone(&process), worker_id).map_err(|source| {
+            SpawnError::Io {
+                worker_id,
+                context: "starting the thread that reaps the worker".to_owned(),
+                source: Arc::new(source),
+            }
+        })?;
 
         let mut frames = FramedRead::new(stdout, MessageCodec::new(self.config.max_frame_bytes));
         let first = tokio::time::timeout(request.handshake_timeout, frames.next()).await;
         let failure = match first {
             Ok(Some(Ok(Message::Handshake(handshake)))) => {
-                match check_handshake(&handshake, worker_id) {
+                match check_handshake(&handshake, worker_id, &process) {
                     Ok(()) => {
-                        std::mem::forget(guard);
+                        guard.disarm();
                         tracing::debug!(worker_id, pid, "worker ready");
                         let connection = ProcessConnection::start(
                             handshake,
@@ -211,6 +245,7 @@ impl WorkerSpawner for PythonSpawner {
                             stdin,
                             self.config.max_frame_bytes,
                             exit,
+                            process,
                         );
                         return Ok(Arc::new(connection));
                     }
@@ -245,12 +280,21 @@ impl WorkerSpawner for PythonSpawner {
     }
 }
 
-/// Kills the process group when dropped, unless forgotten.
-struct KillOnDrop(u32);
+/// Kills the spawned process's tree when dropped, unless forgotten.
+struct KillOnDrop(Option<Arc<SpawnedProcess>>);
+
+impl KillOnDrop {
+    /// Hands the process over (to its connection): no kill on drop.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        signals::kill_group(self.0);
+        if let Some(process) = &self.0 {
+            process.kill_tree();
+        }
     }
 }
 
@@ -266,7 +310,11 @@ enum Failure {
     Timeout,
 }
 
-fn check_handshake(handshake: &Handshake, worker_id: WorkerId) -> Result<(), Failure> {
+fn check_handshake(
+    handshake: &Handshake,
+    worker_id: WorkerId,
+    process: &SpawnedProcess,
+) -> Result<(), Failure> {
     if handshake.protocol != PROTOCOL_VERSION {
         return Err(Failure::Mismatch(handshake.protocol));
     }
@@ -274,6 +322,16 @@ fn check_handshake(handshake: &Handshake, worker_id: WorkerId) -> Result<(), Fai
         return Err(Failure::Bad(format!(
             "it announced worker id {} instead of {worker_id}",
             handshake.worker_id
+        )));
+    }
+    // The reported pid is information, never a signal target; still, a
+    // worker that names a process outside its own tree is lying or broken.
+    if !process.owns(handshake.pid) {
+        return Err(Failure::Bad(format!(
+            "it announced pid {}, which is neither the process the host started (pid {}) \
+             nor one of its descendants",
+            handshake.pid,
+            process.pid()
         )));
     }
     Ok(())

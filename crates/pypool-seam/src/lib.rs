@@ -92,4 +92,11 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
 
     /// The worker's resident memory in bytes, if the platform can tell.
     fn resident_memory_bytes(&self) -> Option<u64>;
+
+    /// The operating-system pid of the process the host itself spawned for
+    /// this worker (the one it signals), if there is one. Not
+    /// `handshake().pid`, which is only what the worker says about itself.
+    fn process_id(&self) -> Option<u32> {
+        None
+    }
 }

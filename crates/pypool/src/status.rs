@@ -49,8 +49,14 @@ pub struct Status {
 pub struct WorkerStatus {
     /// The worker's id.
     pub id: WorkerId,
-    /// The worker's operating-system process id, once known.
+    /// The operating-system pid of the process the pool spawned for this
+    /// worker (the one it signals; with the Python guardian, the guardian,
+    /// whose death takes the worker down), once started.
     pub pid: Option<u32>,
+    /// The pid the worker reported in its handshake (the Python process that
+    /// runs handlers: use it with profilers). Information only: the pool
+    /// never signals it.
+    pub reported_pid: Option<u32>,
     /// Its state machine's state.
     pub state: WorkerState,
     /// Its health.
@@ -80,6 +86,10 @@ impl Inner {
                 WorkerStatus {
                     id: *id,
                     pid: slot
+                        .connection
+                        .as_ref()
+                        .and_then(|connection| connection.process_id()),
+                    reported_pid: slot
                         .connection
                         .as_ref()
                         .map(|connection| connection.handshake().pid),
