@@ -1,7 +1,7 @@
 """The commands every worker serves.
 
 * ``ping(payload=None)`` and ``info()``: health and identity.
-* ``pypool.run_program(program_id, version, inputs=None, definition=None)``:
+* ``pypool.run_program(program_id, version, inputs=None, definition=None, namespace="global")``:
   runs a cached (or freshly defined) program, see :mod:`.programs`.
 * ``pypool.apply_settings(version, settings)``: replaces the worker's
   settings, see :mod:`.settings_command`.

@@ -186,7 +186,10 @@ class Server:
                 result = _run_awaitable(result)
         except CommandError as exc:
             return _error_reply(request_id, exc.kind, exc.message, traceback_text=exc.traceback_text)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # noqa: B036 - KeyboardInterrupt, GeneratorExit, SystemExit too
+            # The runtime's own stop signals never raise here (signals.py only
+            # records them); whatever a handler raises is the handler's fault and
+            # gets an error reply, and the worker keeps serving.
             return _error_reply(
                 request_id,
                 "python_exception",

@@ -193,3 +193,49 @@ def test_preload_accepts_only_known_libraries(spawn):
     assert frame["type"] == "startup_error" and frame["kind"] == "bad_arguments"
     assert "--preload" in frame["message"]
     assert worker.wait() == 2
+
+
+def run_in(worker, namespace, program_id, version, inputs, definition=None):
+    args = {"namespace": namespace, "program_id": program_id, "version": version, "inputs": inputs}
+    if definition is not None:
+        args["definition"] = definition
+    return worker.call("pypool.run_program", **args)
+
+
+def test_a_definition_cached_for_one_namespace_never_runs_for_another(worker):
+    assert ok(run_in(worker, "session:a", "secret", "v1", {"name": "Ada"}, python_program("greet"))) == "Hello, Ada!"
+    # Another namespace asking for the same id and version gets no hit, and learns nothing.
+    failure = error(run_in(worker, "session:b", "secret", "v1", {"name": "Eve"}))
+    assert failure["kind"] == "program_not_cached"
+    # Planting another definition under the same id and version in b leaves a's intact.
+    assert ok(run_in(worker, "session:b", "secret", "v1", {"a": 1, "b": 2}, python_program("add"))) == 3
+    assert ok(run_in(worker, "session:a", "secret", "v1", {"name": "Ada"})) == "Hello, Ada!"
+    assert worker.ok("info")["programs_cached"] == 2
+
+
+def test_program_not_cached_reveals_no_cached_version(worker):
+    ok(run_in(worker, "session:a", "secret", "9f1c2e0a4b7d3c55", {"name": "Ada"}, python_program("greet")))
+    for namespace in ("session:a", "session:b"):
+        failure = error(run_in(worker, namespace, "secret", "guess", {"name": "Eve"}))
+        assert failure["kind"] == "program_not_cached"
+        assert "9f1c2e0a4b7d3c55" not in failure["message"], failure["message"]
+        assert "session:a" not in failure["message"] or namespace == "session:a"
+
+
+@pytest.mark.parametrize("namespace", ["", 7, None])
+def test_a_malformed_namespace_is_invalid_arguments(worker, namespace):
+    failure = error(worker.call("pypool.run_program", namespace=namespace, program_id="p", version="1", inputs={}))
+    assert failure["kind"] == "invalid_arguments" and "namespace" in failure["message"]
+
+
+def test_the_allowed_modules_refuse_other_callables_before_importing_them(spawn):
+    worker = spawn(
+        "--worker-id", "13",
+        extra_pythonpath=[str(REPO_FIXTURES_DIR)],
+        env={"PYPOOL_ALLOWED_PROGRAM_MODULES": "programs_basic, my_pkg.tools"},
+    )
+    assert ok(run(worker, "greeter", "1", {"name": "Ada"}, python_program("greet"))) == "Hello, Ada!"
+    for callable_path in ("os:system", "subprocess:run", "programs_basicx:greet", "my_pkg:thing"):
+        failure = error(run(worker, "evil", "1", {}, {"kind": "python", "spec": {"callable": callable_path}}))
+        assert failure["kind"] == "invalid_arguments", failure
+        assert "not allowed" in failure["message"] and "programs_basic, my_pkg.tools" in failure["message"]

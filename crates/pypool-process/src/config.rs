@@ -4,6 +4,63 @@ use std::path::PathBuf;
 
 use pypool_wire::DEFAULT_MAX_FRAME_BYTES;
 
+/// Which of the host's environment variables a worker gets.
+///
+/// Whatever the policy, the variables pypool sets itself (`PYTHONPATH` for the
+/// runtime, `PYTHONDONTWRITEBYTECODE`, the allowed program modules) and those
+/// given with [`PythonSpawnerConfig::with_env`] always reach the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EnvPolicy {
+    /// The worker inherits the host's whole environment (the default, as for
+    /// any child process: handlers find credentials such as an LM's API key
+    /// where the operator put them).
+    #[default]
+    Inherit,
+    /// The worker starts from an empty environment plus the host's values of
+    /// [`EnvPolicy::BASE_ALLOW_LIST`] and of the named extra variables;
+    /// nothing else (no tokens, no cloud credentials) is passed on.
+    Clear {
+        /// Further variable names to pass on (e.g. `OPENAI_API_KEY`); a name
+        /// ending in `*` passes every variable with that prefix.
+        extra: Vec<String>,
+    },
+}
+
+impl EnvPolicy {
+    /// What [`EnvPolicy::Clear`] always passes on: the search path, home,
+    /// locale, Python's own settings, time zone and temporary folder (a
+    /// trailing `*` is a prefix).
+    pub const BASE_ALLOW_LIST: &'static [&'static str] = &[
+        "PATH", "HOME", "LANG", "LANGUAGE", "LC_*", "PYTHON*", "TZ", "TMPDIR",
+    ];
+
+    /// [`EnvPolicy::Clear`] with these extra variable names.
+    pub fn clear<I, S>(extra: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::Clear {
+            extra: extra.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether a host variable named `name` is passed on under this policy.
+    pub fn passes(&self, name: &str) -> bool {
+        match self {
+            Self::Inherit => true,
+            Self::Clear { extra } => Self::BASE_ALLOW_LIST
+                .iter()
+                .copied()
+                .chain(extra.iter().map(String::as_str))
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == pattern,
+                }),
+        }
+    }
+}
+
 /// Everything [`PythonSpawner`](crate::PythonSpawner) needs to start a worker.
 ///
 /// Built with [`PythonSpawnerConfig::new`] and the `with_*` methods; every
@@ -20,6 +77,11 @@ pub struct PythonSpawnerConfig {
     pub python_path: Vec<PathBuf>,
     /// Extra environment variables for the worker.
     pub env: Vec<(String, String)>,
+    /// Which of the host's environment variables the worker gets (default: all).
+    pub env_policy: EnvPolicy,
+    /// Module prefixes `python` programs may name; the worker refuses to
+    /// build any other (`None`, the default: any module).
+    pub allowed_program_modules: Option<Vec<String>>,
     /// The worker's working directory (default: the host's).
     pub working_dir: Option<PathBuf>,
     /// The worker's log level: `debug`, `info`, `warning` or `error` (default `info`).
@@ -49,6 +111,8 @@ impl Default for PythonSpawnerConfig {
             handlers: Vec::new(),
             python_path: Vec::new(),
             env: Vec::new(),
+            env_policy: EnvPolicy::Inherit,
+            allowed_program_modules: None,
             working_dir: None,
             log_level: "info".to_owned(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -90,6 +154,23 @@ impl PythonSpawnerConfig {
         self
     }
 
+    /// Chooses which host environment variables the worker gets.
+    pub fn with_env_policy(mut self, policy: EnvPolicy) -> Self {
+        self.env_policy = policy;
+        self
+    }
+
+    /// Restricts the modules `python` programs may name (see
+    /// [`allowed_program_modules`](Self::allowed_program_modules)).
+    pub fn with_allowed_program_modules<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_program_modules = Some(prefixes.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Sets the worker's log level.
     pub fn with_log_level(mut self, level: impl Into<String>) -> Self {
         self.log_level = level.into();
@@ -124,5 +205,44 @@ impl PythonSpawnerConfig {
     pub fn with_working_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.working_dir = Some(dir.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inherit_passes_everything() {
+        assert!(EnvPolicy::Inherit.passes("SECRET_TOKEN"));
+    }
+
+    #[test]
+    fn clear_passes_the_base_list_and_named_extras_only() {
+        let policy = EnvPolicy::clear(["OPENAI_API_KEY", "MY_APP_*"]);
+        for name in [
+            "PATH",
+            "HOME",
+            "LANG",
+            "LC_ALL",
+            "LC_CTYPE",
+            "PYTHONPATH",
+            "PYTHONHASHSEED",
+            "TZ",
+            "TMPDIR",
+            "OPENAI_API_KEY",
+            "MY_APP_MODE",
+        ] {
+            assert!(policy.passes(name), "{name} should pass");
+        }
+        for name in [
+            "SECRET_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "PATHX",
+            "OPENAI_API_KEY_2",
+            "LD_PRELOAD",
+        ] {
+            assert!(!policy.passes(name), "{name} should not pass");
+        }
     }
 }

@@ -22,7 +22,7 @@ mod signals;
 mod spawner;
 mod stderr;
 
-pub use config::PythonSpawnerConfig;
+pub use config::{EnvPolicy, PythonSpawnerConfig};
 pub use connection::ProcessConnection;
 pub use environment::{EnvironmentReport, MIN_PYTHON, check_environment};
 pub use runtime::{RuntimeUnpackError, embedded_runtime_digest, embedded_runtime_dir};

@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
-use crate::config::PythonSpawnerConfig;
+use crate::config::{EnvPolicy, PythonSpawnerConfig};
 use crate::connection::ProcessConnection;
 use crate::environment::{EnvironmentReport, check_environment};
 use crate::runtime::{RuntimeUnpackError, embedded_runtime_dir};
@@ -25,6 +25,10 @@ use crate::stderr::{self, StderrTail};
 
 /// The environment variable that tells the worker's guardian the host's pid.
 pub(crate) const HOST_PID_ENV: &str = "PYPOOL_HOST_PID";
+
+/// The variable that tells a worker which modules `python` programs may
+/// name (comma-separated prefixes; see `docs/PROTOCOL.md`).
+const ALLOWED_PROGRAM_MODULES_VAR: &str = "PYPOOL_ALLOWED_PROGRAM_MODULES";
 
 /// How long, after a worker failed to start, we wait for the rest of its
 /// stderr so the error can quote it.
@@ -64,6 +68,17 @@ impl PythonSpawner {
     fn command(&self, worker_id: WorkerId, python_path: Option<OsString>) -> Command {
         let config = &*self.config;
         let mut command = Command::new(&config.interpreter);
+        if let EnvPolicy::Clear { .. } = config.env_policy {
+            command.env_clear();
+            command.envs(std::env::vars_os().filter(|(name, _)| {
+                name.to_str()
+                    .is_some_and(|name| config.env_policy.passes(name))
+            }));
+        }
+        match &config.allowed_program_modules {
+            Some(prefixes) => command.env(ALLOWED_PROGRAM_MODULES_VAR, prefixes.join(",")),
+            None => command.env_remove(ALLOWED_PROGRAM_MODULES_VAR),
+        };
         command
             .arg("-m")
             .arg(&config.worker_module)

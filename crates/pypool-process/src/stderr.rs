@@ -45,8 +45,15 @@ impl StderrTail {
     }
 }
 
+/// The longest stderr line kept, in bytes; the rest of a longer line is
+/// dropped as it arrives and replaced by a marker saying how much was cut.
+/// Neither the forwarding task nor the tail ever holds more than this per line,
+/// however much a worker writes without a newline.
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;
+
 /// Spawns a task that reads `stderr` line by line until EOF, logs each line
-/// tagged with the worker id, and keeps the last ones in `tail`.
+/// tagged with the worker id, and keeps the last ones in `tail`. Lines longer
+/// than [`MAX_LINE_BYTES`] are truncated (`… [truncated N bytes]`).
 pub(crate) fn forward(
     worker_id: WorkerId,
     stderr: impl AsyncRead + Unpin + Send + 'static,
@@ -54,19 +61,84 @@ pub(crate) fn forward(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut reader = BufReader::new(stderr);
-        let mut raw = Vec::new();
+        let mut lines = LineAssembler::new(MAX_LINE_BYTES);
         loop {
-            raw.clear();
-            match reader.read_until(b'\n', &mut raw).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-                    log_line(worker_id, &line);
-                    tail.push(line);
-                }
-            }
+            let chunk = match reader.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(chunk) => chunk,
+            };
+            let used = chunk.len();
+            lines.feed(chunk, |line| {
+                log_line(worker_id, &line);
+                tail.push(line);
+            });
+            reader.consume(used);
+        }
+        if let Some(line) = lines.finish() {
+            log_line(worker_id, &line);
+            tail.push(line);
         }
     })
+}
+
+/// Splits a byte stream into lines of at most `limit` bytes (plus a marker),
+/// holding at most `limit` bytes between calls.
+struct LineAssembler {
+    limit: usize,
+    current: Vec<u8>,
+    /// Bytes of the current line dropped beyond `limit`.
+    dropped: u64,
+}
+
+impl LineAssembler {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            current: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Consumes `chunk`, calling `emit` for each line it completes.
+    fn feed(&mut self, mut chunk: &[u8], mut emit: impl FnMut(String)) {
+        while !chunk.is_empty() {
+            let (piece, complete) = match chunk.iter().position(|&byte| byte == b'\n') {
+                Some(end) => (&chunk[..end], true),
+                None => (chunk, false),
+            };
+            let room = self.limit.saturating_sub(self.current.len());
+            let kept = piece.len().min(room);
+            self.current.extend_from_slice(&piece[..kept]);
+            self.dropped = self
+                .dropped
+                .saturating_add(u64::try_from(piece.len() - kept).unwrap_or(u64::MAX));
+            if complete {
+                emit(self.take());
+                chunk = &chunk[piece.len() + 1..];
+            } else {
+                chunk = &[];
+            }
+        }
+    }
+
+    /// The unfinished last line, if any (at EOF).
+    fn finish(&mut self) -> Option<String> {
+        (!self.current.is_empty() || self.dropped > 0).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        let mut line = String::from_utf8_lossy(&self.current).trim_end().to_owned();
+        if self.dropped > 0 {
+            line.push_str(&format!(" … [truncated {} bytes]", self.dropped));
+        }
+        self.current.clear();
+        // Never keep a large allocation around after a long line.
+        if self.current.capacity() > self.limit {
+            self.current.shrink_to(self.limit);
+        }
+        self.dropped = 0;
+        line
+    }
 }
 
 /// Logs one stderr line at the level its text suggests (the worker prefixes
@@ -102,5 +174,39 @@ mod tests {
         let input: &[u8] = b"ok\n\xff\xfebad\nlast";
         forward(1, input, tail.clone()).await.unwrap();
         assert_eq!(tail.text(), "ok\n\u{fffd}\u{fffd}bad\nlast\n");
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_truncated_with_a_marker() {
+        let tail = StderrTail::new(5);
+        let mut input = vec![b'x'; MAX_LINE_BYTES + 1000];
+        input.extend_from_slice(b"\nnext\n");
+        forward(1, std::io::Cursor::new(input), tail.clone())
+            .await
+            .unwrap();
+        let text = tail.text();
+        let mut lines = text.lines();
+        let first = lines.next().unwrap();
+        assert!(first.starts_with(&"x".repeat(MAX_LINE_BYTES)));
+        assert!(first.ends_with(" … [truncated 1000 bytes]"), "{first:?}");
+        assert_eq!(lines.next(), Some("next"));
+    }
+
+    #[test]
+    fn the_assembler_never_holds_more_than_its_limit() {
+        let mut lines = LineAssembler::new(8);
+        let mut seen = Vec::new();
+        for _ in 0..1000 {
+            lines.feed(&[b'y'; 4096], |line| seen.push(line));
+            assert!(
+                lines.current.capacity() <= 64,
+                "{}",
+                lines.current.capacity()
+            );
+        }
+        lines.feed(b"\nshort\ntail", |line| seen.push(line));
+        assert_eq!(seen, ["yyyyyyyy … [truncated 4095992 bytes]", "short"]);
+        assert_eq!(lines.finish().as_deref(), Some("tail"));
+        assert_eq!(lines.finish(), None);
     }
 }

@@ -110,6 +110,7 @@ impl PoolBuilder {
                 affinity_mode: AffinityMode::default(),
                 session_ttl: Duration::from_secs(300),
                 expire_session_data: false,
+                allowed_program_modules: None,
             },
         }
     }
@@ -243,6 +244,34 @@ impl PoolBuilder {
         self
     }
 
+    /// Restricts which modules `python` programs may name: a program whose
+    /// callable's module is not one of `prefixes` or inside one (`"my_pkg"`
+    /// allows `my_pkg` and `my_pkg.sub`, not `my_pkgx`) is refused when it is
+    /// created ([`PoolError::ProgramNotAllowed`](crate::PoolError::ProgramNotAllowed)),
+    /// and workers refuse to build it too. Default: any module — a program
+    /// definition is code (`os:system` is a callable), so set this whenever
+    /// callers you do not fully trust can create programs.
+    pub fn allowed_program_modules<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let prefixes = prefixes
+            .into_iter()
+            .map(|prefix| prefix.into().trim().trim_end_matches('.').to_owned())
+            .collect();
+        self.config.allowed_program_modules = Some(prefixes);
+        self
+    }
+
+    /// Which environment variables workers get (default
+    /// [`EnvPolicy::Inherit`](crate::EnvPolicy::Inherit): the host's whole
+    /// environment); see [`EnvPolicy`](crate::EnvPolicy).
+    pub fn env_policy(mut self, policy: crate::EnvPolicy) -> Self {
+        self.python.env_policy = policy;
+        self
+    }
+
     /// Keeps session → worker bindings in `store` (default: in memory).
     pub fn affinity_store(mut self, store: impl AffinityStore + 'static) -> Self {
         self.affinity_store = Some(Arc::new(store));
@@ -334,9 +363,13 @@ impl PoolBuilder {
                 ),
             });
         }
+        let mut python = self.python;
+        python
+            .allowed_program_modules
+            .clone_from(&config.allowed_program_modules);
         let spawner = self
             .spawner
-            .unwrap_or_else(|| Arc::new(PythonSpawner::new(self.python)));
+            .unwrap_or_else(|| Arc::new(PythonSpawner::new(python)));
         let clock: pypool_clock::SharedClock = Arc::new(TokioClock);
         let stores = Stores {
             affinity: self.affinity_store.unwrap_or_else(|| {
@@ -391,6 +424,14 @@ fn validate(config: &PoolConfig) -> Result<(), BuildError> {
             "must be above zero (use None to turn checks off)",
         ));
     }
+    if let Some(prefixes) = &config.allowed_program_modules {
+        if let Some(bad) = prefixes.iter().find(|prefix| !is_module_path(prefix)) {
+            return Err(invalid(
+                "allowed_program_modules",
+                &format!("`{bad}` is not a Python module path (`package.module`)"),
+            ));
+        }
+    }
     config
         .recovery
         .validate()
@@ -404,4 +445,15 @@ fn validate(config: &PoolConfig) -> Result<(), BuildError> {
         .validate()
         .map_err(|error| invalid("command_breaker", &error.to_string()))?;
     Ok(())
+}
+
+/// Whether `text` is a dotted Python module path (`pkg.module`).
+fn is_module_path(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|first| first.is_alphabetic() || first == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
 }

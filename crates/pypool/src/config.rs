@@ -46,4 +46,6 @@ pub(crate) struct PoolConfig {
     pub(crate) session_ttl: Duration,
     /// Whether an idle session's programs and data are deleted when it lapses.
     pub(crate) expire_session_data: bool,
+    /// Module prefixes `python` programs may name (`None`: any module).
+    pub(crate) allowed_program_modules: Option<Vec<String>>,
 }

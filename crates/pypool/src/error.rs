@@ -132,6 +132,37 @@ pub enum PoolError {
         /// Its worker.
         worker_id: WorkerId,
     },
+    /// The command is one of the runtime's own (`pypool.*`), which callers
+    /// cannot run.
+    #[error(
+        "`{command}` is reserved: commands starting with `pypool.` belong to pypool's runtime and cannot be run through execute (run programs with execute_program, change settings with configure)"
+    )]
+    ReservedCommand {
+        /// The refused command.
+        command: String,
+    },
+    /// A `python` program names a callable outside the pool's allowed modules.
+    #[error(
+        "program `{program}` names `{callable}`, whose module is not allowed in this pool (allowed module prefixes: {allowed}); a program definition is code, see PoolBuilder::allowed_program_modules"
+    )]
+    ProgramNotAllowed {
+        /// The program id.
+        program: String,
+        /// The `module:function` it names.
+        callable: String,
+        /// The allowed prefixes, comma-separated.
+        allowed: String,
+    },
+    /// The arguments are nested deeper than the protocol allows.
+    #[error(
+        "arguments for `{command}` are nested deeper than {limit} levels of arrays and objects (the protocol's limit); flatten them"
+    )]
+    ArgumentsTooDeep {
+        /// The command.
+        command: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The arguments are not a JSON object.
     #[error("arguments for `{command}` must be a JSON object (keyword arguments), got {got}")]
     InvalidArguments {
@@ -156,7 +187,9 @@ impl PoolError {
             Self::Connection { .. } => "connection",
             Self::Remote { .. } => "remote",
             Self::CircuitOpen { .. } => "circuit_open",
-            Self::InvalidArguments { .. } => "invalid_arguments",
+            Self::InvalidArguments { .. } | Self::ArgumentsTooDeep { .. } => "invalid_arguments",
+            Self::ReservedCommand { .. } => "reserved_command",
+            Self::ProgramNotAllowed { .. } => "program_not_allowed",
             Self::InvalidId(_) => "invalid_id",
             Self::Store(StoreError::ProgramNotFound { .. }) => "program_not_found",
             Self::Store(_) => "store",

@@ -5,12 +5,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId, WorkerId};
-use pypool_store::StoredProgram;
+use pypool_store::{Namespace, StoredProgram};
 use serde_json::{Map, Value, json};
 
 use crate::inner::Inner;
 use crate::lease::Lease;
 
+/// The prefix of the runtime's own commands; callers cannot run them.
+pub(crate) const RESERVED_PREFIX: &str = "pypool.";
 /// The worker command that runs a program (see `docs/PROTOCOL.md`).
 pub(crate) const RUN_PROGRAM: &str = "pypool.run_program";
 /// The worker command that replaces a worker's settings.
@@ -69,7 +71,11 @@ impl Inner {
                 self.send(lease, command, args.clone(), in_flight_id).await
             }
             Job::Program { program, inputs } => {
-                let key = (program.id.as_str().to_owned(), program.version.clone());
+                let key = (
+                    wire_namespace(&program.owner),
+                    program.id.as_str().to_owned(),
+                    program.version.clone(),
+                );
                 let known = self
                     .lock()
                     .workers
@@ -155,7 +161,7 @@ impl Inner {
         }
     }
 
-    fn remember_program(&self, worker_id: WorkerId, key: (String, String)) {
+    fn remember_program(&self, worker_id: WorkerId, key: ProgramKey) {
         if let Some(slot) = self.lock().workers.get_mut(&worker_id) {
             if slot.programs.len() >= REMEMBERED_PROGRAMS {
                 slot.programs.clear();
@@ -169,6 +175,20 @@ fn is_not_cached(outcome: &Result<Outcome, CallError>) -> bool {
     matches!(outcome, Ok(Outcome::Error { error }) if error.kind == RemoteErrorKind::ProgramNotCached)
 }
 
+/// How the host names a program on a worker: (namespace, id, version).
+pub(crate) type ProgramKey = (String, String, String);
+
+/// The `namespace` field of `pypool.run_program`: `global`, or
+/// `session:<id>` (session ids cannot contain `/` or spaces, so the two never
+/// collide). Workers key their cache by it, so one namespace's definition can
+/// never be run for another's program.
+pub(crate) fn wire_namespace(namespace: &Namespace) -> String {
+    match namespace {
+        Namespace::Global => "global".to_owned(),
+        Namespace::Session(session) => format!("session:{session}"),
+    }
+}
+
 /// The arguments of `pypool.run_program`.
 fn program_args(
     program: &StoredProgram,
@@ -176,6 +196,10 @@ fn program_args(
     with_definition: bool,
 ) -> Map<String, Value> {
     let mut args = Map::new();
+    args.insert(
+        "namespace".into(),
+        Value::String(wire_namespace(&program.owner)),
+    );
     args.insert(
         "program_id".into(),
         Value::String(program.id.as_str().to_owned()),

@@ -42,7 +42,8 @@ pub use pypool_affinity::{AffinityMode, AffinityStore, IdError, InMemoryAffinity
 pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};
 pub use pypool_lifecycle::{Health, RecycleLimits, State as WorkerState};
 pub use pypool_process::{
-    EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, check_environment, embedded_runtime_digest,
+    EnvPolicy, EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, check_environment,
+    embedded_runtime_digest,
 };
 pub use pypool_recovery::{Jitter, RecoveryConfig};
 pub use pypool_seam::{RemoteError, RemoteErrorKind, SpawnError, WorkerExit, WorkerId};

@@ -103,7 +103,13 @@ impl Pool {
     /// at once with [`PoolError::Overloaded`]. Dropping the returned future
     /// never leaks a worker: a request already sent runs to its end (or its
     /// deadline) in the background and its worker is checked back in.
+    ///
+    /// Commands named `pypool.*` are the runtime's own (running programs,
+    /// applying settings) and are refused with [`PoolError::ReservedCommand`]:
+    /// use [`execute_program`](Self::execute_program) and
+    /// [`configure`](Self::configure) instead.
     pub async fn execute(&self, command: &str, args: Value) -> Result<Value, PoolError> {
+        check_command(command)?;
         let args = object_args(command, args)?;
         self.inner.execute(command, args).await
     }
@@ -253,6 +259,19 @@ impl Inner {
         drop(state);
         drop(slots);
     }
+}
+
+/// Refuses the runtime's reserved commands (`pypool.*`): a caller that could
+/// send `pypool.run_program` itself could plant its own code under another
+/// session's program.
+#[allow(clippy::result_large_err, reason = "returned to the caller as is")]
+pub(crate) fn check_command(command: &str) -> Result<(), PoolError> {
+    if command.starts_with(crate::job::RESERVED_PREFIX) {
+        return Err(PoolError::ReservedCommand {
+            command: command.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Keyword arguments from a JSON object (or null for none).

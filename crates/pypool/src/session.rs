@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pypool_affinity::{AffinityMode, SessionId};
-use pypool_store::{Namespace, ProgramId, ProgramSpec, StoredProgram};
+use pypool_store::{Namespace, ProgramId, ProgramKind, ProgramSpec, StoredProgram};
 use serde_json::{Map, Value};
 
 use crate::inner::Inner;
@@ -198,8 +198,10 @@ impl Session {
         self
     }
 
-    /// Runs a registered command with this session's affinity.
+    /// Runs a registered command with this session's affinity. Commands
+    /// named `pypool.*` are refused ([`PoolError::ReservedCommand`]).
     pub async fn execute(&self, command: &str, args: Value) -> Result<Value, PoolError> {
+        crate::pool::check_command(command)?;
         let job = Job::Command {
             command: command.to_owned(),
             args: crate::pool::object_args(command, args)?,
@@ -328,6 +330,7 @@ impl Inner {
         replace: bool,
     ) -> Result<StoredProgram, PoolError> {
         let id = ProgramId::new(id)?;
+        self.check_allowed(&id, &spec)?;
         let owner = namespace_of(session);
         let programs = &self.stores.programs;
         let stored = if replace {
@@ -371,6 +374,48 @@ impl Inner {
         };
         self.run(&job, route).await
     }
+}
+
+impl Inner {
+    /// Refuses a `python` program whose callable is outside the allowed modules.
+    #[allow(clippy::result_large_err, reason = "returned to the caller as is")]
+    fn check_allowed(&self, id: &ProgramId, spec: &ProgramSpec) -> Result<(), PoolError> {
+        let Some(allowed) = &self.config.allowed_program_modules else {
+            return Ok(());
+        };
+        if spec.kind != ProgramKind::Python {
+            return Ok(());
+        }
+        let callable = spec
+            .spec
+            .get("callable")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if module_allowed(callable, allowed) {
+            return Ok(());
+        }
+        Err(PoolError::ProgramNotAllowed {
+            program: id.as_str().to_owned(),
+            callable: callable.to_owned(),
+            allowed: if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            },
+        })
+    }
+}
+
+/// Whether `callable` (`module:function`) names a module equal to, or inside,
+/// one of `prefixes`.
+pub(crate) fn module_allowed(callable: &str, prefixes: &[String]) -> bool {
+    let module = callable.split(':').next().unwrap_or_default().trim();
+    prefixes.iter().any(|prefix| {
+        module == prefix
+            || module
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 fn namespace_of(session: Option<&SessionId>) -> Namespace {

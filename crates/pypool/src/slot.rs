@@ -27,8 +27,8 @@ pub(crate) struct Slot {
     pub(crate) spawn_permit: Option<Permit>,
     /// The version of the pool's settings this worker has applied (0: none).
     pub(crate) settings_version: u64,
-    /// Programs (id, version) this worker is known to hold in its cache.
-    pub(crate) programs: std::collections::HashSet<(String, String)>,
+    /// Programs (namespace, id, version) this worker is known to hold in its cache.
+    pub(crate) programs: std::collections::HashSet<crate::job::ProgramKey>,
 }
 
 impl Slot {

@@ -1,8 +1,11 @@
-"""A bounded LRU cache of built programs, keyed by (program_id, version).
+"""A bounded LRU cache of built programs, keyed by (namespace, program_id, version).
 
 The host stores programs centrally; a worker only caches what it has built,
 so any worker can run any program (it asks for the definition when it lacks
-one). Storing a version of a program evicts every other version of it.
+one). The namespace (``global`` or ``session:<id>``, sent by the host) is part
+of the key, so a definition cached for one namespace is never run for a
+program of another, even under the same id and version. Storing a version of
+a program evicts every other version of it in the same namespace.
 This module must NOT know how programs are built or run.
 """
 
@@ -13,7 +16,7 @@ from typing import Any, Generic, Optional, Tuple, TypeVar
 DEFAULT_CAPACITY = 256
 
 P = TypeVar("P")
-Key = Tuple[str, str]
+Key = Tuple[str, str, str]
 
 
 class ProgramCache(Generic[P]):
@@ -26,25 +29,26 @@ class ProgramCache(Generic[P]):
         self.capacity = capacity
         self._entries: "OrderedDict[Key, P]" = OrderedDict()
 
-    def get(self, program_id: str, version: str) -> Optional[P]:
+    def get(self, namespace: str, program_id: str, version: str) -> Optional[P]:
         """The cached program (now the most recently used), or ``None``."""
-        key = (program_id, version)
+        key = (namespace, program_id, version)
         program = self._entries.get(key)
         if program is not None:
             self._entries.move_to_end(key)
         return program
 
-    def put(self, program_id: str, version: str, program: P) -> None:
-        """Caches ``program``, replacing any version of ``program_id`` and evicting the LRU beyond capacity."""
-        for key in [key for key in self._entries if key[0] == program_id]:
+    def put(self, namespace: str, program_id: str, version: str, program: P) -> None:
+        """Caches ``program``, replacing any version of ``program_id`` in ``namespace``
+        and evicting the LRU beyond capacity."""
+        for key in [key for key in self._entries if key[:2] == (namespace, program_id)]:
             del self._entries[key]
-        self._entries[(program_id, version)] = program
+        self._entries[(namespace, program_id, version)] = program
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def versions(self, program_id: str) -> Tuple[str, ...]:
-        """The cached versions of ``program_id`` (at most one)."""
-        return tuple(version for (cached_id, version) in self._entries if cached_id == program_id)
+    def versions(self, namespace: str, program_id: str) -> Tuple[str, ...]:
+        """The cached versions of ``program_id`` in ``namespace`` (at most one)."""
+        return tuple(version for (ns, cached_id, version) in self._entries if (ns, cached_id) == (namespace, program_id))
 
     def __contains__(self, key: Any) -> bool:
         return key in self._entries

@@ -6,18 +6,42 @@ and the attribute after the colon is looked up (dots allowed:
 ``module:Class.method``). The program's inputs are its keyword arguments,
 checked against the function's signature before the call. Standard library
 only.
+
+A definition is code: ``os:system`` is a callable too. When the host sets
+``PYPOOL_ALLOWED_PROGRAM_MODULES`` (comma-separated module prefixes, from
+``PoolBuilder::allowed_program_modules``), a callable outside those modules is
+refused before its module is imported.
 """
 
 import asyncio
 import importlib
+import os
 import inspect
 import traceback
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import invalid_arguments
 from . import validate
 
 _SPEC_REQUIRED = ("callable",)
+
+#: The environment variable naming the modules programs may use.
+ALLOWED_MODULES_VAR = "PYPOOL_ALLOWED_PROGRAM_MODULES"
+
+
+def allowed_prefixes() -> Optional[Tuple[str, ...]]:
+    """The module prefixes programs may name, or ``None`` for any module."""
+    raw = os.environ.get(ALLOWED_MODULES_VAR)
+    if raw is None:
+        return None
+    return tuple(part.strip().rstrip(".") for part in raw.split(",") if part.strip())
+
+
+def module_allowed(module_name: str, prefixes: Optional[Tuple[str, ...]]) -> bool:
+    """Whether ``module_name`` equals or lies inside one of ``prefixes`` (``None``: any)."""
+    if prefixes is None:
+        return True
+    return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in prefixes)
 
 
 class PythonProgram:
@@ -58,6 +82,12 @@ def build(spec: Dict[str, Any], where: str) -> PythonProgram:
     module_name, attribute = (part.strip() for part in path.split(":"))
     if not module_name or not attribute:
         raise invalid_arguments("%s: spec.callable must be 'package.module:function', got %r" % (where, path))
+    prefixes = allowed_prefixes()
+    if not module_allowed(module_name, prefixes):
+        raise invalid_arguments(
+            "%s: module %r is not allowed for programs on this pool (allowed module prefixes: %s)"
+            % (where, module_name, ", ".join(prefixes or ()) or "none")
+        )
     try:
         target: Any = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:

@@ -1,9 +1,11 @@
 """``pypool.run_program``: find (or build) a program in the cache and run it.
 
 With a definition, the program is built (or rebuilt) and cached under
-(program_id, version), replacing any other version of it; without one, it
-must be in the cache, otherwise the reply is ``program_not_cached`` and the
-host resends the request with the definition.
+(namespace, program_id, version), replacing any other version of it; without
+one, it must be in the cache, otherwise the reply is ``program_not_cached``
+and the host resends the request with the definition. That error says
+nothing about what the cache holds (no other version, no other namespace's
+program): a caller learns only that it must send the definition.
 """
 
 import logging
@@ -13,6 +15,9 @@ from ..errors import PROGRAM_NOT_CACHED, CommandError
 from ..settings_store import SettingsStore
 from . import dspy_kind, python_kind, validate
 from .cache import ProgramCache
+
+#: The namespace of a request that names none (the host always sends one).
+DEFAULT_NAMESPACE = "global"
 
 Program = Union[python_kind.PythonProgram, dspy_kind.DspyProgram]
 
@@ -38,18 +43,20 @@ class ProgramRunner:
         version: str,
         inputs: Optional[Dict[str, Any]] = None,
         definition: Optional[Dict[str, Any]] = None,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> Any:
         """The ``pypool.run_program`` command: returns what the program returns."""
         inputs = {} if inputs is None else inputs
         validate.check_request(program_id, version, inputs, definition)
+        validate.check_namespace(namespace)
         where = validate.label(program_id, version)
         if definition is not None:
             program = self.build(definition, where)
-            self.cache.put(program_id, version, program)
+            self.cache.put(namespace, program_id, version, program)
         else:
-            cached = self.cache.get(program_id, version)
+            cached = self.cache.get(namespace, program_id, version)
             if cached is None:
-                raise CommandError(PROGRAM_NOT_CACHED, self._not_cached_message(program_id, version, where))
+                raise CommandError(PROGRAM_NOT_CACHED, self._not_cached_message(where))
             program = cached
         return program.run(inputs, self.settings.snapshot())
 
@@ -60,7 +67,6 @@ class ProgramRunner:
         self.log.info("built %s: %s", where, program.describe())
         return program
 
-    def _not_cached_message(self, program_id: str, version: str, where: str) -> str:
-        others = self.cache.versions(program_id)
-        held = "holds version %s of it" % ", ".join(repr(v) for v in others) if others else "does not hold it"
-        return "%s is not cached on this worker (it %s); resend the request with the program's definition" % (where, held)
+    def _not_cached_message(self, where: str) -> str:
+        # Deliberately says nothing about what the cache does hold.
+        return "%s is not cached on this worker; resend the request with the program's definition" % where

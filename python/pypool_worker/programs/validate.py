@@ -39,6 +39,12 @@ def check_request(program_id: Any, version: Any, inputs: Any, definition: Any) -
         )
 
 
+def check_namespace(namespace: Any) -> None:
+    """Raises ``invalid_arguments`` unless ``namespace`` is a non-empty string."""
+    if not isinstance(namespace, str) or not namespace:
+        raise invalid_arguments("pypool.run_program: 'namespace' must be a non-empty string, got %r" % (namespace,))
+
+
 def check_definition(definition: Dict[str, Any], where: str) -> Tuple[str, Dict[str, Any]]:
     """Returns ``(kind, spec)`` of a definition; refuses secrets and unknown kinds."""
     secret = secret_fields.find(definition, "definition")
