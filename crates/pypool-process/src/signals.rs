@@ -117,17 +117,12 @@ impl SpawnedProcess {
     /// kills what is left of its process group (nothing outlives the process
     /// the host owns), marks it reaped and calls `reap`, which must reap it.
     pub(crate) fn wait_and_reap<R>(&self, reap: impl FnOnce() -> R) -> R {
-        loop {
-            match waitid(
-                Id::Pid(self.pid),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-            ) {
-                Err(Errno::EINTR) => continue,
-                // Exited (still a zombie), or not our child any more: either
-                // way nothing is left to wait for.
-                Ok(_) | Err(_) => break,
-            }
-        }
+        // Ends when it exited (still a zombie), or is not our child any
+        // more: either way nothing is left to wait for.
+        while let Err(Errno::EINTR) = waitid(
+            Id::Pid(self.pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        ) {}
         let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
         if !*reaped {
             // The zombie leader keeps the group id reserved: this hits only

@@ -185,3 +185,138 @@ impl Drop for FakeLm {
 pub fn program_pool_builder() -> pypool::PoolBuilder {
     pool_builder(&["handlers_basic.py"]).python_path(repo_root().join("tests").join("fixtures"))
 }
+
+/// The environment variable that marks a test's worker processes (their
+/// children inherit it), so [`marked_processes`] can find all of them.
+pub const MARKER_ENV: &str = "PYPOOL_TEST_MARKER";
+
+/// A marker no other test run uses.
+pub fn unique_marker(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!("{label}-{}-{nanos}", std::process::id())
+}
+
+/// Every live (not zombie) process whose environment holds
+/// `PYPOOL_TEST_MARKER=<marker>`, as `(pid, command name)`, from `/proc`.
+pub fn marked_processes(marker: &str) -> Vec<(u32, String)> {
+    let needle = format!("{MARKER_ENV}={marker}");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let marked = environ
+            .split(|&byte| byte == 0)
+            .any(|entry| entry == needle.as_bytes());
+        if marked && process_alive(pid) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_owned()));
+        }
+    }
+    found
+}
+
+/// Polls `condition` until it holds or `bound` has passed; whether it held.
+/// A wait with a hard deadline (a regression fails, it does not hang).
+pub fn wait_until(bound: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The non-`exec` interpreter wrapper fixture (`tests/fixtures/python_wrapper.sh`):
+/// a shell that stays alive as Python's parent, as `conda run` does.
+pub fn wrapper_interpreter() -> String {
+    fixture("python_wrapper.sh")
+}
+
+/// What [`kill_busy_host`] saw.
+#[derive(Debug)]
+pub struct HostKill {
+    /// Marked processes while the host was busy, before the signal.
+    pub before: Vec<(u32, String)>,
+    /// Marked processes still alive when the bound ran out (empty: all gone).
+    pub survivors: Vec<(u32, String)>,
+    /// How long after the signal the last marked process was gone.
+    pub took: Duration,
+}
+
+/// Starts `host` (the `pypool-busy-host` binary) with `workers` workers
+/// behind `interpreter`, waits until every worker's handler has started its
+/// two grandchildren and is busy, sends `signal` to the host, and waits (at
+/// most `bound`) until no marked process is left.
+pub fn kill_busy_host(
+    host: &str,
+    interpreter: &str,
+    workers: usize,
+    signal: nix::sys::signal::Signal,
+    bound: Duration,
+) -> HostKill {
+    use std::io::BufRead;
+    let marker = unique_marker(&format!("host-{signal}"));
+    let mut child = std::process::Command::new(host)
+        .args([interpreter, &marker, &workers.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the busy host starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the busy host reports");
+    assert_eq!(line.trim(), "BUSY", "the busy host's first line");
+    let sleeps = |found: &[(u32, String)]| found.iter().filter(|(_, comm)| comm == "sleep").count();
+    let mut before = Vec::new();
+    let busy = wait_until(Duration::from_secs(60), || {
+        before = marked_processes(&marker);
+        sleeps(&before) == 2 * workers
+    });
+    assert!(
+        busy,
+        "every handler starts two grandchildren; saw {before:?}"
+    );
+    let host_pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+    let signalled = std::time::Instant::now();
+    nix::sys::signal::kill(host_pid, signal).expect("signal the host");
+    let mut survivors = Vec::new();
+    wait_until(bound, || {
+        survivors = marked_processes(&marker);
+        survivors.is_empty()
+    });
+    let took = signalled.elapsed();
+    let _ = child.wait();
+    // Leave nothing behind for the next test, whatever this one saw.
+    for (pid, _) in marked_processes(&marker) {
+        if let Ok(raw) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    HostKill {
+        before,
+        survivors,
+        took,
+    }
+}

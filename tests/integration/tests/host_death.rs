@@ -1,0 +1,47 @@
+//! Nothing outlives the host: a host whose 8 workers are busy (half in a CPU
+//! loop, half in a blocking system call), each having started a grandchild
+//! in its process group and one in a session of its own, leaves no process
+//! behind within 2 s of dying by SIGKILL, SIGTERM or SIGINT.
+#![cfg(feature = "real-python")]
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use pypool_integration::{kill_busy_host, python};
+
+const HOST: &str = env!("CARGO_BIN_EXE_pypool-busy-host");
+const WORKERS: usize = 8;
+/// The goal: every worker and grandchild gone 2 s after the host.
+const BOUND: Duration = Duration::from_secs(2);
+
+fn host_dies_by(signal: Signal) {
+    let seen = kill_busy_host(HOST, &python(), WORKERS, signal, BOUND);
+    eprintln!(
+        "{signal}: {} marked processes before, {} after {:?} (gone after {:?})",
+        seen.before.len(),
+        seen.survivors.len(),
+        BOUND,
+        seen.took
+    );
+    assert!(
+        seen.survivors.is_empty(),
+        "{} processes outlived the host killed by {signal}: {:?}",
+        seen.survivors.len(),
+        seen.survivors
+    );
+}
+
+#[test]
+fn sigkill_of_the_host_leaves_no_process() {
+    host_dies_by(Signal::SIGKILL);
+}
+
+#[test]
+fn sigterm_of_the_host_leaves_no_process() {
+    host_dies_by(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_of_the_host_leaves_no_process() {
+    host_dies_by(Signal::SIGINT);
+}
