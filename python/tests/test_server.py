@@ -34,6 +34,15 @@ def _registry():
         return "r" * size
 
     @reg.command
+    def raise_base(kind):
+        raise {
+            "KeyboardInterrupt": KeyboardInterrupt,
+            "BaseException": BaseException,
+            "GeneratorExit": GeneratorExit,
+            "SystemExit": SystemExit,
+        }[kind]("from the handler")
+
+    @reg.command
     def unprintable():
         class Weird(Exception):
             def __str__(self):
@@ -147,3 +156,13 @@ def test_a_host_that_has_gone_ends_serving_quietly():
 
     server = Server(reg, state, io.BytesIO(wire.encode(_req(1, "ping"))), broken_pipe)
     assert server.serve() == EXIT_OK
+
+
+@pytest.mark.parametrize("kind", ["KeyboardInterrupt", "BaseException", "GeneratorExit", "SystemExit"])
+def test_a_base_exception_from_a_handler_is_an_error_reply_and_serving_continues(kind):
+    status, frames, state = _serve([_req(1, "raise_base", kind=kind), _req(2, "add", a=1, b=1)])
+    error = frames[1]["error"]
+    assert error["kind"] == "python_exception"
+    assert error["exception_type"] == kind
+    assert frames[2]["result"] == 2
+    assert status == EXIT_OK and state.requests_served == 2
