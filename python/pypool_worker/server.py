@@ -108,6 +108,16 @@ class Server:
                 continue
             try:
                 message = wire.read_frame(self.reader, self.max_frame_bytes)
+            except wire.NestingTooDeep as exc:
+                if exc.request_id is None:
+                    self.log.error("protocol error: %s, and no request id could be read; exiting", exc)
+                    return EXIT_PROTOCOL_ERROR
+                # The frame was read whole: the stream is still in step.
+                self.send(
+                    _error_reply(exc.request_id, "invalid_arguments", "command %r: %s" % (exc.command, exc))
+                )
+                self.log.warning("request %d %r refused: %s", exc.request_id, exc.command, exc)
+                continue
             except wire.WireError as exc:
                 self.log.error(
                     "protocol error: malformed frame from the host (%s: %s); the connection is dead, exiting",
@@ -200,12 +210,25 @@ class Server:
         return {"type": "reply", "id": request_id, "status": "ok", "result": result}
 
     def _encode_reply(self, reply: Dict[str, Any], name: str) -> bytes:
+        problem: Exception
         try:
-            return wire.encode(reply, self.max_frame_bytes)
+            frame = wire.encode(reply, self.max_frame_bytes)
+            # The reply object adds one level around ``result``.
+            if not (
+                reply["status"] == "ok"
+                and wire.may_be_too_deep(frame, wire.MAX_NESTING_DEPTH + 1)
+                and wire.nesting_depth_exceeds(reply["result"], wire.MAX_NESTING_DEPTH)
+            ):
+                return frame
+            problem = wire.NestingTooDeep(
+                "the result is nested deeper than %d levels of arrays and objects" % wire.MAX_NESTING_DEPTH
+            )
         except (wire.InvalidMessage, wire.FrameTooLarge) as exc:
             problem = exc
         if reply["status"] == "ok":
-            if isinstance(problem, wire.FrameTooLarge):
+            if isinstance(problem, wire.NestingTooDeep):
+                detail = "command %r returned a value that cannot be sent: %s (the protocol's limit)" % (name, problem)
+            elif isinstance(problem, wire.FrameTooLarge):
                 detail = "command %r returned a result too large to send: %s" % (name, problem)
             else:
                 detail = "command %r returned a value that is not JSON-serialisable: %s" % (

@@ -23,7 +23,8 @@ use async_trait::async_trait;
 pub use errors::{CallError, SpawnError};
 pub use exit::WorkerExit;
 pub use pypool_wire::{
-    Handshake, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Request, RequestId,
+    Handshake, MAX_NESTING_DEPTH, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Request,
+    RequestId, nesting_depth,
 };
 
 /// The pool's name for a worker; unique among a pool's workers. A start that

@@ -39,6 +39,7 @@ mod body;
 mod codec;
 mod error;
 mod messages;
+mod nesting;
 mod pending;
 mod protocol;
 
@@ -49,5 +50,6 @@ pub use messages::{
     CommandInfo, Handshake, Message, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind,
     Reply, Request, RequestId, StartupError,
 };
+pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};
 pub use protocol::ProtocolMismatch;
