@@ -32,6 +32,11 @@ EXIT_STARTUP_ERROR = 78
 
 _TRUNCATION_FLOOR = 64
 
+#: After a stop signal, how long the worker waits for the host to close its
+#: stdin (the host does so when it reads ``draining``), answering requests it
+#: will not start with ``not_started``, before it exits anyway.
+DRAIN_GRACE_SECONDS = 2.0
+
 
 class HostGone(Exception):
     """Writing a frame failed because the host closed its end of the pipe."""
@@ -103,7 +108,7 @@ class Server:
         while True:
             if self._stop_requested():
                 self.log.info("received %s while idle; exiting", self.stop.name if self.stop else "stop")
-                return EXIT_OK
+                return self._drain()
             if not self._wait_for_input():
                 continue
             try:
@@ -142,7 +147,56 @@ class Server:
                     "received %s during request %d; replied, exiting", self.stop.name if self.stop else "stop",
                     message["id"],
                 )
+                return self._drain()
+
+    def _drain(self) -> int:
+        """Stops serving: tells the host (``draining``), then answers every request
+        already on its way with ``not_started`` until the host closes stdin (or
+        :data:`DRAIN_GRACE_SECONDS` pass). The host retries those elsewhere."""
+        self.send({"type": "draining"})
+        deadline = time.monotonic() + DRAIN_GRACE_SECONDS
+        while True:
+            if not self._readable_before(deadline):
+                self.log.info("the host did not close stdin within %.1f s of draining; exiting", DRAIN_GRACE_SECONDS)
                 return EXIT_OK
+            try:
+                message = wire.read_frame(self.reader, self.max_frame_bytes)
+            except wire.NestingTooDeep as exc:
+                if exc.request_id is None:
+                    return EXIT_OK
+                message = {"type": "request", "id": exc.request_id, "command": exc.command}
+            except wire.WireError:
+                return EXIT_OK
+            if message is None:
+                self.log.info("stdin closed by the host after draining; exiting")
+                return EXIT_OK
+            if message.get("type") != "request":
+                return EXIT_OK
+            self.log.info("request %d %r not started: this worker is stopping", message["id"], message["command"])
+            self.send(
+                _error_reply(
+                    message["id"],
+                    "not_started",
+                    "worker %d is stopping and did not start %r; run it elsewhere"
+                    % (self.state.worker_id, message["command"]),
+                )
+            )
+
+    def _readable_before(self, deadline: float) -> bool:
+        """Whether the reader has data (or EOF) before ``deadline``; True when it cannot be polled."""
+        try:
+            source = self.reader.fileno()
+        except (AttributeError, OSError, ValueError):
+            return True  # an in-memory stream: reading never blocks
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                readable, _, _ = select.select([source], [], [], remaining)
+            except InterruptedError:
+                continue
+            return bool(readable)
 
     def _stop_requested(self) -> bool:
         return self.stop is not None and self.stop.requested

@@ -37,7 +37,7 @@ MAX_PREFIX_VALUE = 0xFFFFFFFF
 MAX_NESTING_DEPTH = 100
 
 #: The message types the protocol defines.
-MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply")
+MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply", "draining")
 
 _PREFIX = struct.Struct(">I")
 _U32_MAX = 0xFFFFFFFF
@@ -406,11 +406,16 @@ def _validate_startup_error(message: Dict[str, Any]) -> None:
     _optional_str("startup_error", message, "traceback")
 
 
+def _validate_draining(message: Dict[str, Any]) -> None:
+    """``draining`` has no fields of its own."""
+
+
 _VALIDATORS = {
     "request": _validate_request,
     "reply": _validate_reply,
     "handshake": _validate_handshake,
     "startup_error": _validate_startup_error,
+    "draining": _validate_draining,
 }
 
 
@@ -460,6 +465,8 @@ def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
                 for entry in message["commands"]
             ],
         )
+    elif kind == "draining":
+        pass
     else:  # startup_error
         out.update(kind=message["kind"], message=message["message"])
         if message.get("traceback") is not None:

@@ -93,4 +93,12 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
 
     /// The worker's resident memory in bytes, if the platform can tell.
     fn resident_memory_bytes(&self) -> Option<u64>;
+
+    /// Whether the worker said it is stopping (a process received SIGTERM):
+    /// it takes no more requests (a call fails at once with
+    /// [`CallError::NotSent`], which is safe to retry elsewhere) and will exit
+    /// on its own. Default: never.
+    fn is_draining(&self) -> bool {
+        false
+    }
 }
