@@ -32,6 +32,11 @@ EXIT_STARTUP_ERROR = 78
 
 _TRUNCATION_FLOOR = 64
 
+#: After a stop signal, how long the worker waits for the host to close its
+#: stdin (the host does so when it reads ``draining``), answering requests it
+#: will not start with ``not_started``, before it exits anyway.
+DRAIN_GRACE_SECONDS = 2.0
+
 
 class HostGone(Exception):
     """Writing a frame failed because the host closed its end of the pipe."""
@@ -103,11 +108,21 @@ class Server:
         while True:
             if self._stop_requested():
                 self.log.info("received %s while idle; exiting", self.stop.name if self.stop else "stop")
-                return EXIT_OK
+                return self._drain()
             if not self._wait_for_input():
                 continue
             try:
                 message = wire.read_frame(self.reader, self.max_frame_bytes)
+            except wire.NestingTooDeep as exc:
+                if exc.request_id is None:
+                    self.log.error("protocol error: %s, and no request id could be read; exiting", exc)
+                    return EXIT_PROTOCOL_ERROR
+                # The frame was read whole: the stream is still in step.
+                self.send(
+                    _error_reply(exc.request_id, "invalid_arguments", "command %r: %s" % (exc.command, exc))
+                )
+                self.log.warning("request %d %r refused: %s", exc.request_id, exc.command, exc)
+                continue
             except wire.WireError as exc:
                 self.log.error(
                     "protocol error: malformed frame from the host (%s: %s); the connection is dead, exiting",
@@ -132,7 +147,56 @@ class Server:
                     "received %s during request %d; replied, exiting", self.stop.name if self.stop else "stop",
                     message["id"],
                 )
+                return self._drain()
+
+    def _drain(self) -> int:
+        """Stops serving: tells the host (``draining``), then answers every request
+        already on its way with ``not_started`` until the host closes stdin (or
+        :data:`DRAIN_GRACE_SECONDS` pass). The host retries those elsewhere."""
+        self.send({"type": "draining"})
+        deadline = time.monotonic() + DRAIN_GRACE_SECONDS
+        while True:
+            if not self._readable_before(deadline):
+                self.log.info("the host did not close stdin within %.1f s of draining; exiting", DRAIN_GRACE_SECONDS)
                 return EXIT_OK
+            try:
+                message = wire.read_frame(self.reader, self.max_frame_bytes)
+            except wire.NestingTooDeep as exc:
+                if exc.request_id is None:
+                    return EXIT_OK
+                message = {"type": "request", "id": exc.request_id, "command": exc.command}
+            except wire.WireError:
+                return EXIT_OK
+            if message is None:
+                self.log.info("stdin closed by the host after draining; exiting")
+                return EXIT_OK
+            if message.get("type") != "request":
+                return EXIT_OK
+            self.log.info("request %d %r not started: this worker is stopping", message["id"], message["command"])
+            self.send(
+                _error_reply(
+                    message["id"],
+                    "not_started",
+                    "worker %d is stopping and did not start %r; run it elsewhere"
+                    % (self.state.worker_id, message["command"]),
+                )
+            )
+
+    def _readable_before(self, deadline: float) -> bool:
+        """Whether the reader has data (or EOF) before ``deadline``; True when it cannot be polled."""
+        try:
+            source = self.reader.fileno()
+        except (AttributeError, OSError, ValueError):
+            return True  # an in-memory stream: reading never blocks
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                readable, _, _ = select.select([source], [], [], remaining)
+            except InterruptedError:
+                continue
+            return bool(readable)
 
     def _stop_requested(self) -> bool:
         return self.stop is not None and self.stop.requested
@@ -200,12 +264,25 @@ class Server:
         return {"type": "reply", "id": request_id, "status": "ok", "result": result}
 
     def _encode_reply(self, reply: Dict[str, Any], name: str) -> bytes:
+        problem: Exception
         try:
-            return wire.encode(reply, self.max_frame_bytes)
+            frame = wire.encode(reply, self.max_frame_bytes)
+            # The reply object adds one level around ``result``.
+            if not (
+                reply["status"] == "ok"
+                and wire.may_be_too_deep(frame, wire.MAX_NESTING_DEPTH + 1)
+                and wire.nesting_depth_exceeds(reply["result"], wire.MAX_NESTING_DEPTH)
+            ):
+                return frame
+            problem = wire.NestingTooDeep(
+                "the result is nested deeper than %d levels of arrays and objects" % wire.MAX_NESTING_DEPTH
+            )
         except (wire.InvalidMessage, wire.FrameTooLarge) as exc:
             problem = exc
         if reply["status"] == "ok":
-            if isinstance(problem, wire.FrameTooLarge):
+            if isinstance(problem, wire.NestingTooDeep):
+                detail = "command %r returned a value that cannot be sent: %s (the protocol's limit)" % (name, problem)
+            elif isinstance(problem, wire.FrameTooLarge):
                 detail = "command %r returned a result too large to send: %s" % (name, problem)
             else:
                 detail = "command %r returned a value that is not JSON-serialisable: %s" % (

@@ -13,7 +13,9 @@ next frame starts.
 
 import io
 import json
+import re
 import struct
+import sys
 from typing import Any, Dict, Optional, Union
 
 try:
@@ -30,8 +32,12 @@ DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: The largest body a 4-byte length prefix can describe.
 MAX_PREFIX_VALUE = 0xFFFFFFFF
 
+#: The deepest a request's ``args`` or a reply's ``result`` may be nested, in
+#: levels of arrays and objects (``args`` itself counts); see PROTOCOL.md.
+MAX_NESTING_DEPTH = 100
+
 #: The message types the protocol defines.
-MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply")
+MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply", "draining")
 
 _PREFIX = struct.Struct(">I")
 _U32_MAX = 0xFFFFFFFF
@@ -89,6 +95,25 @@ class InvalidMessage(WireError):
     error_class = "invalid_message"
 
 
+class NestingTooDeep(WireError):
+    """A message is nested deeper than :data:`MAX_NESTING_DEPTH` allows.
+
+    The frame itself was read whole, so the stream is still in step: when the
+    body is a request whose ``id`` and ``command`` could be read,
+    :attr:`request_id` and :attr:`command` hold them, and the worker answers
+    ``invalid_arguments`` instead of giving up on the connection.
+    """
+
+    error_class = "nesting_too_deep"
+
+    def __init__(self, message: str, request_id: Optional[int] = None, command: Optional[str] = None) -> None:
+        super().__init__(message)
+        #: The id of the request, when it could be read.
+        self.request_id = request_id
+        #: The request's command, when it could be read.
+        self.command = command
+
+
 # ---------------------------------------------------------------------------
 # Encoding
 
@@ -127,6 +152,98 @@ def encode(message: Dict[str, Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYT
 # Decoding
 
 
+# A JSON string (skipped whole, escapes included), or a run of opening or of
+# closing brackets.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[{]+|[\]}]+')
+
+
+#: Above this recursion limit (raised by a handler), Python's JSON decoder could
+#: exhaust the C stack on a deep body, so deep-looking bodies are scanned first.
+_SAFE_RECURSION_LIMIT = 4000
+
+
+def may_be_too_deep(body: Union[bytes, bytearray, memoryview], limit: int) -> bool:
+    """False when a JSON text cannot nest more than ``limit`` levels: it has no
+    more opening brackets than that (nearly every body; counted at C speed)."""
+    data = body if isinstance(body, (bytes, bytearray)) else bytes(body)
+    return data.count(b"[") + data.count(b"{") > limit
+
+
+def body_too_deep(body: Union[bytes, bytearray, memoryview], limit: int) -> bool:
+    """Whether a JSON text nests arrays and objects more than ``limit`` levels
+    deep. Never parses and never recurses (strings are skipped)."""
+    if not may_be_too_deep(body, limit):
+        return False
+    return _scan(bytes(body))[0] > limit
+
+
+def nesting_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests lists and dicts more than ``limit``
+    levels deep (``[]`` is 1). Iterative, one level at a time; stops at the
+    first level too deep."""
+    containers = (dict, list, tuple)
+    level = [value] if isinstance(value, containers) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below += [child for child in children if isinstance(child, containers)]
+        level = below
+    return False
+
+
+def _scan(data: bytes) -> "tuple[int, bytes]":
+    """Returns the deepest nesting of a JSON text, and the text with every value
+    below the top-level object replaced by ``null`` (so its scalar members can be
+    read whatever the nesting)."""
+    depth = 0
+    deepest = 0
+    shallow = []
+    kept_from = 0
+    start = -1
+    for match in _STRUCTURE.finditer(data):
+        token = match.group()
+        if token[:1] == b'"':
+            continue
+        run = len(token)
+        position = match.start()
+        if token[:1] in (b"[", b"{"):
+            if depth <= 1 < depth + run:
+                start = position + (1 - depth)
+            depth += run
+            deepest = max(deepest, depth)
+        else:
+            if depth >= 2 and depth - run <= 1 and start >= 0:
+                end = position + (depth - 1)
+                shallow.append(data[kept_from:start])
+                shallow.append(b"null")
+                kept_from = end
+                start = -1
+            depth -= run
+    shallow.append(data[kept_from:])
+    return deepest, b"".join(shallow)
+
+
+def _too_deep_request(data: bytes) -> NestingTooDeep:
+    """The error for a request body nested too deep, with its id and command when readable."""
+    detail = "request arguments are nested deeper than %d levels of arrays and objects" % MAX_NESTING_DEPTH
+    try:
+        envelope = json.loads(_scan(data)[1].decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return NestingTooDeep(detail)
+    if not isinstance(envelope, dict) or envelope.get("type") != "request":
+        return NestingTooDeep(detail)
+    request_id = envelope.get("id")
+    command = envelope.get("command")
+    if not (_is_int(request_id) and 0 <= request_id <= _U64_MAX) or not isinstance(command, str):
+        return NestingTooDeep(detail)
+    return NestingTooDeep(detail, request_id, command)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError("%s is not valid JSON" % name)
 
@@ -142,10 +259,23 @@ def decode_body(body: Union[bytes, bytearray, memoryview]) -> Dict[str, Any]:
         text = str(body, "utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidUtf8("frame body is not valid UTF-8: %s" % exc) from exc
+    # The message object adds one level around ``args``.
+    limit = MAX_NESTING_DEPTH + 1
+    suspect = may_be_too_deep(body, limit)
+    if suspect and sys.getrecursionlimit() > _SAFE_RECURSION_LIMIT and body_too_deep(body, limit):
+        # A handler raised the recursion limit: a deep body must not reach the
+        # decoder, which could then exhaust the C stack.
+        raise _too_deep_request(bytes(body))
     try:
         message = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        if body_too_deep(body, limit):
+            raise _too_deep_request(bytes(body)) from exc
         raise InvalidJson("frame body is not valid JSON: %s" % exc) from exc
+    except ValueError as exc:
+        raise InvalidJson("frame body is not valid JSON: %s" % exc) from exc
+    if suspect and isinstance(message, dict) and nesting_depth_exceeds(message, limit):
+        raise _too_deep_request(bytes(body))
     validate(message)
     result: Dict[str, Any] = message
     return result
@@ -276,11 +406,16 @@ def _validate_startup_error(message: Dict[str, Any]) -> None:
     _optional_str("startup_error", message, "traceback")
 
 
+def _validate_draining(message: Dict[str, Any]) -> None:
+    """``draining`` has no fields of its own."""
+
+
 _VALIDATORS = {
     "request": _validate_request,
     "reply": _validate_reply,
     "handshake": _validate_handshake,
     "startup_error": _validate_startup_error,
+    "draining": _validate_draining,
 }
 
 
@@ -330,6 +465,8 @@ def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
                 for entry in message["commands"]
             ],
         )
+    elif kind == "draining":
+        pass
     else:  # startup_error
         out.update(kind=message["kind"], message=message["message"])
         if message.get("traceback") is not None:

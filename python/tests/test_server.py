@@ -34,6 +34,26 @@ def _registry():
         return "r" * size
 
     @reg.command
+    def raise_base(kind):
+        raise {
+            "KeyboardInterrupt": KeyboardInterrupt,
+            "BaseException": BaseException,
+            "GeneratorExit": GeneratorExit,
+            "SystemExit": SystemExit,
+        }[kind]("from the handler")
+
+    @reg.command
+    def echo(**kwargs):
+        return kwargs
+
+    @reg.command
+    def deep_result(depth):
+        value = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    @reg.command
     def unprintable():
         class Weird(Exception):
             def __str__(self):
@@ -147,3 +167,62 @@ def test_a_host_that_has_gone_ends_serving_quietly():
 
     server = Server(reg, state, io.BytesIO(wire.encode(_req(1, "ping"))), broken_pipe)
     assert server.serve() == EXIT_OK
+
+
+@pytest.mark.parametrize("kind", ["KeyboardInterrupt", "BaseException", "GeneratorExit", "SystemExit"])
+def test_a_base_exception_from_a_handler_is_an_error_reply_and_serving_continues(kind):
+    status, frames, state = _serve([_req(1, "raise_base", kind=kind), _req(2, "add", a=1, b=1)])
+    error = frames[1]["error"]
+    assert error["kind"] == "python_exception"
+    assert error["exception_type"] == kind
+    assert frames[2]["result"] == 2
+    assert status == EXIT_OK and state.requests_served == 2
+
+
+def _nested_args_frame(request_id, depth):
+    """A raw request frame whose args object is nested ``depth`` levels deep."""
+    args = '{"k":' * (depth - 1) + "{}" + "}" * (depth - 1)
+    return _frame(('{"type":"request","id":%d,"command":"echo","args":%s}' % (request_id, args)).encode())
+
+
+def _frame(body):
+    import struct
+
+    return struct.pack(">I", len(body)) + body
+
+
+@pytest.mark.parametrize("depth", [101, 2000, 1000000])
+def test_arguments_nested_too_deep_are_invalid_arguments_and_serving_continues(depth):
+    status, frames, state = _serve([], raw_tail=_nested_args_frame(1, depth) + wire.encode(_req(2, "add", a=1, b=1)))
+    assert frames[1]["id"] == 1 and frames[1]["status"] == "error"
+    assert frames[1]["error"]["kind"] == "invalid_arguments"
+    assert "nested deeper than 100" in frames[1]["error"]["message"]
+    assert frames[2]["result"] == 2
+    assert status == EXIT_OK
+
+
+def test_arguments_at_the_limit_are_served():
+    status, frames, _ = _serve([], raw_tail=_nested_args_frame(1, 100))
+    assert frames[1]["status"] == "ok"
+    assert status == EXIT_OK
+
+
+def test_deep_arguments_are_refused_even_when_a_handler_raised_the_recursion_limit():
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000_000)
+    try:
+        status, frames, _ = _serve([], raw_tail=_nested_args_frame(1, 2_000_000))
+    finally:
+        sys.setrecursionlimit(old)
+    assert frames[1]["error"]["kind"] == "invalid_arguments"
+    assert status == EXIT_OK
+
+
+@pytest.mark.parametrize("depth", [101, 5000])
+def test_a_result_nested_too_deep_is_invalid_result_and_serving_continues(depth):
+    status, frames, _ = _serve([_req(1, "deep_result", depth=depth), _req(2, "deep_result", depth=100)])
+    assert frames[1]["error"]["kind"] == "invalid_result"
+    assert frames[2]["status"] == "ok"
+    assert status == EXIT_OK

@@ -39,9 +39,34 @@ def test_sigterm_during_a_request_finishes_it_replies_then_exits_0(spawn, tmp_pa
         fifo.write(b"go")
     reply = worker.recv()
     assert reply == {"type": "reply", "id": request_id, "status": "ok", "result": {"released": True}}
+    assert worker.recv() == {"type": "draining"}
+    worker.close_stdin()
     assert worker.wait() == 0
     assert "received SIGTERM during request %d; replied, exiting" % request_id in worker.stderr.wait_closed()
     assert worker.read_to_eof() == b""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopping_worker_says_draining_and_answers_later_requests_not_started(spawn, signum):
+    worker = spawn("--worker-id", "3")
+    worker.signal(signum)
+    assert worker.recv() == {"type": "draining"}
+    for _ in range(2):
+        error = worker.error("ping")
+        assert error["kind"] == "not_started"
+        assert "stopping" in error["message"]
+    worker.close_stdin()
+    assert worker.wait() == 0
+    assert "stdin closed by the host after draining" in worker.stderr.wait_closed()
+    assert worker.read_to_eof() == b""
+
+
+def test_a_draining_worker_exits_on_its_own_when_the_host_never_closes_stdin(spawn):
+    worker = spawn("--worker-id", "4")
+    worker.signal(signal.SIGTERM)
+    assert worker.recv() == {"type": "draining"}
+    assert worker.wait() == 0
+    assert "did not close stdin" in worker.stderr.wait_closed()
 
 
 @pytest.mark.parametrize(

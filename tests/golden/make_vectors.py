@@ -74,6 +74,9 @@ message("handshake_unknown_fields", {"type": "handshake", "protocol": 1, "worker
 message("startup_error", {"type": "startup_error", "kind": "handler_import",
                           "message": "ModuleNotFoundError: No module named 'nope'",
                           "traceback": "Traceback (most recent call last):\nModuleNotFoundError: No module named 'nope'\n"})
+message("draining", {"type": "draining"})
+message("draining_unknown_fields", {"type": "draining", "since": 1.5},
+        normalized={"type": "draining"})
 
 error("oversized_length_prefix", struct.pack(">I", MAX_FRAME_BYTES + 1) + b"{}", "frame_too_large",
       "the length prefix exceeds max_frame_bytes; the body must not be read")

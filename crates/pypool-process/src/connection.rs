@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use pypool_seam::{CallError, Handshake, Outcome, Request, WorkerConnection, WorkerExit, WorkerId};
-use pypool_wire::{Message, MessageCodec, PendingTable, WireError};
+use pypool_wire::{Message, MessageCodec, NOT_STARTED, PendingTable, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -32,6 +32,8 @@ enum Dead {
 struct State {
     pending: PendingTable<ReplySender>,
     dead: Option<Dead>,
+    /// The worker said `draining`: no request is queued after this is set.
+    draining: bool,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,8 @@ struct Shared {
     /// Becomes `true` when the reader has stopped (the frame stream ended or
     /// broke), so every reply the worker sent has been delivered.
     reader_done: watch::Sender<bool>,
+    /// Wakes the writer to close the worker's stdin once the worker drains.
+    drained: tokio::sync::Notify,
 }
 
 /// Marks the reader done when dropped (on every way out of `read_replies`).
@@ -124,9 +128,11 @@ impl ProcessConnection {
             state: Mutex::new(State {
                 pending: PendingTable::new(),
                 dead: None,
+                draining: false,
             }),
             exit,
             reader_done: watch::Sender::new(false),
+            drained: tokio::sync::Notify::new(),
         });
         let (requests, queued) = mpsc::unbounded_channel();
         let writer = FramedWrite::new(stdin, MessageCodec::new(max_frame_bytes));
@@ -146,7 +152,26 @@ async fn write_requests<W: AsyncWrite + Unpin>(
     mut writer: FramedWrite<W, MessageCodec>,
     mut queued: mpsc::UnboundedReceiver<Request>,
 ) {
-    while let Some(request) = queued.recv().await {
+    loop {
+        let request = tokio::select! {
+            biased;
+            request = queued.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+            () = shared.drained.notified() => {
+                // The worker is draining: nothing is queued after the flag was
+                // set, so write what is left (the worker answers `not_started`)
+                // and close its stdin, which lets it exit.
+                while let Ok(request) = queued.try_recv() {
+                    if writer.send(Message::Request(request)).await.is_err() {
+                        break;
+                    }
+                }
+                tracing::debug!(worker_id = shared.worker_id, "worker is draining; closing its stdin");
+                return;
+            }
+        };
         let request_id = request.id;
         match writer.send(Message::Request(request)).await {
             Ok(()) => {}
@@ -194,13 +219,18 @@ async fn read_replies<R: AsyncRead + Unpin>(
                     // A dropped receiver means the caller abandoned the request:
                     // its late reply is discarded here, never delivered elsewhere.
                     Ok(sender) => {
-                        let _ = sender.send(Ok(reply.outcome));
+                        let _ = sender.send(not_started(&shared, reply.id, reply.outcome));
                     }
                     // The host already gave up on this connection (killed it):
                     // whatever still arrives is of no interest.
                     Err(_) if already_dead => return,
                     Err(unknown) => break unknown.to_string(),
                 }
+            }
+            Some(Ok(Message::Draining(_))) => {
+                tracing::debug!(worker_id = shared.worker_id, "worker is draining");
+                shared.lock().draining = true;
+                shared.drained.notify_one();
             }
             Some(Ok(other)) => {
                 break format!(
@@ -219,6 +249,22 @@ async fn read_replies<R: AsyncRead + Unpin>(
     tracing::error!(worker_id = shared.worker_id, %violation, "worker broke the protocol; killing it");
     shared.die(Dead::Protocol(violation));
     shared.process.kill_tree();
+}
+
+/// A `not_started` error reply becomes [`CallError::NotSent`]: the request
+/// never ran, so the pool may send it to another worker.
+fn not_started(shared: &Shared, request_id: u64, outcome: Outcome) -> Result<Outcome, CallError> {
+    match outcome {
+        Outcome::Error { error } if error.kind.as_str() == NOT_STARTED => Err(CallError::NotSent {
+            worker_id: shared.worker_id,
+            request_id,
+            reason: format!(
+                "the worker is stopping and did not start it ({})",
+                error.message
+            ),
+        }),
+        outcome => Ok(outcome),
+    }
 }
 
 async fn wait_for_exit(shared: &Shared) -> WorkerExit {
@@ -245,6 +291,7 @@ fn kind_of(message: &Message) -> &'static str {
         Message::StartupError(_) => "startup_error",
         Message::Request(_) => "request",
         Message::Reply(_) => "reply",
+        Message::Draining(_) => "draining",
     }
 }
 
@@ -260,6 +307,14 @@ impl WorkerConnection for ProcessConnection {
             let mut state = self.shared.lock();
             if let Some(dead) = &state.dead {
                 return Err(self.shared.error_for(dead, request_id));
+            }
+            if state.draining {
+                return Err(CallError::NotSent {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                    reason: "the worker is stopping (draining) and takes no more requests"
+                        .to_owned(),
+                });
             }
             let (sender, reply) = oneshot::channel();
             if state.pending.insert(request_id, sender).is_err() {
@@ -325,6 +380,10 @@ impl WorkerConnection for ProcessConnection {
 
     fn process_id(&self) -> Option<u32> {
         Some(self.shared.process.pid())
+    }
+
+    fn is_draining(&self) -> bool {
+        self.shared.lock().draining
     }
 
     fn resident_memory_bytes(&self) -> Option<u64> {

@@ -358,6 +358,7 @@ fn describe(message: &Message) -> &'static str {
         Message::StartupError(_) => "a startup error",
         Message::Request(_) => "a request",
         Message::Reply(_) => "a reply",
+        Message::Draining(_) => "a draining notice",
     }
 }
 

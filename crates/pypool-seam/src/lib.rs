@@ -23,7 +23,8 @@ use async_trait::async_trait;
 pub use errors::{CallError, SpawnError};
 pub use exit::WorkerExit;
 pub use pypool_wire::{
-    Handshake, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Request, RequestId,
+    Handshake, MAX_NESTING_DEPTH, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Request,
+    RequestId, nesting_depth,
 };
 
 /// The pool's name for a worker; unique among a pool's workers. A start that
@@ -98,5 +99,13 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
     /// `handshake().pid`, which is only what the worker says about itself.
     fn process_id(&self) -> Option<u32> {
         None
+    }
+
+    /// Whether the worker said it is stopping (a process received SIGTERM):
+    /// it takes no more requests (a call fails at once with
+    /// [`CallError::NotSent`], which is safe to retry elsewhere) and will exit
+    /// on its own. Default: never.
+    fn is_draining(&self) -> bool {
+        false
     }
 }

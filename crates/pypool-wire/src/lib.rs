@@ -39,6 +39,7 @@ mod body;
 mod codec;
 mod error;
 mod messages;
+mod nesting;
 mod pending;
 mod protocol;
 
@@ -46,8 +47,9 @@ pub use body::decode_body;
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
 pub use error::WireError;
 pub use messages::{
-    CommandInfo, Handshake, Message, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind,
-    Reply, Request, RequestId, StartupError,
+    CommandInfo, Draining, Handshake, Message, NOT_STARTED, Outcome, PROTOCOL_VERSION, RemoteError,
+    RemoteErrorKind, Reply, Request, RequestId, StartupError,
 };
+pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};
 pub use protocol::ProtocolMismatch;

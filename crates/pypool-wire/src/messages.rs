@@ -22,7 +22,19 @@ pub enum Message {
     Request(Request),
     /// Worker → host: the outcome of a request.
     Reply(Reply),
+    /// Worker → host: the worker is stopping (it received SIGTERM). It
+    /// finishes the request it is running, answers any later request with a
+    /// `not_started` error, and exits when the host closes its stdin.
+    Draining(Draining),
 }
+
+/// The body of a [`Message::Draining`]: no fields (unknown ones are ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Draining {}
+
+/// The `error.kind` a draining worker answers a request it did not start
+/// with; such a request never ran and may be sent to another worker.
+pub const NOT_STARTED: &str = "not_started";
 
 /// The worker's introduction, sent before anything else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -136,6 +136,13 @@ impl Inner {
         let inner = self.strong()?;
         let slot = state.workers.get_mut(&id)?;
         let connection = slot.connection.clone()?;
+        if connection.is_draining() {
+            // It is stopping on its own (SIGTERM): let it go, a replacement starts.
+            tracing::debug!(worker_id = id, "worker is draining; retiring it");
+            self.apply(state, id, Event::Shutdown);
+            self.retire(state, id, Retirement::Graceful);
+            return None;
+        }
         match slot.lifecycle.apply(Event::Checkout) {
             Ok(_) => Some(Lease::new(inner, id, connection)),
             Err(refused) => {
@@ -179,7 +186,15 @@ impl Inner {
             WorkerState::Ready | WorkerState::Degraded => {
                 let available = slot.lifecycle.is_available();
                 let overflow = slot.overflow;
-                if self.recycle_if_due(state, id) {
+                let draining = slot
+                    .connection
+                    .as_ref()
+                    .is_some_and(|connection| connection.is_draining());
+                if draining {
+                    // Stopping on its own (SIGTERM): never lend it again.
+                    self.apply(state, id, Event::Shutdown);
+                    self.retire(state, id, Retirement::Graceful);
+                } else if self.recycle_if_due(state, id) {
                     // Retired; its replacement is starting.
                 } else if !available {
                     self.apply(state, id, Event::Shutdown);
@@ -238,11 +253,24 @@ impl Inner {
             let position = state.waiters.iter().position(|waiter| {
                 !waiter.sender.is_closed() && waiter.wants.is_none_or(|wanted| wanted == id)
             });
-            let Some(waiter) = position.and_then(|position| state.waiters.remove(position)) else {
+            let Some(position) = position else {
                 break;
             };
             let Some(lease) = self.lend(state, id) else {
+                // The worker was retired instead (unhealthy, or draining): the
+                // waiter keeps its place for the next worker.
                 return;
+            };
+            let Some(waiter) = state.waiters.remove(position) else {
+                lease.disarm();
+                self.apply(
+                    state,
+                    id,
+                    Event::RequestFailed {
+                        severity: FailureSeverity::Harmless,
+                    },
+                );
+                break;
             };
             match waiter.sender.send(Ok(lease)) {
                 Ok(()) => {

@@ -46,7 +46,9 @@ pub use pypool_process::{
     embedded_runtime_digest,
 };
 pub use pypool_recovery::{Jitter, RecoveryConfig};
-pub use pypool_seam::{RemoteError, RemoteErrorKind, SpawnError, WorkerExit, WorkerId};
+pub use pypool_seam::{
+    MAX_NESTING_DEPTH, RemoteError, RemoteErrorKind, SpawnError, WorkerExit, WorkerId,
+};
 pub use pypool_store::{
     InMemoryProgramStore, InMemorySessionDataStore, Namespace, ProgramId, ProgramKind, ProgramSpec,
     ProgramStore, SessionDataStore, StoreError, StoredProgram,

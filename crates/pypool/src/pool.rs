@@ -274,6 +274,30 @@ pub(crate) fn check_command(command: &str) -> Result<(), PoolError> {
     Ok(())
 }
 
+/// Refuses arguments nested deeper than the protocol allows (they would never
+/// reach a worker intact). `enclosing` counts the levels around `args` in the
+/// request (1 for a program's inputs, inside `pypool.run_program`'s args).
+#[allow(clippy::result_large_err, reason = "returned to the caller as is")]
+pub(crate) fn check_depth(
+    command: &str,
+    args: &serde_json::Map<String, Value>,
+    enclosing: usize,
+) -> Result<(), PoolError> {
+    let limit = pypool_seam::MAX_NESTING_DEPTH;
+    let deepest = args
+        .values()
+        .map(pypool_seam::nesting_depth)
+        .max()
+        .unwrap_or(0);
+    if 1 + deepest + enclosing > limit {
+        return Err(PoolError::ArgumentsTooDeep {
+            command: command.to_owned(),
+            limit: limit.saturating_sub(enclosing),
+        });
+    }
+    Ok(())
+}
+
 /// Keyword arguments from a JSON object (or null for none).
 #[allow(clippy::result_large_err, reason = "returned to the caller as is")]
 pub(crate) fn object_args(
@@ -281,7 +305,10 @@ pub(crate) fn object_args(
     args: Value,
 ) -> Result<serde_json::Map<String, Value>, PoolError> {
     match args {
-        Value::Object(map) => Ok(map),
+        Value::Object(map) => {
+            check_depth(command, &map, 0)?;
+            Ok(map)
+        }
         Value::Null => Ok(serde_json::Map::new()),
         other => Err(PoolError::InvalidArguments {
             command: command.to_owned(),

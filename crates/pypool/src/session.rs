@@ -368,8 +368,11 @@ impl Inner {
         let program = self
             .find_program(route.map(|route| &route.session), id)
             .await?;
+        let inputs = crate::pool::object_args(id, inputs)?;
+        // The inputs travel one level down, inside `pypool.run_program`'s args.
+        crate::pool::check_depth(id, &inputs, 1)?;
         let job = Job::Program {
-            inputs: crate::pool::object_args(id, inputs)?,
+            inputs,
             program: Box::new(program),
         };
         self.run(&job, route).await
