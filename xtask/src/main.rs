@@ -3,8 +3,11 @@
 //! It depends on nothing but the standard library so that it builds in
 //! seconds on a fresh machine. It knows how to set up the project's Python
 //! virtual environment (`.venv`, created with the interpreter named by
-//! `PYPOOL_PYTHON`, default `python3`) and how to run each test suite.
+//! `PYPOOL_PYTHON`, default `python3`), how to run each test suite, and how
+//! to fuzz (`cargo xtask fuzz`) and soak (`cargo xtask soak`) the pool.
 
+mod fuzz;
+mod soak;
 mod tally;
 mod venv;
 
@@ -22,10 +25,18 @@ tasks:
   test-python       the Python worker's pytest suite (creates .venv as needed)
   test-integration  real Python worker tests (creates .venv as needed)
   venv              create or update .venv only
+  fuzz              fuzz the Rust codec and connection reader, then the Python frame reader
+                    [--seed S] [--frames N (10M)] [--python-frames N (1M)]
+                    [--python-seconds T (150)] [--update-vectors]
+  soak              run `pypool stress` without and with chaos, sampling the host's RSS
+                    and fd count; fails on growth over 5 %
+                    [--requests N (100k)] [--kill-every K (1000)] [--workers W]
+                    [--max-growth PERCENT] [--release]
 ";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
+    let rest: Vec<String> = std::env::args().skip(2).collect();
     let root = workspace_root();
     let mut tally = Tally::default();
     let result = match task.as_str() {
@@ -36,6 +47,8 @@ fn main() -> ExitCode {
         "test-python" => test_python(&root, &mut tally),
         "test-integration" => test_integration(&root, &mut tally),
         "venv" => venv::ensure(&root).map(|_| ()),
+        "fuzz" => fuzz::fuzz(&root, &rest),
+        "soak" => soak::soak(&root, &rest),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

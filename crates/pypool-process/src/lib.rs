@@ -16,6 +16,9 @@
 mod config;
 mod connection;
 mod environment;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod memory;
 mod runtime;
 mod signals;
