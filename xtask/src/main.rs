@@ -3,8 +3,10 @@
 //! It depends on nothing but the standard library so that it builds in
 //! seconds on a fresh machine. It knows how to set up the project's Python
 //! virtual environment (`.venv`, created with the interpreter named by
-//! `PYPOOL_PYTHON`, default `python3`), how to run each test suite, and how
-//! to fuzz (`cargo xtask fuzz`) and soak (`cargo xtask soak`) the pool.
+//! `PYPOOL_PYTHON`, default `python3`), how to find (or, as root on Debian,
+//! install) `redis-server` for the Redis store tests, how to run each test
+//! suite, and how to fuzz (`cargo xtask fuzz`) and soak (`cargo xtask soak`)
+//! the pool.
 
 mod fuzz;
 mod soak;
@@ -20,8 +22,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test              everything: Rust tests, Python tests, real-process integration tests
-  test-rust         `cargo test --workspace` (no Python needed)
+  test              everything: Rust tests, Redis store tests, Python tests, real-process integration tests
+  test-rust         `cargo test --workspace` (no Python, no Redis needed)
+  test-redis        the Redis store tests against private redis-servers
+                    (installs Debian's redis-server when missing and run as root)
   test-python       the Python worker's pytest suite (creates .venv as needed)
   test-integration  real Python worker tests (creates .venv as needed)
   venv              create or update .venv only
@@ -41,9 +45,11 @@ fn main() -> ExitCode {
     let mut tally = Tally::default();
     let result = match task.as_str() {
         "test" => test_rust(&root, &mut tally)
+            .and_then(|()| test_redis(&root, &mut tally))
             .and_then(|()| test_python(&root, &mut tally))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
+        "test-redis" => test_redis(&root, &mut tally),
         "test-python" => test_python(&root, &mut tally),
         "test-integration" => test_integration(&root, &mut tally),
         "venv" => venv::ensure(&root).map(|_| ()),
@@ -119,4 +125,63 @@ fn test_integration(root: &Path, tally: &mut Tally) -> Result<(), String> {
                 "real-python",
             ]),
     )
+}
+
+/// The Redis store tests: the same generic test bodies as the in-memory
+/// stores, plus unavailability and two-host tests, each against its own
+/// `redis-server` (which the tests start and stop).
+fn test_redis(root: &Path, tally: &mut Tally) -> Result<(), String> {
+    let server = redis_server()?;
+    tally.run(
+        cargo()
+            .current_dir(root)
+            .env("PYPOOL_REDIS_SERVER", &server)
+            .args(["test", "-p", "pypool-redis", "--features", "redis-tests"]),
+    )
+}
+
+/// The `redis-server` binary: `PYPOOL_REDIS_SERVER`, else the one on PATH,
+/// else Debian's package installed with apt-get when running as root. A
+/// missing server is an error, never a skipped suite.
+fn redis_server() -> Result<PathBuf, String> {
+    if let Some(server) = std::env::var_os("PYPOOL_REDIS_SERVER") {
+        return Ok(PathBuf::from(server));
+    }
+    if let Some(server) = on_path("redis-server") {
+        return Ok(server);
+    }
+    if !is_root() {
+        return Err(
+            "redis-server is not on PATH and this is not root, so it cannot be installed: \
+             install it (Debian: `sudo apt-get install -y redis-server`) or set PYPOOL_REDIS_SERVER"
+                .to_owned(),
+        );
+    }
+    eprintln!("xtask: redis-server is missing; installing Debian's redis-server package");
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "redis-server"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    on_path("redis-server")
+        .ok_or_else(|| "apt-get installed redis-server but it is not on PATH".to_owned())
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Whether this process runs as root (effective uid 0, from /proc).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
 }

@@ -1,205 +1,36 @@
 //! The in-memory store against a plain reference model, over random
-//! sequences of binds, lookups, unbinds, removals, sweeps and clock moves.
-//!
-//! The model is a `BTreeMap` from session to (worker, last use) that scans
-//! everything it needs, sharing no data structure with the store's hash maps
-//! and recency list. Times are milliseconds since the start.
+//! sequences of binds, lookups, unbinds, removals, sweeps and clock moves
+//! (the body is shared with the Redis store: `generic/affinity_model.rs`).
 
 #![allow(clippy::unwrap_used, clippy::panic)] // tests: a panic is a failure report
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
 use proptest::prelude::*;
-use pypool_affinity::{AffinityStats, AffinityStore, InMemoryAffinityStore, SessionId, WorkerId};
+use pypool_affinity::{AffinityStats, InMemoryAffinityStore};
 use pypool_clock::ManualClock;
 
+#[path = "generic/affinity_model.rs"]
+mod generic;
+
+use generic::{MAX_OPS, op};
+
 const CASES: u32 = 1_000;
-const MAX_OPS: usize = 120;
-const TTL_MS: u64 = 100;
-const SESSIONS: usize = 8;
-const WORKERS: u64 = 4;
 
-#[derive(Debug, Clone)]
-enum Op {
-    Bind(usize, WorkerId),
-    Lookup(usize),
-    UnbindWorker(WorkerId),
-    Remove(usize),
-    Sweep,
-    Len,
-    Advance(u64),
-}
+struct Memory;
 
-fn op() -> impl Strategy<Value = Op> {
-    let session = 0..SESSIONS;
-    let worker = 0..WORKERS;
-    prop_oneof![
-        4 => (session.clone(), worker.clone()).prop_map(|(s, w)| Op::Bind(s, w)),
-        5 => session.clone().prop_map(Op::Lookup),
-        1 => worker.prop_map(Op::UnbindWorker),
-        1 => session.prop_map(Op::Remove),
-        1 => Just(Op::Sweep),
-        1 => Just(Op::Len),
-        // Small steps, exact TTL boundaries and jumps past everything.
-        3 => prop_oneof![0..30_u64, Just(TTL_MS - 1), Just(TTL_MS), Just(TTL_MS + 1), 0..3 * TTL_MS]
-            .prop_map(Op::Advance),
-    ]
-}
+impl generic::Backend for Memory {
+    type Store = InMemoryAffinityStore;
 
-/// The affinity store's specification, written as plainly as possible.
-#[derive(Debug, Default)]
-struct Model {
-    now: u64,
-    bindings: BTreeMap<usize, (WorkerId, u64)>,
-    stats: AffinityStats,
-}
-
-impl Model {
-    fn expired(&self, last_used: u64) -> bool {
-        self.now - last_used >= TTL_MS
+    async fn make(&self, ttl: Duration, clock: ManualClock) -> Self::Store {
+        InMemoryAffinityStore::new(ttl, Arc::new(clock))
     }
 
-    fn lookup(&mut self, session: usize) -> Option<WorkerId> {
-        match self.bindings.get(&session).copied() {
-            Some((worker, last_used)) if !self.expired(last_used) => {
-                self.bindings.insert(session, (worker, self.now));
-                self.stats.hits += 1;
-                Some(worker)
-            }
-            Some(_) => {
-                self.bindings.remove(&session);
-                self.stats.expired += 1;
-                self.stats.misses += 1;
-                None
-            }
-            None => {
-                self.stats.misses += 1;
-                None
-            }
-        }
+    fn stats(store: &Self::Store) -> AffinityStats {
+        store.stats()
     }
-
-    fn bind(&mut self, session: usize, worker: WorkerId) {
-        let replaces_expired = self
-            .bindings
-            .get(&session)
-            .is_some_and(|&(_, last_used)| self.expired(last_used));
-        if replaces_expired {
-            self.stats.expired += 1;
-        }
-        self.bindings.insert(session, (worker, self.now));
-    }
-
-    fn unbind_worker(&mut self, worker: WorkerId) -> usize {
-        let theirs: Vec<(usize, u64)> = self
-            .bindings
-            .iter()
-            .filter(|(_, (bound, _))| *bound == worker)
-            .map(|(session, (_, last_used))| (*session, *last_used))
-            .collect();
-        let mut live = 0;
-        for (session, last_used) in theirs {
-            self.bindings.remove(&session);
-            if self.expired(last_used) {
-                self.stats.expired += 1;
-            } else {
-                live += 1;
-            }
-        }
-        self.stats.unbound += live as u64;
-        live
-    }
-
-    fn remove(&mut self, session: usize) -> bool {
-        match self.bindings.remove(&session) {
-            Some((_, last_used)) if self.expired(last_used) => {
-                self.stats.expired += 1;
-                false
-            }
-            Some(_) => true,
-            None => false,
-        }
-    }
-
-    fn sweep(&mut self) -> usize {
-        let before = self.bindings.len();
-        let now = self.now;
-        self.bindings
-            .retain(|_, (_, last_used)| now - *last_used < TTL_MS);
-        let dropped = before - self.bindings.len();
-        self.stats.expired += dropped as u64;
-        dropped
-    }
-}
-
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let clock = ManualClock::new();
-    let store = InMemoryAffinityStore::new(Duration::from_millis(TTL_MS), Arc::new(clock.clone()));
-    let ids: Vec<SessionId> = (0..SESSIONS)
-        .map(|index| SessionId::new(format!("s{index}")).unwrap())
-        .collect();
-    let mut model = Model::default();
-    block_on(async {
-        for (step, op) in ops.iter().enumerate() {
-            match *op {
-                Op::Bind(session, worker) => {
-                    store.bind(&ids[session], worker).await;
-                    model.bind(session, worker);
-                }
-                Op::Lookup(session) => {
-                    prop_assert_eq!(
-                        store.lookup(&ids[session]).await,
-                        model.lookup(session),
-                        "step {}",
-                        step
-                    );
-                }
-                Op::UnbindWorker(worker) => {
-                    prop_assert_eq!(
-                        store.unbind_worker(worker).await,
-                        model.unbind_worker(worker),
-                        "step {}",
-                        step
-                    );
-                }
-                Op::Remove(session) => {
-                    prop_assert_eq!(
-                        store.remove_session(&ids[session]).await,
-                        model.remove(session),
-                        "step {}",
-                        step
-                    );
-                }
-                Op::Sweep => {
-                    prop_assert_eq!(store.sweep().await, model.sweep(), "step {}", step);
-                    prop_assert_eq!(
-                        store.len().await,
-                        model.bindings.len(),
-                        "len after sweep, step {}",
-                        step
-                    );
-                }
-                Op::Len => {
-                    prop_assert_eq!(store.len().await, model.bindings.len(), "step {}", step);
-                }
-                Op::Advance(millis) => {
-                    clock.advance(Duration::from_millis(millis));
-                    model.now += millis;
-                }
-            }
-            prop_assert_eq!(store.stats(), model.stats, "stats after step {}", step);
-        }
-        // Every session ends up where the model says.
-        for (session, id) in ids.iter().enumerate() {
-            prop_assert_eq!(store.lookup(id).await, model.lookup(session));
-        }
-        prop_assert_eq!(store.sweep().await, model.sweep());
-        prop_assert_eq!(store.len().await, model.bindings.len());
-        Ok(())
-    })
 }
 
 proptest! {
@@ -207,6 +38,6 @@ proptest! {
 
     #[test]
     fn store_agrees_with_the_model(ops in prop::collection::vec(op(), 1..MAX_OPS)) {
-        run(&ops)?;
+        block_on(generic::run(&Memory, &ops))?;
     }
 }

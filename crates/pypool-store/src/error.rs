@@ -75,4 +75,17 @@ pub enum StoreError {
         /// The most keys a session may hold.
         max_keys: usize,
     },
+
+    /// The backing store (a shared Redis, say) did not answer in time or
+    /// failed; nothing is known about whether the operation was applied.
+    /// In-memory stores never return it.
+    #[error(
+        "the shared store is unavailable ({operation}): {reason}; check that it is running and reachable, pypool reconnects on its own"
+    )]
+    StoreUnavailable {
+        /// The store operation that failed, e.g. `program get`.
+        operation: &'static str,
+        /// What the store client reported (never a password).
+        reason: String,
+    },
 }

@@ -1,155 +1,41 @@
-//! Session data: per-session maps, limits and deletion.
+//! Session data: per-session maps, limits and deletion — on the in-memory
+//! store (the bodies are shared with the Redis store: `generic/session_data.rs`).
 
 #![allow(clippy::unwrap_used, clippy::panic)] // tests: a panic is a failure report
 
 use futures::executor::block_on;
-use pypool_affinity::SessionId;
-use pypool_store::{InMemorySessionDataStore, SessionDataLimits, SessionDataStore, StoreError};
-use serde_json::{Map, Value, json};
+use pypool_store::{InMemorySessionDataStore, SessionDataLimits};
 
-fn session(text: &str) -> SessionId {
-    SessionId::new(text).unwrap()
+#[path = "generic/session_data.rs"]
+mod generic;
+
+async fn make(limits: SessionDataLimits) -> InMemorySessionDataStore {
+    let store = InMemorySessionDataStore::with_limits(limits);
+    assert_eq!(store.limits(), limits);
+    store
 }
 
 #[test]
 fn each_session_has_its_own_map() {
-    block_on(async {
-        let store = InMemorySessionDataStore::new();
-        let (a, b) = (session("a"), session("b"));
-        store.set(&a, "k", json!(1)).await.unwrap();
-        store.set(&b, "k", json!(2)).await.unwrap();
-        store.set(&a, "k", json!({"replaced": true})).await.unwrap();
-        store.set(&a, "other", json!(null)).await.unwrap();
-
-        assert_eq!(store.get(&a, "k").await, Some(json!({"replaced": true})));
-        assert_eq!(store.get(&b, "k").await, Some(json!(2)));
-        assert_eq!(store.get(&a, "missing").await, None);
-        assert_eq!(store.get(&session("c"), "k").await, None);
-
-        let mut expected = Map::new();
-        expected.insert("k".to_owned(), json!({"replaced": true}));
-        expected.insert("other".to_owned(), Value::Null);
-        assert_eq!(store.all(&a).await, expected);
-
-        assert_eq!(store.remove(&a, "other").await, Some(Value::Null));
-        assert_eq!(store.remove(&a, "other").await, None);
-        assert_eq!(store.delete_session(&a).await, 1);
-        assert!(store.all(&a).await.is_empty());
-        assert_eq!(store.all(&b).await.len(), 1, "b untouched");
-    });
+    block_on(generic::each_session_has_its_own_map(make));
 }
 
 #[test]
 fn values_are_limited_to_64_kib_of_json() {
-    block_on(async {
-        let store = InMemorySessionDataStore::new();
-        let a = session("a");
-        let max = SessionDataLimits::DEFAULT_MAX_VALUE_BYTES;
-        assert_eq!(max, 65_536);
-        // A JSON string of n characters serialises to n + 2 bytes.
-        store
-            .set(&a, "fits", json!("x".repeat(max - 2)))
-            .await
-            .unwrap();
-        let error = store
-            .set(&a, "big", json!("x".repeat(max - 1)))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error,
-            StoreError::SessionValueTooLarge {
-                key: "big".to_owned(),
-                max_bytes: max
-            }
-        );
-        assert_eq!(
-            error.to_string(),
-            "value for session data key `big` is larger than 65536 bytes as JSON; keep large data elsewhere and store a reference"
-        );
-        let huge = Value::Array(vec![json!("y".repeat(1_000)); 10_000]);
-        assert!(matches!(
-            store.set(&a, "huge", huge).await,
-            Err(StoreError::SessionValueTooLarge { .. })
-        ));
-        assert_eq!(
-            store.all(&a).await.len(),
-            1,
-            "rejected values are not stored"
-        );
-    });
+    block_on(generic::values_are_limited_to_64_kib_of_json(make));
 }
 
 #[test]
 fn a_session_holds_at_most_256_keys() {
-    block_on(async {
-        let store = InMemorySessionDataStore::new();
-        let a = session("a");
-        for index in 0..SessionDataLimits::DEFAULT_MAX_KEYS {
-            store
-                .set(&a, &format!("k{index}"), json!(index))
-                .await
-                .unwrap();
-        }
-        let error = store.set(&a, "one-more", json!(0)).await.unwrap_err();
-        assert_eq!(
-            error,
-            StoreError::TooManySessionKeys {
-                session: a.clone(),
-                max_keys: 256
-            }
-        );
-        assert_eq!(
-            error.to_string(),
-            "session `a` already holds 256 session data keys, the maximum; remove one or reuse an existing key"
-        );
-        store.set(&a, "k7", json!("replaced")).await.unwrap();
-        assert_eq!(store.get(&a, "k7").await, Some(json!("replaced")));
-        store.remove(&a, "k0").await.unwrap();
-        store.set(&a, "one-more", json!(0)).await.unwrap();
-        store.set(&session("b"), "k", json!(0)).await.unwrap();
-        assert_eq!(store.delete_session(&a).await, 256);
-    });
+    block_on(generic::a_session_holds_at_most_256_keys(make));
 }
 
 #[test]
 fn keys_follow_the_id_rules() {
-    block_on(async {
-        let store = InMemorySessionDataStore::new();
-        let a = session("a");
-        for key in ["", "a b", "k/v"] {
-            assert!(
-                matches!(
-                    store.set(&a, key, json!(1)).await,
-                    Err(StoreError::InvalidId(_))
-                ),
-                "{key:?}"
-            );
-        }
-        let error = store.set(&a, &"k".repeat(129), json!(1)).await.unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "session data key is 129 bytes long, the maximum is 128"
-        );
-        assert!(store.all(&a).await.is_empty());
-    });
+    block_on(generic::keys_follow_the_id_rules(make));
 }
 
 #[test]
 fn limits_are_configurable() {
-    block_on(async {
-        let limits = SessionDataLimits {
-            max_value_bytes: 10,
-            max_keys: 2,
-        };
-        let store = InMemorySessionDataStore::with_limits(limits);
-        assert_eq!(store.limits(), limits);
-        let a = session("a");
-        store.set(&a, "x", json!("12345678")).await.unwrap();
-        assert!(store.set(&a, "y", json!("123456789")).await.is_err());
-        store.set(&a, "y", json!(1)).await.unwrap();
-        assert!(matches!(
-            store.set(&a, "z", json!(1)).await,
-            Err(StoreError::TooManySessionKeys { max_keys: 2, .. })
-        ));
-    });
+    block_on(generic::limits_are_configurable(make));
 }

@@ -5,6 +5,16 @@
 use pypool_store::{ProgramKind, ProgramSpec, StoreError, is_api_key_name};
 use serde_json::{Value, json};
 
+#[path = "generic/validation.rs"]
+mod generic;
+
+#[test]
+fn the_store_applies_the_definition_rules() {
+    futures::executor::block_on(generic::the_store_applies_the_definition_rules(
+        pypool_store::InMemoryProgramStore::new(),
+    ));
+}
+
 fn dspy(spec: Value) -> ProgramSpec {
     ProgramSpec::new(ProgramKind::Dspy, spec)
 }

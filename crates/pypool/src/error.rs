@@ -192,6 +192,7 @@ impl PoolError {
             Self::ProgramNotAllowed { .. } => "program_not_allowed",
             Self::InvalidId(_) => "invalid_id",
             Self::Store(StoreError::ProgramNotFound { .. }) => "program_not_found",
+            Self::Store(StoreError::StoreUnavailable { .. }) => "store_unavailable",
             Self::Store(_) => "store",
             Self::WorkerBusy { .. } => "worker_busy",
         }
