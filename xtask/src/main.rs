@@ -5,6 +5,7 @@
 //! virtual environment (`.venv`, created with the interpreter named by
 //! `PYPOOL_PYTHON`, default `python3`) and how to run each test suite.
 
+mod release;
 mod tally;
 mod venv;
 
@@ -17,11 +18,12 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test              everything: Rust tests, Python tests, real-process integration tests
+  test              everything: Rust tests, doc, Python tests, real-process integration tests
   test-rust         `cargo test --workspace` (no Python needed)
   test-python       the Python worker's pytest suite (creates .venv as needed)
   test-integration  real Python worker tests (creates .venv as needed)
   venv              create or update .venv only
+  doc               `cargo doc --workspace --no-deps --all-features`, rustdoc warnings denied
 ";
 
 fn main() -> ExitCode {
@@ -30,12 +32,14 @@ fn main() -> ExitCode {
     let mut tally = Tally::default();
     let result = match task.as_str() {
         "test" => test_rust(&root, &mut tally)
+            .and_then(|()| release::doc(&root))
             .and_then(|()| test_python(&root, &mut tally))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
         "test-python" => test_python(&root, &mut tally),
         "test-integration" => test_integration(&root, &mut tally),
         "venv" => venv::ensure(&root).map(|_| ()),
+        "doc" => release::doc(&root),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
