@@ -9,6 +9,7 @@
 //! the pool.
 
 mod fuzz;
+mod release;
 mod soak;
 mod tally;
 mod venv;
@@ -22,7 +23,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test              everything: Rust tests, Redis store tests, Python tests, real-process integration tests
+  test              everything: Rust tests, Redis store tests, docs, Python tests, real-process integration tests
   test-rust         `cargo test --workspace` (no Python, no Redis needed)
   test-redis        the Redis store tests against private redis-servers
                     (installs Debian's redis-server when missing and run as root)
@@ -36,6 +37,7 @@ tasks:
                     and fd count; fails on growth over 5 %
                     [--requests N (100k)] [--kill-every K (1000)] [--workers W]
                     [--max-growth PERCENT] [--release]
+  doc               `cargo doc --workspace --no-deps --all-features`, rustdoc warnings denied
 ";
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "test" => test_rust(&root, &mut tally)
             .and_then(|()| test_redis(&root, &mut tally))
+            .and_then(|()| release::doc(&root))
             .and_then(|()| test_python(&root, &mut tally))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         "venv" => venv::ensure(&root).map(|_| ()),
         "fuzz" => fuzz::fuzz(&root, &rest),
         "soak" => soak::soak(&root, &rest),
+        "doc" => release::doc(&root),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
