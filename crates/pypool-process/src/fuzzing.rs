@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::codec::{Decoder, FramedRead};
 
 use crate::ProcessConnection;
+use crate::signals::SpawnedProcess;
 
 /// How long one case may take on the connection before it counts as a hang.
 pub const CASE_BOUND: Duration = Duration::from_secs(5);
@@ -589,6 +590,7 @@ pub async fn read_with_connection(case: &Case) -> Option<ReaderVerdict> {
         tokio::io::sink(),
         case.max_frame_bytes,
         exit,
+        Arc::new(SpawnedProcess::never_signalled()),
     ));
     let work = async {
         let mut calls: Vec<_> = (1..=case.pending)

@@ -44,6 +44,16 @@ impl SpawnedProcess {
         })
     }
 
+    /// A stand-in for a process that was never spawned (the fuzzer's
+    /// in-memory connections): it counts as reaped, so it is never signalled.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn never_signalled() -> Self {
+        Self {
+            pid: Pid::from_raw(i32::MAX),
+            reaped: Mutex::new(true),
+        }
+    }
+
     /// Its pid.
     pub(crate) fn pid(&self) -> u32 {
         self.pid.as_raw().unsigned_abs()
