@@ -16,8 +16,9 @@ use pypool_integration::{
 const CLI: &str = env!("CARGO_BIN_EXE_pypool-cli-copy");
 const WORKERS: usize = 2;
 
-/// `pypool stress` running `sleep` for `seconds` per request, far more
-/// requests than it can finish; its workers inherit the marker.
+/// `pypool stress` running `nap` (a `sleep` child process) for `seconds` per
+/// request, far more requests than it can finish; its workers (and their
+/// `sleep`s) inherit the marker.
 fn stress(marker: &str, seconds: f64) -> Child {
     Command::new(CLI)
         .args(["stress", "--python", &python(), "--workers"])
@@ -30,8 +31,8 @@ fn stress(marker: &str, seconds: f64) -> Child {
             "--sessions",
             "0",
         ])
-        .args(["--handlers", &fixture("handlers_basic.py")])
-        .args(["--command", "sleep", "--args"])
+        .args(["--handlers", &fixture("busy_with_children.py")])
+        .args(["--command", "nap", "--args"])
         .arg(format!("{{\"seconds\": {seconds}}}"))
         .args(["--request-timeout", "120", "--json"])
         .env(MARKER_ENV, marker)
@@ -42,17 +43,14 @@ fn stress(marker: &str, seconds: f64) -> Child {
         .expect("pypool starts")
 }
 
-/// Waits until the CLI's workers (guardian and worker each) are up.
-fn wait_for_workers(marker: &str, cli: u32) {
+/// Waits until requests are in flight: a `nap`'s `sleep` runs.
+fn wait_for_requests(marker: &str) {
     let mut seen = Vec::new();
-    let up = wait_until(Duration::from_secs(60), || {
+    let busy = wait_until(Duration::from_secs(60), || {
         seen = marked_processes(marker);
-        seen.iter()
-            .filter(|(pid, comm)| *pid != cli && comm.starts_with("python"))
-            .count()
-            >= 2 * WORKERS
+        seen.iter().any(|(_, comm)| comm == "sleep")
     });
-    assert!(up, "the workers start: {seen:?}");
+    assert!(busy, "requests run: {seen:?}");
 }
 
 fn sigint(child: &Child) {
@@ -96,7 +94,7 @@ fn no_workers_left(marker: &str) -> bool {
 fn first_sigint_stops_gracefully_with_a_report_and_status_130() {
     let marker = unique_marker("cli-sigint");
     let mut child = stress(&marker, 0.5);
-    wait_for_workers(&marker, child.id());
+    wait_for_requests(&marker);
     sigint(&child);
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
     assert!(
@@ -124,6 +122,11 @@ fn first_sigint_stops_gracefully_with_a_report_and_status_130() {
     let cut_short = cut["cut_short"].as_u64().expect("cut_short");
     eprintln!("cut short: {cut}");
     assert_eq!(finished + cut_short, in_flight, "{cut}");
+    assert!(in_flight > 0, "requests were in flight: {cut}");
+    // Half-second naps finish within the grace; a request still queued for
+    // a worker when the pool stopped is refused, and counted as cut short.
+    assert!(finished >= 1, "requests in flight finish: {cut}");
+    assert_eq!(cut["drained"], true, "{cut}");
     assert!(
         cut["not_started"].as_u64().expect("not_started") > 0,
         "{cut}"
@@ -136,7 +139,7 @@ fn second_sigint_stops_at_once() {
     let marker = unique_marker("cli-sigint-twice");
     // Requests that would outlast the grace period.
     let mut child = stress(&marker, 600.0);
-    wait_for_workers(&marker, child.id());
+    wait_for_requests(&marker);
     sigint(&child);
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
     assert!(
