@@ -182,7 +182,17 @@ def enter() -> None:
         os._exit(0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     guardian_pid = os.getpid()
-    worker = os.fork()
+    try:
+        worker = os.fork()
+    except OSError as exc:
+        # No guardian (the host's own rules still apply); say so and serve.
+        sys.stderr.write("pypool_worker: cannot fork the guardian (%s); running without it\n" % exc)
+        if host.pidfd >= 0:
+            os.close(host.pidfd)
+        # The hint's handler is gone: disarm it (the host's thread could exit).
+        _prctl(PR_SET_PDEATHSIG, 0)
+        _restore_signals(wake_read, wake_write)
+        return
     if worker == 0:
         if host.pidfd >= 0:
             os.close(host.pidfd)

@@ -3,7 +3,8 @@
 //!
 //! Exit statuses: 0 success; 1 the run failed (stress verdict, doctor
 //! problems, a pool or Python error); 2 bad input (settings file, option
-//! values, `call` arguments).
+//! values, `call` arguments); 130 / 143 interrupted by SIGINT / SIGTERM
+//! (see [`crate::interrupt`]).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use anyhow::Context;
 use crate::args::{Cli, Command};
 use crate::call::{self, CallOutput};
 use crate::config_file::{self, LoadedFile};
+use crate::interrupt;
 use crate::metrics_endpoint::Metrics;
 use crate::options::{self, GlobalSettings};
 use crate::pool_setup;
@@ -26,6 +28,7 @@ const EXIT_BAD_INPUT: u8 = 2;
 /// Runs `cli` to completion and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     let is_call = matches!(cli.command, Command::Call(_));
+    let is_stress = matches!(cli.command, Command::Stress(_));
     let file = match config_file::load(cli.global.config.as_deref()) {
         Ok(file) => file,
         Err(error) => return bad_input(is_call, "invalid_config", &error.to_string()),
@@ -45,7 +48,29 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let status = runtime.block_on(dispatch(cli.command, &global, &file, &filter));
+    let status = runtime.block_on(async {
+        if let Err(error) = interrupt::install() {
+            eprintln!("warning: cannot handle SIGINT/SIGTERM ({error}); they will kill pypool");
+        }
+        let work = dispatch(cli.command, &global, &file, &filter);
+        tokio::pin!(work);
+        // `stress` handles the first signal itself (it reports what was cut
+        // short); other commands get the grace period to finish.
+        tokio::select! {
+            status = &mut work => status,
+            received = interrupt::wait(), if !is_stress => {
+                if tokio::time::timeout(interrupt::GRACE, &mut work).await.is_err() {
+                    eprintln!(
+                        "pypool: the command did not finish within {}s of {}; stopped",
+                        interrupt::GRACE.as_secs(),
+                        received.name()
+                    );
+                }
+                received.exit_status()
+            }
+        }
+    });
+    let status = interrupt::requested().map_or(status, interrupt::Interruption::exit_status);
     // Background tasks (metrics upkeep, the pool's sweepers) end with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(status)

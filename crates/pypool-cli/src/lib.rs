@@ -29,13 +29,19 @@
 //! policy crates' internals: everything it does with workers goes through
 //! [`pypool::Pool`], [`pypool::Session`] and [`pypool::Status`]. The one
 //! exception is the chaos monkey of `stress`, which sends SIGKILL to a
-//! worker's pid as reported by [`pypool::WorkerStatus::pid`].
+//! worker's pid as reported by [`pypool::WorkerStatus::pid`] (the process
+//! the pool spawned for it).
+//!
+//! SIGINT and SIGTERM ([`interrupt`]): the first stops gracefully (no new
+//! request, in-flight ones finish within a deadline, a report of what was cut
+//! short, exit status 130 or 143), the second stops at once.
 
 pub mod app;
 pub mod args;
 pub mod call;
 pub mod config_file;
 pub mod doctor;
+pub mod interrupt;
 pub mod logging;
 pub mod metrics_endpoint;
 pub mod options;

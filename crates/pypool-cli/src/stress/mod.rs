@@ -125,6 +125,21 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     )
     .await;
     run_bar.clear();
+    if let Some(cut) = result.interrupted {
+        // The runner already shut the pool down (graceful, then killed).
+        let status = pool.status();
+        let mut report = Report::new(ReportInputs {
+            settings: run_settings(settings, plan.seed, plan.guard),
+            startup,
+            wall: result.wall,
+            tally: &result.tally,
+            strikes: &result.strikes,
+            pool: PoolSummary::of(workers, &status),
+            affinity: AffinitySummary::of(&status.counters),
+        });
+        report.interrupted = Some(cut);
+        return Ok(report);
+    }
 
     let settled = tokio::time::timeout(
         plan.settle_limit,
@@ -143,21 +158,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     pool.shutdown(SHUTDOWN_DEADLINE).await;
 
     Ok(Report::new(ReportInputs {
-        settings: RunSettings {
-            workers,
-            requests: settings.requests,
-            concurrency: settings.concurrency,
-            sessions: settings.sessions,
-            kill_every: settings.kill_every,
-            seed: plan.seed,
-            command: settings
-                .command
-                .as_ref()
-                .map(|command| command.name.clone()),
-            handlers: settings.pool.handlers.clone(),
-            request_timeout_s: settings.pool.request_timeout.as_secs_f64(),
-            guard_s: plan.guard.as_secs_f64(),
-        },
+        settings: run_settings(settings, plan.seed, plan.guard),
         startup,
         wall: result.wall,
         tally: &result.tally,
@@ -165,6 +166,24 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         pool: PoolSummary::of(workers, &status),
         affinity: AffinitySummary::of(&status.counters),
     }))
+}
+
+fn run_settings(settings: &StressSettings, seed: u64, guard: Duration) -> RunSettings {
+    RunSettings {
+        workers: settings.pool.workers,
+        requests: settings.requests,
+        concurrency: settings.concurrency,
+        sessions: settings.sessions,
+        kill_every: settings.kill_every,
+        seed,
+        command: settings
+            .command
+            .as_ref()
+            .map(|command| command.name.clone()),
+        handlers: settings.pool.handlers.clone(),
+        request_timeout_s: settings.pool.request_timeout.as_secs_f64(),
+        guard_s: guard.as_secs_f64(),
+    }
 }
 
 /// Waits for the pool to be ready, moving the bar as workers come up.

@@ -184,6 +184,9 @@ pub struct Report {
     pub affinity: AffinitySummary,
     /// Pass or fail.
     pub verdict: Verdict,
+    /// What a SIGINT/SIGTERM cut short, when one stopped the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<super::runner::CutShort>,
 }
 
 /// The inputs of a report.
@@ -242,12 +245,20 @@ impl Report {
             pool: inputs.pool,
             affinity: inputs.affinity,
             verdict,
+            interrupted: None,
         }
     }
 
-    /// The process exit status (see [`Verdict::exit_status`]).
+    /// The process exit status: 130/143 when a signal interrupted the run
+    /// (see [`crate::interrupt`]), else [`Verdict::exit_status`].
     pub fn exit_status(&self) -> u8 {
-        self.verdict.exit_status()
+        match &self.interrupted {
+            Some(cut) if cut.signal == crate::interrupt::Interruption::Terminate.name() => {
+                crate::interrupt::Interruption::Terminate.exit_status()
+            }
+            Some(_) => crate::interrupt::Interruption::Interrupt.exit_status(),
+            None => self.verdict.exit_status(),
+        }
     }
 }
 
@@ -267,6 +278,9 @@ impl fmt::Display for Report {
             "pypool stress: {} workers, {} requests, concurrency {}, {} sessions, seed {}, {chaos}",
             s.workers, s.requests, s.concurrency, s.sessions, s.seed
         )?;
+        if let Some(cut) = &self.interrupted {
+            writeln!(f, "  {cut}")?;
+        }
         if let Some(command) = &s.command {
             writeln!(
                 f,

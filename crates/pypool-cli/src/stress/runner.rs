@@ -132,6 +132,43 @@ pub struct RunConfig {
     pub kill_every: Option<u64>,
 }
 
+/// What a signal cut short (see [`crate::interrupt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CutShort {
+    /// The signal's name.
+    pub signal: &'static str,
+    /// Requests of the run never started.
+    pub not_started: u64,
+    /// Requests in flight when the signal came.
+    pub in_flight: u64,
+    /// Of those, how many finished with a result in the grace period.
+    pub finished: u64,
+    /// Of those, how many ended otherwise (failed, or killed at the deadline).
+    pub cut_short: u64,
+    /// Whether the pool's shutdown drained before its deadline.
+    pub drained: bool,
+}
+
+impl std::fmt::Display for CutShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted by {}: {} requests not started; of {} in flight, {} finished and {} \
+             were cut short ({})",
+            self.signal,
+            self.not_started,
+            self.in_flight,
+            self.finished,
+            self.cut_short,
+            if self.drained {
+                "the pool drained"
+            } else {
+                "workers still busy at the deadline were killed"
+            }
+        )
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -141,6 +178,8 @@ pub struct RunResult {
     pub strikes: Vec<Strike>,
     /// From the first request's start to the last one's end.
     pub wall: Duration,
+    /// Set when a SIGINT/SIGTERM stopped the run early.
+    pub interrupted: Option<CutShort>,
 }
 
 /// Runs `config.requests` operations from `ops` against `target`, at most
@@ -164,23 +203,91 @@ pub async fn run(
     let requests = usize::try_from(config.requests).unwrap_or(usize::MAX);
     let mut tasks = JoinSet::new();
     let started = Instant::now();
-    for op in ops.take(requests) {
+    let mut launched: u64 = 0;
+    let mut signalled = None;
+    'launch: for op in ops.take(requests) {
         while tasks.len() >= concurrency {
-            let Some(joined) = tasks.join_next().await else {
-                break;
-            };
-            state.record(joined, &target, chaos, bar);
+            tokio::select! {
+                biased;
+                received = crate::interrupt::wait() => {
+                    signalled = Some(received);
+                    break 'launch;
+                }
+                joined = tasks.join_next() => match joined {
+                    Some(joined) => state.record(joined, &target, chaos, bar),
+                    None => break,
+                },
+            }
+        }
+        if let Some(received) = crate::interrupt::requested() {
+            signalled = Some(received);
+            break;
         }
         state.tally.start(op.kind());
         tasks.spawn(perform(Arc::clone(&target), op, config.guard));
+        launched += 1;
     }
-    while let Some(joined) = tasks.join_next().await {
-        state.record(joined, &target, chaos, bar);
+    if signalled.is_none() {
+        loop {
+            tokio::select! {
+                biased;
+                received = crate::interrupt::wait() => {
+                    signalled = Some(received);
+                    break;
+                }
+                joined = tasks.join_next() => match joined {
+                    Some(joined) => state.record(joined, &target, chaos, bar),
+                    None => break,
+                },
+            }
+        }
     }
+    let interrupted = match signalled {
+        None => None,
+        Some(received) => Some(
+            cut_short(
+                &mut state, &mut tasks, &target, received, launched, chaos, bar,
+            )
+            .await,
+        ),
+    };
     RunResult {
         tally: state.tally,
         strikes: state.strikes,
         wall: started.elapsed(),
+        interrupted,
+    }
+}
+
+/// After a signal: no new request; the pool shuts down with the grace
+/// period as its deadline while the requests in flight end (finished, or
+/// cut short when their worker is killed at the deadline).
+async fn cut_short(
+    state: &mut RunState,
+    tasks: &mut JoinSet<RequestEnd>,
+    target: &Target,
+    received: crate::interrupt::Interruption,
+    launched: u64,
+    chaos: &mut dyn Chaos,
+    bar: &Bar,
+) -> CutShort {
+    let in_flight = tasks.len() as u64;
+    let ok_before = state.tally.succeeded;
+    state.config.kill_every = None;
+    let pool = target.pool().clone();
+    let shutdown = tokio::spawn(async move { pool.shutdown(crate::interrupt::GRACE).await });
+    while let Some(joined) = tasks.join_next().await {
+        state.record(joined, target, chaos, bar);
+    }
+    let drained = shutdown.await.map(|report| report.drained).unwrap_or(false);
+    let finished = state.tally.succeeded - ok_before;
+    CutShort {
+        signal: received.name(),
+        not_started: state.config.requests.saturating_sub(launched),
+        in_flight,
+        finished,
+        cut_short: in_flight.saturating_sub(finished),
+        drained,
     }
 }
 
