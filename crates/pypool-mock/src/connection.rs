@@ -73,6 +73,10 @@ impl WorkerConnection for MockConnection {
     fn resident_memory_bytes(&self) -> Option<u64> {
         self.core.resident_memory()
     }
+
+    fn is_draining(&self) -> bool {
+        self.core.is_draining()
+    }
 }
 
 impl Drop for MockConnection {
