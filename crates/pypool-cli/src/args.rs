@@ -72,6 +72,20 @@ pub struct PythonArgs {
         value_delimiter = ':'
     )]
     pub python_path: Vec<PathBuf>,
+    /// Which host environment variables workers get: `inherit` (all, the
+    /// default) or `clear` (only PATH, HOME, LANG/LC_*, PYTHON*, TZ, TMPDIR
+    /// and the `--pass-env` names).
+    #[arg(long, env = "PYPOOL_ENV_POLICY", value_name = "POLICY", value_parser = ["inherit", "clear"])]
+    pub env_policy: Option<String>,
+    /// A host environment variable workers get under `--env-policy clear`
+    /// (repeatable, or `,`-separated; `NAME_*` is a prefix), e.g. OPENAI_API_KEY.
+    #[arg(
+        long,
+        env = "PYPOOL_PASS_ENV",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub pass_env: Vec<String>,
 }
 
 /// How the pool is built.

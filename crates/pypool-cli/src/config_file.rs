@@ -5,6 +5,8 @@
 //! metrics_addr = "127.0.0.1:9100"
 //! python = "python3"
 //! python_path = ["python"]          # relative to this file
+//! env_policy = "clear"              # or "inherit" (the default)
+//! pass_env = ["OPENAI_API_KEY"]     # passed on under "clear"
 //! handlers = ["handlers/mine.py"]   # `.py` paths relative to this file
 //! workers = 4                       # both subcommands, unless a section says otherwise
 //! request_timeout = 30              # seconds
@@ -45,6 +47,10 @@ pub struct FileConfig {
     pub python: Option<String>,
     /// Folders prepended to the workers' `PYTHONPATH`.
     pub python_path: Option<Vec<PathBuf>>,
+    /// `inherit` or `clear`: which host environment variables workers get.
+    pub env_policy: Option<EnvPolicyName>,
+    /// Variables passed to workers under `env_policy = "clear"`.
+    pub pass_env: Option<Vec<String>>,
     /// Handler modules or `.py` files.
     pub handlers: Option<Vec<String>>,
     /// Pool size for every subcommand without its own.
@@ -55,6 +61,26 @@ pub struct FileConfig {
     pub stress: Option<StressFile>,
     /// `[call]`.
     pub call: Option<CallFile>,
+}
+
+/// `env_policy` in the file (anything else is an error naming the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvPolicyName {
+    /// Workers get the host's whole environment.
+    Inherit,
+    /// Workers get the allow-list and `pass_env` only.
+    Clear,
+}
+
+impl EnvPolicyName {
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inherit => "inherit",
+            Self::Clear => "clear",
+        }
+    }
 }
 
 /// `[stress]`.

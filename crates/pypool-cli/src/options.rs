@@ -77,6 +77,10 @@ pub struct PythonSettings {
     pub interpreter: String,
     /// Folders prepended to the workers' `PYTHONPATH`.
     pub python_path: Vec<PathBuf>,
+    /// `inherit` (the default) or `clear`: which host environment variables workers get.
+    pub env_policy: String,
+    /// Variables passed to workers under `clear`.
+    pub pass_env: Vec<String>,
 }
 
 /// How a pool is built.
@@ -173,6 +177,14 @@ pub fn resolve_python(args: &PythonArgs, file: &FileConfig) -> PythonSettings {
             .unwrap_or_else(|| DEFAULT_INTERPRETER.to_owned()),
         python_path: non_empty(args.python_path.clone())
             .or_else(|| file.python_path.clone())
+            .unwrap_or_default(),
+        env_policy: args
+            .env_policy
+            .clone()
+            .or_else(|| file.env_policy.map(|name| name.as_str().to_owned()))
+            .unwrap_or_else(|| "inherit".to_owned()),
+        pass_env: non_empty(args.pass_env.clone())
+            .or_else(|| file.pass_env.clone())
             .unwrap_or_default(),
     }
 }
@@ -436,6 +448,7 @@ mod tests {
                 python: PythonArgs {
                     interpreter: Some("/opt/python".into()),
                     python_path: vec!["/x".into()],
+                    ..PythonArgs::default()
                 },
                 workers: Some(2),
                 handlers: vec!["other".into(), DEMO_HANDLERS.into()],
@@ -457,6 +470,37 @@ mod tests {
         let command = stress.command.unwrap();
         assert_eq!(command.name, "demo.primes");
         assert_eq!(command.args["limit"], 7);
+    }
+
+    #[test]
+    fn the_environment_policy_defaults_to_inherit_and_comes_from_flags_or_the_file() {
+        let stress = resolve_stress(&StressArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(stress.pool.python.env_policy, "inherit");
+        assert_eq!(
+            crate::pool_setup::env_policy(&stress.pool.python),
+            pypool::EnvPolicy::Inherit
+        );
+        let config = file(
+            r#"
+            env_policy = "clear"
+            pass_env = ["OPENAI_API_KEY"]
+            "#,
+        );
+        let stress = resolve_stress(&StressArgs::default(), &config).unwrap();
+        assert_eq!(
+            crate::pool_setup::env_policy(&stress.pool.python),
+            pypool::EnvPolicy::clear(["OPENAI_API_KEY"])
+        );
+        let mut args = StressArgs::default();
+        args.pool.python.env_policy = Some("inherit".into());
+        args.pool.python.pass_env = vec!["OTHER".into()];
+        let stress = resolve_stress(&args, &config).unwrap();
+        assert_eq!(stress.pool.python.env_policy, "inherit");
+        assert_eq!(stress.pool.python.pass_env, ["OTHER"]);
+        assert!(
+            crate::config_file::parse(r#"env_policy = "clera""#, Path::new("/cfg")).is_err(),
+            "a misspelt policy is an error"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! From resolved settings to a [`PoolBuilder`] for real Python workers.
 
-use pypool::{Pool, PoolBuilder, PythonSpawnerConfig, Timeouts};
+use pypool::{EnvPolicy, Pool, PoolBuilder, PythonSpawnerConfig, Timeouts};
 
 use crate::options::{PoolSettings, PythonSettings};
 
@@ -28,7 +28,16 @@ pub fn spawner_config(python: &PythonSettings) -> PythonSpawnerConfig {
     for dir in &python.python_path {
         config = config.with_python_path(dir.clone());
     }
-    config
+    config.with_env_policy(env_policy(python))
+}
+
+/// The environment policy the settings name (`clear`, else inherit).
+pub fn env_policy(python: &PythonSettings) -> EnvPolicy {
+    if python.env_policy == "clear" {
+        EnvPolicy::clear(python.pass_env.iter().cloned())
+    } else {
+        EnvPolicy::Inherit
+    }
 }
 
 /// The Python worker's log level for a host log level or filter: the

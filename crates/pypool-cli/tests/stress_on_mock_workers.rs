@@ -81,6 +81,8 @@ fn settings(requests: u64, kill_every: Option<u64>) -> StressSettings {
             python: PythonSettings {
                 interpreter: "python3".into(),
                 python_path: Vec::new(),
+                env_policy: "inherit".into(),
+                pass_env: Vec::new(),
             },
             workers: WORKERS,
             handlers: vec![DEMO_HANDLERS.into()],

@@ -78,6 +78,10 @@ impl WorkerConnection for MockConnection {
     fn process_id(&self) -> Option<u32> {
         Some(self.core.handshake().pid)
     }
+
+    fn is_draining(&self) -> bool {
+        self.core.is_draining()
+    }
 }
 
 impl Drop for MockConnection {

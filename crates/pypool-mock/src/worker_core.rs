@@ -62,10 +62,22 @@ pub(crate) struct WorkerCore {
     terminated: watch::Sender<bool>,
     killed: watch::Sender<bool>,
     requests_seen: AtomicU64,
+    /// The worker said it is draining (see `WorkerConnection::is_draining`).
+    draining: std::sync::atomic::AtomicBool,
     stats: Arc<StatsInner>,
 }
 
 impl WorkerCore {
+    /// Marks the worker as draining (it will say so to the pool).
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the worker said it is draining.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// A live worker that announced `handshake`, and the receiver of the
     /// requests the pool sends it.
     pub(crate) fn start(
@@ -87,6 +99,7 @@ impl WorkerCore {
             terminated: watch::Sender::new(false),
             killed: watch::Sender::new(false),
             requests_seen: AtomicU64::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
             stats,
         });
         (core, requests_rx)

@@ -80,6 +80,13 @@ impl WorkerHandle {
         self.core.violate_protocol("it sent a malformed frame")
     }
 
+    /// The worker says it is draining (as a real one does on SIGTERM): the
+    /// connection reports `is_draining()`, so the pool lends it no more
+    /// requests. It keeps answering what it was already sent.
+    pub fn start_draining(&self) {
+        self.core.start_draining();
+    }
+
     /// Whether the pool has called `terminate()` on the connection.
     pub fn was_terminated(&self) -> bool {
         self.core.was_terminated()

@@ -22,6 +22,8 @@ fn settings(kill_every: Option<u64>) -> StressSettings {
             python: PythonSettings {
                 interpreter: python(),
                 python_path: Vec::new(),
+                env_policy: "inherit".into(),
+                pass_env: Vec::new(),
             },
             workers: WORKERS,
             handlers: vec![DEMO_HANDLERS.into()],
