@@ -217,9 +217,13 @@ impl Inner {
         let Some(slot) = state.workers.get(&id) else {
             return false;
         };
-        let rss = slot
-            .connection
-            .as_ref()
+        // Reading a process tree's memory costs a few /proc reads: only
+        // when there is a limit to compare it with.
+        let rss = self
+            .config
+            .recycle
+            .max_memory_bytes
+            .and_then(|_| slot.connection.as_ref())
             .and_then(|connection| connection.resident_memory_bytes());
         let Some(reason) = slot.lifecycle.recycle_due(&self.config.recycle, rss) else {
             return false;
