@@ -219,12 +219,10 @@ impl Inner {
         };
         // Reading a process tree's memory costs a few /proc reads: only
         // when there is a limit to compare it with.
-        let rss = self
-            .config
-            .recycle
-            .max_memory_bytes
-            .and_then(|_| slot.connection.as_ref())
-            .and_then(|connection| connection.resident_memory_bytes());
+        let rss = match (&self.config.recycle.max_memory_bytes, &slot.connection) {
+            (Some(_), Some(connection)) => connection.resident_memory_bytes(),
+            _ => None,
+        };
         let Some(reason) = slot.lifecycle.recycle_due(&self.config.recycle, rss) else {
             return false;
         };

@@ -51,6 +51,7 @@ pub fn config(handlers: &[&str]) -> PythonSpawnerConfig {
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
+#[allow(clippy::panic, reason = "a test helper fails the test by panicking")]
 pub async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
     match tokio::time::timeout(PATIENCE, future).await {
         Ok(output) => output,
