@@ -206,18 +206,18 @@ fn soak_once(
             samples.len()
         ));
     }
-    // RSS: the median of each window. Descriptors: the minimum, the count
-    // when no worker is being replaced (a replacement briefly holds a few
-    // more pipes); a leak raises the minimum too.
-    let minimum = |window: &[Sample]| window.iter().map(|s| s.fds).min().unwrap_or(0);
+    // The median of each window: under chaos a killed worker's pipes close
+    // and its replacement's open a moment later, so single samples swing by
+    // a worker's three pipes either way; a leak moves the median.
+    let fds = |window: &[Sample]| median(window.iter().map(|s| s.fds).collect());
     Ok(Run {
         label,
         samples: samples.len(),
         wall,
         rss_warm_kib: median(warm.iter().map(|s| s.rss_kib).collect()),
         rss_end_kib: median(end.iter().map(|s| s.rss_kib).collect()),
-        fds_warm: minimum(&warm),
-        fds_end: minimum(&end),
+        fds_warm: fds(&warm),
+        fds_end: fds(&end),
         report,
     })
 }

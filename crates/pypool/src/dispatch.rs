@@ -232,10 +232,12 @@ impl Inner {
         let Some(slot) = state.workers.get(&id) else {
             return false;
         };
-        let rss = slot
-            .connection
-            .as_ref()
-            .and_then(|connection| connection.resident_memory_bytes());
+        // Reading a process tree's memory costs a few /proc reads: only
+        // when there is a limit to compare it with.
+        let rss = match (&self.config.recycle.max_memory_bytes, &slot.connection) {
+            (Some(_), Some(connection)) => connection.resident_memory_bytes(),
+            _ => None,
+        };
         let Some(reason) = slot.lifecycle.recycle_due(&self.config.recycle, rss) else {
             return false;
         };

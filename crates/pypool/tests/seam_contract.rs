@@ -259,7 +259,10 @@ async fn each_spawn_asks_for_a_new_worker_id_with_the_configured_handshake_timeo
     );
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(seen_rx.recv().await.unwrap());
+        let id = tokio::time::timeout(Duration::from_secs(600), seen_rx.recv())
+            .await
+            .expect("three spawns within ten minutes of (paused) time");
+        ids.push(id.unwrap());
     }
     ids.sort_unstable();
     ids.dedup();

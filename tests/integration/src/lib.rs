@@ -46,6 +46,40 @@ pub fn config(handlers: &[&str]) -> PythonSpawnerConfig {
     config
 }
 
+/// How long any single awaited event of a real-process test may take before
+/// the test fails instead of hanging (generous: a loaded 2-core machine).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
+#[allow(clippy::panic, reason = "a test helper fails the test by panicking")]
+pub async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(output) => output,
+        Err(_elapsed) => panic!("{what} did not happen within {PATIENCE:?}"),
+    }
+}
+
+/// Re-checks `condition` until it holds, failing the test after
+/// [`PATIENCE`]: first after each yield to the scheduler, then (for events
+/// outside the runtime, such as the kernel reaping a process) every
+/// millisecond. A bounded wait on a condition, not a sleep.
+pub async fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut checks = 0_u64;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {PATIENCE:?}"
+        );
+        checks += 1;
+        if checks < 1_000 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await; // polling interval of a bounded wait
+        }
+    }
+}
+
 /// A generous handshake timeout for tests on a loaded machine.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 

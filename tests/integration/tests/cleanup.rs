@@ -2,7 +2,7 @@
 //! the worker started.
 #![cfg(feature = "real-python")]
 
-use pypool_integration::{config, process_alive, request, spawn};
+use pypool_integration::{bounded, config, poll_until, process_alive, request, spawn};
 use pypool_seam::Outcome;
 use serde_json::json;
 
@@ -25,14 +25,11 @@ async fn dropping_the_handle_kills_the_process_group() {
 
     drop(worker);
     // The kernel kills the group at once; reaping happens on the runtime and
-    // in init. Wait for /proc to agree, yielding (a bounded wait on a
-    // condition, not a sleep).
-    for _ in 0..1_000_000 {
-        if !process_alive(worker_pid) && !process_alive(grandchild_pid) {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    // in init. Wait (bounded) for /proc to agree.
+    poll_until("the worker and its grandchild are gone", || {
+        !process_alive(worker_pid) && !process_alive(grandchild_pid)
+    })
+    .await;
     assert!(
         !process_alive(grandchild_pid),
         "grandchild {grandchild_pid} survived"
@@ -44,6 +41,6 @@ async fn dropping_the_handle_kills_the_process_group() {
 async fn stdin_eof_makes_the_worker_exit_cleanly_on_terminate() {
     let worker = spawn(config(&[]), 2).await.expect("worker starts");
     worker.terminate();
-    let exit = worker.exited().await;
+    let exit = bounded("the worker's exit", worker.exited()).await;
     assert!(exit.is_clean(), "SIGTERM while idle exits 0, got: {exit}");
 }

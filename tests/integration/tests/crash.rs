@@ -2,7 +2,7 @@
 //! worker, the request and the exit code or signal.
 #![cfg(feature = "real-python")]
 
-use pypool_integration::{config, request, spawn};
+use pypool_integration::{bounded, config, poll_until, request, spawn};
 use pypool_seam::{CallError, WorkerExit};
 use serde_json::json;
 
@@ -27,7 +27,10 @@ async fn exit_mid_request_names_the_code() {
         error.to_string(),
         "worker 4 exited with code 3 before replying to request 41"
     );
-    assert_eq!(worker.exited().await, WorkerExit::code(3));
+    assert_eq!(
+        bounded("the worker's exit", worker.exited()).await,
+        WorkerExit::code(3)
+    );
     let later = worker
         .call(request(42, "ping", json!({})))
         .await
@@ -53,15 +56,16 @@ async fn sigkill_mid_request_names_the_signal() {
         })
     };
     // The request is in flight once the worker has it; the kill comes after.
-    while worker.in_flight() == 0 {
-        tokio::task::yield_now().await;
-    }
+    poll_until("the request is in flight", || worker.in_flight() > 0).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill");
-    let error = call.await.expect("task").expect_err("the worker dies");
+    let error = bounded("the call's end", call)
+        .await
+        .expect("task")
+        .expect_err("the worker dies");
     assert_eq!(
         error,
         CallError::WorkerExited {

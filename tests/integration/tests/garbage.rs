@@ -2,7 +2,7 @@
 //! fails with a typed error and the worker is killed.
 #![cfg(feature = "real-python")]
 
-use pypool_integration::{config, repo_root, request, spawn};
+use pypool_integration::{bounded, config, repo_root, request, spawn};
 use pypool_seam::CallError;
 use serde_json::json;
 
@@ -21,6 +21,6 @@ async fn garbage_on_stdout_is_a_protocol_violation() {
         matches!(error, CallError::ProtocolViolation { worker_id: 3, .. }),
         "{error:?}"
     );
-    let exit = worker.exited().await;
+    let exit = bounded("the worker's exit", worker.exited()).await;
     assert_eq!(exit.signal, Some(9), "the host killed the worker: {exit}");
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pypool::PoolError;
-use pypool_integration::pool_builder;
+use pypool_integration::{bounded, pool_builder};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,7 +27,7 @@ async fn sigkill_mid_request_is_reported_and_the_worker_replaced() {
         let pool = pool.clone();
         tokio::spawn(async move { pool.execute("sleep", json!({ "seconds": 60 })).await })
     };
-    let busy = pool.wait_until(|status| status.busy == 1).await;
+    let busy = bounded("a busy worker", pool.wait_until(|status| status.busy == 1)).await;
     let victim = busy
         .worker_details
         .iter()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pypool::{PoolError, Timeouts};
-use pypool_integration::{pool_builder, process_alive};
+use pypool_integration::{bounded, pool_builder, process_alive};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +25,7 @@ async fn a_request_past_its_deadline_kills_only_its_worker() {
         let pool = pool.clone();
         tokio::spawn(async move { pool.execute("sleep", json!({ "seconds": 600 })).await })
     };
-    let busy = pool.wait_until(|status| status.busy == 1).await;
+    let busy = bounded("a busy worker", pool.wait_until(|status| status.busy == 1)).await;
     let victim = busy
         .worker_details
         .iter()

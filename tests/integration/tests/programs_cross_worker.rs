@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use pypool::{ProgramSpec, WorkerState};
-use pypool_integration::program_pool_builder;
+use pypool_integration::{bounded, program_pool_builder};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +25,11 @@ async fn a_program_created_once_runs_on_every_worker() {
             tokio::spawn(async move { pool.execute("sleep", json!({ "seconds": 1 })).await })
         })
         .collect();
-    pool.wait_until(|status| status.busy == 2).await;
+    bounded(
+        "two busy workers",
+        pool.wait_until(|status| status.busy == 2),
+    )
+    .await;
     let greeting = pool
         .execute_program("greet", json!({ "name": "Ada" }))
         .await

@@ -278,9 +278,14 @@ impl FakeRuntime {
     }
 
     /// Waits until at least `count` workers hold an `occupy`; returns them.
+    /// Fails the test after [`super::PATIENCE`] of (paused) time.
     pub async fn wait_occupied(&self, count: usize) -> Vec<WorkerId> {
-        self.wait_until(|runtime| runtime.occupied().len() >= count)
-            .await;
+        super::within(
+            super::PATIENCE,
+            "workers holding an occupy",
+            self.wait_until(|runtime| runtime.occupied().len() >= count),
+        )
+        .await;
         self.occupied()
     }
 
