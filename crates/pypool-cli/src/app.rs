@@ -114,6 +114,17 @@ async fn dispatch(
                 }
             };
             let builder = pool_setup::builder("call", &settings.pool, worker_log_level);
+            let host = pool_setup::host_id();
+            let store = settings.pool.store.as_ref();
+            let builder = match pool_setup::with_store(builder, store, "call", &host).await {
+                Ok((builder, _stores)) => builder,
+                Err(error) => {
+                    return print_call(
+                        &CallOutput::error("store_unavailable", format!("{error:#}"), EXIT_FAILED),
+                        settings.pretty,
+                    );
+                }
+            };
             let output = call::run(builder, &settings.command, &settings.args).await;
             print_call(&output, settings.pretty)
         }
@@ -161,12 +172,48 @@ async fn run_stress(
         eprintln!("serving Prometheus metrics at http://{}/", metrics.addr());
     }
     let seed = settings.seed.unwrap_or_else(rng::random_seed);
+    if let Some(share) = &settings.executor_for {
+        // An executing host of a `--hosts` run: its JSON report is for the creator.
+        let share = stress::hosts::ExecutorShare::parse(share)?;
+        let guard = stress::guard_for(settings.pool.request_timeout);
+        let report =
+            stress::hosts::run_executor(&settings, &share, guard, worker_log_level).await?;
+        print_stdout(&serde_json::to_string(&report).context("cannot render the report")?);
+        return Ok(0);
+    }
+    if settings.hosts > 1 {
+        let report = stress::hosts::run_creator(
+            &settings,
+            seed,
+            worker_log_level,
+            global.log_level.as_deref(),
+        )
+        .await?;
+        if settings.json {
+            print_stdout(
+                &serde_json::to_string_pretty(&report).context("cannot render the report")?,
+            );
+        } else {
+            print_stdout(&report.to_string());
+        }
+        return Ok(report.exit_status());
+    }
     let chaos: Box<dyn chaos::Chaos> = match settings.kill_every {
         Some(_) => Box::new(chaos::KillRandomWorker::new(seed)),
         None => Box::new(chaos::NoChaos),
     };
     let builder =
         pool_setup::builder(stress::POOL_NAME, &settings.pool, worker_log_level).seed(seed);
+    // A shared store gets a fresh prefix per run, so the run's programs never
+    // collide with an earlier run's.
+    let run_pool = format!("{}-{}-{seed}", stress::POOL_NAME, std::process::id());
+    let (builder, _stores) = pool_setup::with_store(
+        builder,
+        settings.pool.store.as_ref(),
+        &run_pool,
+        &pool_setup::host_id(),
+    )
+    .await?;
     let json = settings.json;
     let plan = Plan {
         builder,

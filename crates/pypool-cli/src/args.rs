@@ -111,6 +111,11 @@ pub struct PoolArgs {
     /// worker is killed and replaced [default: 10 for stress, 60 for call].
     #[arg(long, env = "PYPOOL_REQUEST_TIMEOUT", value_name = "SECONDS", value_parser = seconds)]
     pub request_timeout: Option<f64>,
+    /// A store shared by several pool hosts for programs, session data and
+    /// affinity: `redis://[[user]:password@]host[:port][/db]` or `rediss://…`
+    /// (TLS) [default: in this process's memory].
+    #[arg(long, env = "PYPOOL_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// `pypool stress`.
@@ -145,6 +150,14 @@ pub struct StressArgs {
     /// Prints the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How many pool hosts share `--store`: with 2 or more, this process
+    /// creates the programs and child `pypool` processes (one pool each)
+    /// run them, and the report gives the cross-host success rate [default: 1].
+    #[arg(long, env = "PYPOOL_HOSTS", value_name = "N", value_parser = positive)]
+    pub hosts: Option<usize>,
+    /// Internal: run as an executing host of the `--hosts` run with this id.
+    #[arg(long, hide = true, value_name = "RUN")]
+    pub executor_for: Option<String>,
 }
 
 /// `pypool call`.

@@ -57,6 +57,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Request timeout, in seconds.
     pub request_timeout: Option<f64>,
+    /// The shared store URL (`redis://…` or `rediss://…`).
+    pub store: Option<String>,
     /// `[stress]`.
     pub stress: Option<StressFile>,
     /// `[call]`.
@@ -103,6 +105,8 @@ pub struct StressFile {
     pub command: Option<String>,
     /// That command's keyword arguments.
     pub args: Option<toml::Table>,
+    /// Pool hosts sharing the store.
+    pub hosts: Option<usize>,
 }
 
 /// `[call]`.

@@ -12,8 +12,12 @@
 //!   affinity (from [`pypool::Status`] counters). Exit status 1 when a
 //!   request hung, was lost or got a wrong result, or the pool did not end
 //!   at full size.
+//!   With `--store redis://…` the pool keeps programs, session data and
+//!   affinity in Redis; `--hosts N` runs N pool hosts on that store as N
+//!   processes (this one creates programs, child `pypool` processes run
+//!   them: [`stress::hosts`]) and reports the cross-host success rate.
 //! * `pypool call COMMAND --args JSON` runs one command on a small pool and
-//!   prints its result (or a typed error) as JSON.
+//!   prints its result (or a typed error) as JSON (`--store` too).
 //! * `pypool doctor` prints [`pypool::check_environment`]'s report.
 //! * `pypool show-config` prints the effective settings (flags over
 //!   environment variables over `pypool.toml` over defaults).
@@ -24,8 +28,9 @@
 //! ([`metrics_endpoint`]); logs go to stderr ([`logging`]), so `--json`
 //! output on stdout stays clean.
 //!
-//! This crate knows the `pypool` facade, clap, indicatif, hdrhistogram and
-//! the Prometheus exporter. It must not know frames, `tokio::process` or the
+//! This crate knows the `pypool` facade, `pypool-redis` (to build shared
+//! stores from `--store`), clap, indicatif, hdrhistogram and the Prometheus
+//! exporter. It must not know frames, `tokio::process` or the
 //! policy crates' internals: everything it does with workers goes through
 //! [`pypool::Pool`], [`pypool::Session`] and [`pypool::Status`]. The one
 //! exception is the chaos monkey of `stress`, which sends SIGKILL to a

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use pypool_redis::RedisUrl;
+
 use crate::args::{CallArgs, GlobalArgs, PoolArgs, PythonArgs, ShowConfigArgs, StressArgs};
 use crate::config_file::{FileConfig, LoadedFile};
 
@@ -95,6 +97,9 @@ pub struct PoolSettings {
     /// Per-request time limit.
     #[serde(serialize_with = "as_seconds")]
     pub request_timeout: Duration,
+    /// The shared store, if any (shown with its password redacted).
+    #[serde(serialize_with = "as_redacted")]
+    pub store: Option<RedisUrl>,
 }
 
 /// `--command` / `[stress] command`: replaces the plain commands of the workload.
@@ -125,6 +130,11 @@ pub struct StressSettings {
     pub command: Option<CustomCommand>,
     /// JSON report.
     pub json: bool,
+    /// Pool hosts sharing `pool.store` (1: this process only).
+    pub hosts: usize,
+    /// Internal: this process is an executing host of that `--hosts` run.
+    #[serde(skip)]
+    pub executor_for: Option<String>,
 }
 
 /// Everything `pypool call` uses (its arguments are parsed when it runs, so
@@ -217,6 +227,17 @@ fn resolve_pool(
             })?,
         None => defaults.request_timeout,
     };
+    let store = args
+        .store
+        .clone()
+        .or_else(|| file.store.clone())
+        .map(|text| {
+            RedisUrl::new(text).map_err(|error| OptionsError::Invalid {
+                setting: "store",
+                reason: error.to_string(),
+            })
+        })
+        .transpose()?;
     Ok(PoolSettings {
         python: resolve_python(&args.python, file),
         workers,
@@ -224,6 +245,7 @@ fn resolve_pool(
             .or_else(|| file.handlers.clone())
             .unwrap_or_default(),
         request_timeout,
+        store,
     })
 }
 
@@ -259,6 +281,16 @@ pub fn resolve_stress(
     if let Some(every) = kill_every {
         at_least_one("kill_every", every)?;
     }
+    let hosts = args.hosts.or(section.hosts).unwrap_or(1);
+    at_least_one("hosts", hosts as u64)?;
+    if hosts > 1 && pool.store.is_none() {
+        return Err(OptionsError::Invalid {
+            setting: "hosts",
+            reason: format!(
+                "{hosts} hosts need a shared store: add --store redis://HOST:PORT (or PYPOOL_STORE)"
+            ),
+        });
+    }
     let command = match args.command.clone().or(section.command) {
         None => None,
         Some(name) => {
@@ -282,6 +314,8 @@ pub fn resolve_stress(
         seed: args.seed.or(section.seed),
         command,
         json: args.json,
+        hosts,
+        executor_for: args.executor_for.clone(),
     })
 }
 
@@ -363,6 +397,16 @@ fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
     (!list.is_empty()).then_some(list)
 }
 
+fn as_redacted<S: serde::Serializer>(
+    url: &Option<RedisUrl>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&url.redacted()),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn as_seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
@@ -378,6 +422,66 @@ mod tests {
 
     fn file(text: &str) -> FileConfig {
         parse(text, Path::new("/cfg")).unwrap()
+    }
+
+    #[test]
+    fn the_store_comes_from_the_flag_or_the_file_and_shows_redacted() {
+        let config = file(
+            r#"
+            store = "redis://:from-file@10.0.0.1:6379"
+            [stress]
+            hosts = 2
+            "#,
+        );
+        let stress = resolve_stress(&StressArgs::default(), &config).unwrap();
+        assert_eq!(stress.hosts, 2);
+        let url = stress.pool.store.clone().unwrap();
+        assert_eq!(url.expose_secret(), "redis://:from-file@10.0.0.1:6379");
+        let shown = serde_json::to_string(&stress).unwrap();
+        assert!(
+            shown.contains(r#""store":"redis://:***@10.0.0.1:6379""#),
+            "{shown}"
+        );
+        assert!(!shown.contains("from-file"), "{shown}");
+
+        let mut args = StressArgs::default();
+        args.pool.store = Some("rediss://cache:6380".to_owned());
+        args.hosts = Some(3);
+        let stress = resolve_stress(&args, &config).unwrap();
+        assert_eq!(
+            stress.pool.store.unwrap().expose_secret(),
+            "rediss://cache:6380"
+        );
+        assert_eq!(stress.hosts, 3);
+
+        let call = CallArgs {
+            command: "ping".to_owned(),
+            ..CallArgs::default()
+        };
+        assert!(resolve_call(&call, &config).unwrap().pool.store.is_some());
+        assert!(
+            resolve_call(&call, &FileConfig::default())
+                .unwrap()
+                .pool
+                .store
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn several_hosts_need_a_store_and_store_urls_are_checked() {
+        let args = StressArgs {
+            hosts: Some(2),
+            ..StressArgs::default()
+        };
+        let error = resolve_stress(&args, &FileConfig::default()).unwrap_err();
+        assert!(error.to_string().contains("--store redis://"), "{error}");
+        let mut args = StressArgs::default();
+        args.pool.store = Some("http://:secret@h".to_owned());
+        let error = resolve_stress(&args, &FileConfig::default()).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("invalid setting `store`"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
     }
 
     #[test]
@@ -453,6 +557,7 @@ mod tests {
                 workers: Some(2),
                 handlers: vec!["other".into(), DEMO_HANDLERS.into()],
                 request_timeout: Some(0.5),
+                store: None,
             },
             requests: Some(99),
             args: Some(r#"{"limit": 7}"#.into()),

@@ -1,6 +1,10 @@
 //! From resolved settings to a [`PoolBuilder`] for real Python workers.
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use pypool::{EnvPolicy, Pool, PoolBuilder, PythonSpawnerConfig, Timeouts};
+use pypool_redis::{RedisConfig, RedisStores, RedisUrl};
 
 use crate::options::{PoolSettings, PythonSettings};
 
@@ -20,6 +24,57 @@ pub fn builder(name: &str, settings: &PoolSettings, worker_log_level: &str) -> P
         builder = builder.handler(handler.clone());
     }
     builder
+}
+
+/// This host's id in a shared store: the machine's host name and this
+/// process's id (unique among hosts sharing a Redis, and new after a
+/// restart, so a restarted host never inherits its old workers' bindings).
+pub fn host_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let name = if name.is_empty() {
+        "host".to_owned()
+    } else {
+        name
+    };
+    format!("{name}-{}", std::process::id())
+}
+
+/// With a store URL: connects to Redis (pool name `pool`, host `host`) and
+/// gives `builder` the shared affinity, program and session-data stores.
+/// Without one: `builder` unchanged (in-memory stores).
+pub async fn with_store(
+    builder: PoolBuilder,
+    store: Option<&RedisUrl>,
+    pool: &str,
+    host: &str,
+) -> anyhow::Result<(PoolBuilder, Option<RedisStores>)> {
+    let Some(url) = store else {
+        return Ok((builder, None));
+    };
+    let config = RedisConfig::new(url.clone(), pool, host)?;
+    let stores = RedisStores::connect(&config, Arc::new(pypool_redis::SystemClock))
+        .await
+        .with_context(|| format!("cannot use the store {url}"))?;
+    let builder = builder
+        .affinity_store(stores.affinity.clone())
+        .program_store(stores.programs.clone())
+        .session_data_store(stores.session_data.clone());
+    Ok((builder, Some(stores)))
 }
 
 /// The Python side of the configuration (also what `doctor` checks).

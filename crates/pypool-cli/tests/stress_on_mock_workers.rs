@@ -87,6 +87,7 @@ fn settings(requests: u64, kill_every: Option<u64>) -> StressSettings {
             workers: WORKERS,
             handlers: vec![DEMO_HANDLERS.into()],
             request_timeout: Duration::from_secs(10),
+            store: None,
         },
         requests,
         concurrency: 64,
@@ -95,6 +96,8 @@ fn settings(requests: u64, kill_every: Option<u64>) -> StressSettings {
         seed: Some(7),
         command: None,
         json: false,
+        hosts: 1,
+        executor_for: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn settings(kill_every: Option<u64>) -> StressSettings {
             workers: WORKERS,
             handlers: vec![DEMO_HANDLERS.into()],
             request_timeout: Duration::from_secs(10),
+            store: None,
         },
         requests: REQUESTS,
         concurrency: 32,
@@ -36,6 +37,8 @@ fn settings(kill_every: Option<u64>) -> StressSettings {
         seed: Some(11),
         command: None,
         json: true,
+        hosts: 1,
+        executor_for: None,
     }
 }
 

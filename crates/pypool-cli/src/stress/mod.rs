@@ -7,6 +7,7 @@
 
 pub mod chaos;
 pub mod check;
+pub mod hosts;
 pub mod progress;
 pub mod report;
 pub mod rng;
