@@ -18,12 +18,13 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test              everything: Rust tests, doc, Python tests, real-process integration tests
+  test              everything: Rust tests, doc, package-check, Python tests, real-process integration tests
   test-rust         `cargo test --workspace` (no Python needed)
   test-python       the Python worker's pytest suite (creates .venv as needed)
   test-integration  real Python worker tests (creates .venv as needed)
   venv              create or update .venv only
   doc               `cargo doc --workspace --no-deps --all-features`, rustdoc warnings denied
+  package-check     package the crates, build `pypool` from the packages, run `pypool doctor`
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "test" => test_rust(&root, &mut tally)
             .and_then(|()| release::doc(&root))
+            .and_then(|()| release::package_check(&root))
             .and_then(|()| test_python(&root, &mut tally))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         "test-integration" => test_integration(&root, &mut tally),
         "venv" => venv::ensure(&root).map(|_| ()),
         "doc" => release::doc(&root),
+        "package-check" => release::package_check(&root),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
