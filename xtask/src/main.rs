@@ -23,7 +23,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test              everything: Rust tests, Redis store tests, docs, Python tests, real-process integration tests
+  test              everything: Rust tests, Redis store tests, docs, package-check, Python tests,
+                    real-process integration tests
   test-rust         `cargo test --workspace` (no Python, no Redis needed)
   test-redis        the Redis store tests against private redis-servers
                     (installs Debian's redis-server when missing and run as root)
@@ -38,6 +39,7 @@ tasks:
                     [--requests N (100k)] [--kill-every K (1000)] [--workers W]
                     [--max-growth PERCENT] [--release]
   doc               `cargo doc --workspace --no-deps --all-features`, rustdoc warnings denied
+  package-check     package the crates, build `pypool` from the packages, run `pypool doctor`
 ";
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         "test" => test_rust(&root, &mut tally)
             .and_then(|()| test_redis(&root, &mut tally))
             .and_then(|()| release::doc(&root))
+            .and_then(|()| release::package_check(&root))
             .and_then(|()| test_python(&root, &mut tally))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz::fuzz(&root, &rest),
         "soak" => soak::soak(&root, &rest),
         "doc" => release::doc(&root),
+        "package-check" => release::package_check(&root),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

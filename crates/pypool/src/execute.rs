@@ -48,9 +48,10 @@ impl CommandPermit {
     fn record(mut self, outcome: CallOutcome) {
         if let Some(permit) = self.permit.take() {
             let mut state = self.inner.lock();
+            let label = metrics::command_label(&state, &self.command);
             if let Some(breaker) = state.command_breakers.get_mut(&self.command) {
                 breaker.record(permit, outcome);
-                metrics::breaker_state(&self.inner.config.name, &self.command, breaker.state());
+                metrics::breaker_state(&self.inner.config.name, &label, breaker.state());
             }
         }
     }
@@ -111,8 +112,12 @@ impl Inner {
                         tokio::time::sleep(delay).await;
                     }
                     None => {
-                        self.lock().counters.requests_failed += 1;
-                        metrics::request_failed(&self.config.name, command, error.kind());
+                        let label = {
+                            let mut state = self.lock();
+                            state.counters.requests_failed += 1;
+                            metrics::command_label(&state, command)
+                        };
+                        metrics::request_failed(&self.config.name, label, error.kind());
                         return Err(error);
                     }
                 },
@@ -257,7 +262,8 @@ impl Inner {
                 (Err(error), Some(FailureClass::DeadlineExceeded), false)
             }
         };
-        metrics::request_duration(&self.config.name, &command, sent.elapsed(), result.is_ok());
+        let label = metrics::command_label(&self.lock(), &command);
+        metrics::request_duration(&self.config.name, label, sent.elapsed(), result.is_ok());
         let Some(failure) = failure else {
             lease.finish(true, WorkerAction::Keep);
             permit.record(CallOutcome::Success);

@@ -28,6 +28,8 @@ mod slot;
 mod spawning;
 mod status;
 mod timeouts;
+#[cfg(feature = "tower")]
+mod tower_service;
 
 pub use builder::{BuildError, PoolBuilder};
 pub use config::StartMode;
@@ -37,6 +39,8 @@ pub use pool::{Pool, ShutdownReport};
 pub use session::{Session, SessionDeleted};
 pub use status::{Status, WorkerStatus};
 pub use timeouts::Timeouts;
+#[cfg(feature = "tower")]
+pub use tower_service::{PoolFuture, PoolRequest, PoolService};
 
 pub use pypool_affinity::{AffinityMode, AffinityStore, IdError, InMemoryAffinityStore, SessionId};
 pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};

@@ -2,6 +2,16 @@
 //! recorder (for example `metrics-exporter-prometheus`) to collect them; with
 //! none installed they cost next to nothing. Every metric carries a `pool`
 //! label with the pool's name.
+//!
+//! Label values come from bounded sets only, so a long-running host keeps a
+//! fixed number of series: a `command` label is a command some worker
+//! announced in its handshake, [`labels::PROGRAM`] for every program (global
+//! or a session's; program ids are not labels), or [`labels::OTHER`] for a
+//! name no worker registered (a typo, or a caller's input).
+//!
+//! Durations are histograms in seconds; an exporter chooses their buckets
+//! (the `pypool` command exports Prometheus histograms with buckets from
+//! 100 µs to 60 s, so several hosts can be aggregated).
 
 use std::time::Duration;
 
@@ -15,9 +25,9 @@ use crate::inner::State;
 pub mod names {
     /// Histogram (seconds): time a request waited for a worker.
     pub const CHECKOUT_WAIT: &str = "pypool_checkout_wait_seconds";
-    /// Histogram (seconds): time from sending a request to its outcome; labels `command`, `outcome` (`ok`/`error`).
+    /// Histogram (seconds): time from sending a request to its outcome; labels `command` (see [`labels`](super::labels)), `outcome` (`ok`/`error`).
     pub const REQUEST_DURATION: &str = "pypool_request_duration_seconds";
-    /// Counter: requests that ended in an error; labels `command`, `kind`.
+    /// Counter: requests that ended in an error; labels `command` (see [`labels`](super::labels)), `kind`.
     pub const REQUEST_ERRORS: &str = "pypool_request_errors_total";
     /// Counter: spawn attempts; label `result` (`ok`/`error`).
     pub const SPAWNS: &str = "pypool_spawns_total";
@@ -27,7 +37,7 @@ pub mod names {
     pub const REPLACEMENTS: &str = "pypool_replacements_total";
     /// Counter: workers recycled; label `reason` (`max_requests`/`max_age`/`max_memory`).
     pub const RECYCLES: &str = "pypool_recycles_total";
-    /// Gauge: breaker state (0 closed, 1 half-open, 2 open); label `breaker` (`spawn` or the command).
+    /// Gauge: breaker state (0 closed, 1 half-open, 2 open); label `breaker` (`spawn`, or a `command` label value: see [`labels`](super::labels)).
     pub const BREAKER_STATE: &str = "pypool_breaker_state";
     /// Gauge: requests waiting for a worker.
     pub const QUEUE_DEPTH: &str = "pypool_queue_depth";
@@ -37,26 +47,48 @@ pub mod names {
     pub const WORKERS: &str = "pypool_workers";
 }
 
+/// The fixed `command` label values besides registered command names.
+pub mod labels {
+    /// `command` label of every program run, global or a session's.
+    pub const PROGRAM: &str = "program";
+    /// `command` label of a command no worker announced in its handshake.
+    pub const OTHER: &str = "other";
+}
+
+/// The `command` label for the request labelled `label` (a command name or
+/// `program:<id>`): bounded by the commands workers registered.
+pub(crate) fn command_label(state: &State, label: &str) -> String {
+    if label.starts_with("program:") {
+        labels::PROGRAM.to_owned()
+    } else if state.idempotent.contains_key(label) {
+        label.to_owned()
+    } else {
+        labels::OTHER.to_owned()
+    }
+}
+
 pub(crate) fn checkout_wait(pool: &str, waited: Duration) {
     metrics::histogram!(names::CHECKOUT_WAIT, "pool" => pool.to_owned())
         .record(waited.as_secs_f64());
 }
 
-pub(crate) fn request_duration(pool: &str, command: &str, took: Duration, ok: bool) {
+/// Records a request's duration; `command` is a [`command_label`].
+pub(crate) fn request_duration(pool: &str, command: String, took: Duration, ok: bool) {
     metrics::histogram!(
         names::REQUEST_DURATION,
         "pool" => pool.to_owned(),
-        "command" => command.to_owned(),
+        "command" => command,
         "outcome" => if ok { "ok" } else { "error" }
     )
     .record(took.as_secs_f64());
 }
 
-pub(crate) fn request_failed(pool: &str, command: &str, kind: &'static str) {
+/// Counts a failed request; `command` is a [`command_label`].
+pub(crate) fn request_failed(pool: &str, command: String, kind: &'static str) {
     metrics::counter!(
         names::REQUEST_ERRORS,
         "pool" => pool.to_owned(),
-        "command" => command.to_owned(),
+        "command" => command,
         "kind" => kind
     )
     .increment(1);
@@ -89,6 +121,7 @@ pub(crate) fn recycled(pool: &str, reason: &RecycleReason) {
     metrics::counter!(names::RECYCLES, "pool" => pool.to_owned(), "reason" => reason).increment(1);
 }
 
+/// Sets a breaker's state gauge; `breaker` is `spawn` or a [`command_label`].
 pub(crate) fn breaker_state(pool: &str, breaker: &str, state: BreakerState) {
     let value = match state {
         BreakerState::Closed => 0.0,

@@ -34,6 +34,10 @@ pub struct Status {
     pub retiring: usize,
     /// Requests waiting for a worker.
     pub queue_len: usize,
+    /// The most requests that may wait ([`PoolBuilder::queue_bound`](crate::PoolBuilder::queue_bound)):
+    /// with `queue_len` at this bound a new request fails with
+    /// [`PoolError::Overloaded`](crate::PoolError::Overloaded).
+    pub queue_bound: usize,
     /// Whether the pool is shutting down.
     pub shutting_down: bool,
     /// The spawn circuit breaker's state.
@@ -117,6 +121,7 @@ impl Inner {
             draining: count(WorkerState::Draining),
             retiring: state.retiring,
             queue_len,
+            queue_bound: self.config.queue_bound,
             shutting_down: state.shutting_down,
             spawn_breaker,
             counters: state.counters,
