@@ -295,7 +295,7 @@ impl WorkerSpawner for PythonSpawner {
     }
 }
 
-/// Kills the spawned process's tree when dropped, unless forgotten.
+/// Kills the spawned process's tree when dropped, unless disarmed.
 struct KillOnDrop(Option<Arc<SpawnedProcess>>);
 
 impl KillOnDrop {

@@ -88,7 +88,8 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
     /// Asks the worker to stop after its current request (SIGTERM for a process).
     fn terminate(&self);
 
-    /// Stops the worker at once (SIGKILL to its process group).
+    /// Stops the worker at once (for a process: SIGKILL to the process the
+    /// host spawned, its group and its descendants).
     fn kill(&self);
 
     /// The worker's resident memory in bytes, if the platform can tell.
