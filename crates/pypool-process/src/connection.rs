@@ -345,8 +345,13 @@ impl WorkerConnection for ProcessConnection {
     }
 
     fn kill(&self) {
-        self.shared
-            .die(Dead::Closed("the host killed the worker".to_owned()));
+        // A worker that already exited was not killed by the host: its
+        // callers learn how it ended (the reader may not have got there yet).
+        let dead = match self.try_exit() {
+            Some(exit) => Dead::Exited(exit),
+            None => Dead::Closed("the host killed the worker".to_owned()),
+        };
+        self.shared.die(dead);
         signals::kill_group(self.shared.pid);
     }
 
