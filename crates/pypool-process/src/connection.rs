@@ -373,8 +373,13 @@ impl WorkerConnection for ProcessConnection {
     }
 
     fn kill(&self) {
-        self.shared
-            .die(Dead::Closed("the host killed the worker".to_owned()));
+        // A worker that already exited was not killed by the host: its
+        // callers learn how it ended (the reader may not have got there yet).
+        let dead = match self.try_exit() {
+            Some(exit) => Dead::Exited(exit),
+            None => Dead::Closed("the host killed the worker".to_owned()),
+        };
+        self.shared.die(dead);
         self.shared.process.kill_tree();
     }
 
@@ -399,5 +404,139 @@ impl Drop for ProcessConnection {
         self.shared
             .die(Dead::Closed("the connection was dropped".to_owned()));
         self.shared.process.kill_tree();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use pypool_seam::{RemoteError, RemoteErrorKind};
+    use pypool_wire::{Draining, Reply, encode_frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const MAX: usize = 1 << 20;
+
+    /// A stand-in process in its own group: dropping the connection kills
+    /// the group of the handshake's pid, which must never be the test's own.
+    fn stand_in() -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    fn handshake(pid: u32) -> Handshake {
+        Handshake {
+            protocol: pypool_wire::PROTOCOL_VERSION,
+            worker_id: 4,
+            pid,
+            python_version: "3.11.7".into(),
+            commands: Vec::new(),
+        }
+    }
+
+    /// A connection over in-memory pipes; returns the worker's ends
+    /// (its stdout to write frames to, its stdin to read requests from).
+    fn connect(
+        pid: u32,
+    ) -> (
+        ProcessConnection,
+        DuplexStream,
+        FramedRead<DuplexStream, MessageCodec>,
+    ) {
+        let (host_out, worker_out) = tokio::io::duplex(1 << 16);
+        let (host_in, worker_in) = tokio::io::duplex(1 << 16);
+        let (_exit_tx, exit) = watch::channel(None);
+        std::mem::forget(_exit_tx);
+        let connection = ProcessConnection::start(
+            handshake(pid),
+            FramedRead::new(host_out, MessageCodec::new(MAX)),
+            host_in,
+            MAX,
+            exit,
+            Arc::new(SpawnedProcess::new(pid).unwrap()),
+        );
+        (
+            connection,
+            worker_out,
+            FramedRead::new(worker_in, MessageCodec::new(MAX)),
+        )
+    }
+
+    async fn send(worker_out: &mut DuplexStream, message: Message) {
+        worker_out
+            .write_all(&encode_frame(&message, MAX).unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn draining_refuses_new_calls_closes_stdin_and_not_started_is_never_sent() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let connection = Arc::new(connection);
+        // A request already sent before the worker drained.
+        let sent = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move {
+                connection
+                    .call(Request {
+                        id: 1,
+                        command: "work".into(),
+                        args: serde_json::Map::new(),
+                    })
+                    .await
+            }
+        });
+        let Some(Ok(Message::Request(request))) = worker_in.next().await else {
+            panic!("the request reaches the worker")
+        };
+        assert_eq!(request.id, 1);
+        send(&mut worker_out, Message::Draining(Draining {})).await;
+        // The host closes the worker's stdin: the worker reads EOF.
+        assert!(worker_in.next().await.is_none(), "stdin is closed");
+        assert!(connection.is_draining());
+        // New calls fail at once, as never sent.
+        let refused = connection
+            .call(Request {
+                id: 2,
+                command: "work".into(),
+                args: serde_json::Map::new(),
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(CallError::NotSent { request_id: 2, .. })),
+            "{refused:?}"
+        );
+        // The worker did not start request 1: `not_started` is a never-sent error.
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 1,
+                outcome: Outcome::Error {
+                    error: RemoteError {
+                        kind: RemoteErrorKind::Other(NOT_STARTED.into()),
+                        message: "worker 4 is stopping".into(),
+                        exception_type: None,
+                        traceback: None,
+                    },
+                },
+            }),
+        )
+        .await;
+        let outcome = sent.await.unwrap();
+        assert!(
+            matches!(&outcome, Err(CallError::NotSent { request_id: 1, reason, .. }) if reason.contains("stopping")),
+            "{outcome:?}"
+        );
+        let mut rest = Vec::new();
+        let _ = worker_in.get_mut().read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
     }
 }

@@ -16,7 +16,7 @@ pub struct StoredProgram {
     /// The definition.
     pub spec: ProgramSpec,
     /// The content version, [`ProgramSpec::version`]: workers cache programs
-    /// by (id, version), so a changed definition is never run from a stale cache.
+    /// by (namespace, id, version), so a changed definition is never run from a stale cache.
     pub version: String,
 }
 

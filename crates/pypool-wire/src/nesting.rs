@@ -19,7 +19,7 @@ pub const MAX_NESTING_DEPTH: usize = 100;
 /// use serde_json::json;
 ///
 /// assert_eq!(nesting_depth(&json!(1)), 0);
-/// assert_eq!(nesting_depth(&json!({"a": [1, {"b": []}]})), 3);
+/// assert_eq!(nesting_depth(&json!({"a": [1, {"b": []}]})), 4);
 /// ```
 pub fn nesting_depth(value: &Value) -> usize {
     let mut deepest = 0;
