@@ -51,8 +51,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let config =
-            support::config(&server, "outage-host").with_timeout(Duration::from_millis(500));
+        let config = support::config(&server, "outage-host")
+            .with_timeout(Duration::from_millis(500))
+            .with_refresh_resolution(pypool_redis::RedisConfig::DEFAULT_REFRESH_RESOLUTION);
         let stores = RedisStores::connect(&config, Arc::new(SystemClock))
             .await
             .unwrap();

@@ -42,7 +42,12 @@ fn main() {
     let python = std::env::var("PYPOOL_PYTHON").ok();
     let server = support::RedisServer::start();
     support::runtime().block_on(async {
-        let stores = support::system_stores(&server).await;
+        // The default refresh resolution (the tests' configuration has none).
+        let config = support::config(&server, "bench-host")
+            .with_refresh_resolution(pypool_redis::RedisConfig::DEFAULT_REFRESH_RESOLUTION);
+        let stores = pypool_redis::RedisStores::connect(&config, std::sync::Arc::new(pypool_redis::SystemClock))
+            .await
+            .unwrap();
         let memory = builder(python.as_deref()).name("memory").build().unwrap();
         let redis = builder(python.as_deref())
             .name("redis")

@@ -1,7 +1,8 @@
 //! The affinity store on Redis, with host liveness.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -180,7 +181,13 @@ pub struct RedisAffinityStore {
     epoch: (Instant, u64),
     stats: Arc<Counters>,
     heartbeat: Arc<Heartbeat>,
+    refresh_resolution: Duration,
+    recent_hits: Arc<Mutex<HashMap<SessionId, (WorkerId, Instant)>>>,
 }
+
+/// At most this many recent hits are remembered (then they are forgotten
+/// at once: forgetting one only costs a round trip).
+const MAX_RECENT_HITS: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -198,6 +205,7 @@ impl RedisAffinityStore {
         host: String,
         ttl: Duration,
         slack: Duration,
+        refresh_resolution: Duration,
         clock: SharedClock,
         heartbeat: Arc<Heartbeat>,
     ) -> Self {
@@ -216,6 +224,8 @@ impl RedisAffinityStore {
             clock,
             stats: Arc::default(),
             heartbeat,
+            refresh_resolution,
+            recent_hits: Arc::default(),
         }
     }
 
@@ -260,6 +270,12 @@ impl RedisAffinityStore {
                     .await
             })
             .await
+    }
+
+    fn recent_hits(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (WorkerId, Instant)>> {
+        self.recent_hits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The clock as wall-clock milliseconds.
@@ -307,14 +323,23 @@ impl RedisAffinityStore {
             [hit, worker] if hit == "1" => {
                 let worker = worker.parse().map_err(|_| corrupt("affinity lookup"))?;
                 counters.hits.fetch_add(1, Ordering::Relaxed);
+                if !self.refresh_resolution.is_zero() {
+                    let mut recent = self.recent_hits();
+                    if recent.len() >= MAX_RECENT_HITS {
+                        recent.clear();
+                    }
+                    recent.insert(session.clone(), (worker, self.clock.now()));
+                }
                 Ok(Some(worker))
             }
             [expired] if expired == "2" => {
+                self.recent_hits().remove(session);
                 counters.expired.fetch_add(1, Ordering::Relaxed);
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 Ok(None)
             }
             _ => {
+                self.recent_hits().remove(session);
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 Ok(None)
             }
@@ -360,6 +385,16 @@ impl AffinityStore for RedisAffinityStore {
     }
 
     async fn bind(&self, session: &SessionId, worker: WorkerId) {
+        // The pool binds after every call; after a hit on the same worker a
+        // moment ago (the lookup refreshed the binding), that costs no
+        // round trip. Last use is then off by less than the resolution.
+        let recent = self.recent_hits().remove(session);
+        if let Some((hit, at)) = recent {
+            let since = self.clock.now().saturating_duration_since(at);
+            if hit == worker && since < self.refresh_resolution {
+                return;
+            }
+        }
         let mut invocation = self.invocation(&BIND);
         invocation.arg(session.as_str()).arg(worker.to_string());
         let replaced_expired: i64 = warn(self.call("affinity bind", invocation).await, 0);
@@ -369,6 +404,7 @@ impl AffinityStore for RedisAffinityStore {
     }
 
     async fn unbind_worker(&self, worker: WorkerId) -> usize {
+        self.recent_hits().retain(|_, (hit, _)| *hit != worker);
         let mut invocation = self.invocation(&UNBIND_WORKER);
         invocation.arg(worker.to_string());
         let (live, expired): (u64, u64) = warn(
@@ -381,6 +417,7 @@ impl AffinityStore for RedisAffinityStore {
     }
 
     async fn remove_session(&self, session: &SessionId) -> bool {
+        self.recent_hits().remove(session);
         let mut invocation = self.invocation(&REMOVE);
         invocation.arg(session.as_str());
         let removed: i64 = warn(self.call("affinity remove_session", invocation).await, 0);

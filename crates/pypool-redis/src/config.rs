@@ -26,6 +26,7 @@ pub struct RedisConfig {
     pub(crate) binding_ttl: Duration,
     pub(crate) heartbeat_ttl: Duration,
     pub(crate) expiry_slack: Duration,
+    pub(crate) refresh_resolution: Duration,
 }
 
 impl RedisConfig {
@@ -37,6 +38,8 @@ impl RedisConfig {
     pub const DEFAULT_HEARTBEAT_TTL: Duration = Duration::from_secs(3);
     /// The default expiry slack: 10 seconds.
     pub const DEFAULT_EXPIRY_SLACK: Duration = Duration::from_secs(10);
+    /// The default refresh resolution: 1 second.
+    pub const DEFAULT_REFRESH_RESOLUTION: Duration = Duration::from_secs(1);
 
     /// Stores at `url` under the key prefix `pypool:{pool}`, for the host
     /// `host` (unique among the hosts sharing the Redis; the CLI uses
@@ -56,6 +59,7 @@ impl RedisConfig {
             binding_ttl: Self::DEFAULT_BINDING_TTL,
             heartbeat_ttl: Self::DEFAULT_HEARTBEAT_TTL,
             expiry_slack: Self::DEFAULT_EXPIRY_SLACK,
+            refresh_resolution: Self::DEFAULT_REFRESH_RESOLUTION,
         })
     }
 
@@ -85,6 +89,15 @@ impl RedisConfig {
     /// between hosts).
     pub fn with_expiry_slack(mut self, slack: Duration) -> Self {
         self.expiry_slack = slack;
+        self
+    }
+
+    /// How stale a binding's last use may be: a `bind` to the worker that
+    /// a lookup hit less than this long ago (which refreshed the binding)
+    /// costs no round trip — the pool binds after every call. Zero: every
+    /// bind goes to Redis, and last use is exact (the model tests).
+    pub fn with_refresh_resolution(mut self, resolution: Duration) -> Self {
+        self.refresh_resolution = resolution;
         self
     }
 

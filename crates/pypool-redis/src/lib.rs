@@ -106,6 +106,7 @@ impl RedisStores {
                 config.host.clone(),
                 config.binding_ttl,
                 config.expiry_slack,
+                config.refresh_resolution,
                 clock,
                 Arc::new(heartbeat),
             ),

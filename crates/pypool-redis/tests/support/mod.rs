@@ -207,6 +207,8 @@ pub fn config(server: &RedisServer, host: &str) -> RedisConfig {
     .with_timeout(Duration::from_secs(5))
     // Logical expiry only, in the model tests: Redis keeps the keys an hour.
     .with_expiry_slack(Duration::from_secs(3600))
+    // Exact last use, as the model has it (`refresh.rs` tests the default).
+    .with_refresh_resolution(Duration::ZERO)
 }
 
 /// Fresh stores (a new prefix) on `server`.
