@@ -8,6 +8,7 @@
 mod release;
 mod tally;
 mod venv;
+mod wheel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,13 +19,14 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test              everything: Rust tests, doc, package-check, Python tests, real-process integration tests
+  test              everything: Rust tests, doc, package-check, Python tests, wheel-check, real-process integration tests
   test-rust         `cargo test --workspace` (no Python needed)
   test-python       the Python worker's pytest suite (creates .venv as needed)
   test-integration  real Python worker tests (creates .venv as needed)
   venv              create or update .venv only
   doc               `cargo doc --workspace --no-deps --all-features`, rustdoc warnings denied
   package-check     package the crates, build `pypool` from the packages, run `pypool doctor`
+  wheel-check       mypy --strict on the public Python API; build the wheel, install it in a fresh venv
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
             .and_then(|()| release::doc(&root))
             .and_then(|()| release::package_check(&root))
             .and_then(|()| test_python(&root, &mut tally))
+            .and_then(|()| wheel::check(&root))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
         "test-python" => test_python(&root, &mut tally),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         "venv" => venv::ensure(&root).map(|_| ()),
         "doc" => release::doc(&root),
         "package-check" => release::package_check(&root),
+        "wheel-check" => wheel::check(&root),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
