@@ -6,9 +6,12 @@ parameters; it must NOT know about frames, file descriptors or processes.
 """
 
 import inspect
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union, overload
 
 Handler = Callable[..., Any]
+
+#: A handler's own type, kept by the decorators.
+F = TypeVar("F", bound=Handler)
 
 
 class DuplicateCommand(ValueError):
@@ -70,9 +73,15 @@ class Registry:
         self._commands[name] = command
         return command
 
+    @overload
+    def command(self, name: F, *, idempotent: bool = False) -> F: ...
+
+    @overload
+    def command(self, name: Optional[str] = None, *, idempotent: bool = False) -> Callable[[F], F]: ...
+
     def command(
         self, name: Union[str, Handler, None] = None, *, idempotent: bool = False
-    ) -> Any:
+    ) -> Union[Handler, Callable[[F], F]]:
         """Decorator registering a function as a command.
 
         Usable bare (``@command``, named after the function) or with arguments
@@ -83,7 +92,7 @@ class Registry:
             self.add(name.__name__, name, idempotent=idempotent)
             return name
 
-        def decorate(func: Handler) -> Handler:
+        def decorate(func: F) -> F:
             self.add(name if name is not None else func.__name__, func, idempotent=idempotent)
             return func
 
@@ -121,6 +130,16 @@ def _describe_callable(func: Handler) -> str:
 registry = Registry()
 
 
-def command(name: Union[str, Handler, None] = None, *, idempotent: bool = False) -> Any:
+@overload
+def command(name: F, *, idempotent: bool = False) -> F: ...
+
+
+@overload
+def command(name: Optional[str] = None, *, idempotent: bool = False) -> Callable[[F], F]: ...
+
+
+def command(
+    name: Union[str, Handler, None] = None, *, idempotent: bool = False
+) -> Union[Handler, Callable[[F], F]]:
     """Registers a function in the default :data:`registry`; see :meth:`Registry.command`."""
     return registry.command(name, idempotent=idempotent)

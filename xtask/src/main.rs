@@ -13,6 +13,7 @@ mod release;
 mod soak;
 mod tally;
 mod venv;
+mod wheel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,7 +25,7 @@ usage: cargo xtask <task>
 
 tasks:
   test              everything: Rust tests, Redis store tests, docs, package-check, Python tests,
-                    real-process integration tests
+                    wheel-check, real-process integration tests
   test-rust         `cargo test --workspace` (no Python, no Redis needed)
   test-redis        the Redis store tests against private redis-servers
                     (installs Debian's redis-server when missing and run as root)
@@ -40,6 +41,7 @@ tasks:
                     [--max-growth PERCENT] [--release]
   doc               `cargo doc --workspace --no-deps --all-features`, rustdoc warnings denied
   package-check     package the crates, build `pypool` from the packages, run `pypool doctor`
+  wheel-check       mypy --strict on the public Python API; build the wheel, install it in a fresh venv
 ";
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             .and_then(|()| release::doc(&root))
             .and_then(|()| release::package_check(&root))
             .and_then(|()| test_python(&root, &mut tally))
+            .and_then(|()| wheel::check(&root))
             .and_then(|()| test_integration(&root, &mut tally)),
         "test-rust" => test_rust(&root, &mut tally),
         "test-redis" => test_redis(&root, &mut tally),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         "soak" => soak::soak(&root, &rest),
         "doc" => release::doc(&root),
         "package-check" => release::package_check(&root),
+        "wheel-check" => wheel::check(&root),
         "" | "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

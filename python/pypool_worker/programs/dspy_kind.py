@@ -281,6 +281,6 @@ def _typed(spec: Mapping[str, Any], key: str, kind: type, described: str, where:
     value = spec.get(key)
     if value is None and optional:
         return None
-    if not isinstance(value, kind) or (kind is str and not value.strip() and not optional):
+    if not isinstance(value, kind) or (isinstance(value, str) and not value.strip() and not optional):
         raise invalid_arguments("%s: spec.%s must be %s, got %r" % (where, key, described, value))
     return value

@@ -12,7 +12,8 @@ pub struct Bar {
 impl Bar {
     fn new(visible: bool, length: u64, template: &str) -> Self {
         let bar = if visible {
-            ProgressBar::new(length)
+            // In the shared set, so log lines print above it (see `logging`).
+            crate::logging::bars().add(ProgressBar::new(length))
         } else {
             ProgressBar::hidden()
         };
