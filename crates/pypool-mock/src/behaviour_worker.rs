@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::behaviour::Behaviour;
 use crate::connection::MockConnection;
 use crate::handshake::default_handshake;
-use crate::prng::XorShift64;
+use crate::prng::SeededPrng;
 use crate::remote_error::python_exception;
 use crate::stats::StatsInner;
 use crate::worker_core::{Delivery, RequestReceiver, WorkerCore};
@@ -24,7 +24,7 @@ struct Ticket {
 #[derive(Debug)]
 struct TicketCounter {
     issued: u64,
-    prng: XorShift64,
+    prng: SeededPrng,
 }
 
 /// The state every worker of one behaviour-mode spawner shares.
@@ -38,7 +38,7 @@ pub(crate) struct BehaviourShared {
 impl BehaviourShared {
     /// `behaviour` must have passed [`Behaviour::validate`].
     pub(crate) fn new(behaviour: Behaviour, stats: Arc<StatsInner>) -> Self {
-        let prng = XorShift64::new(behaviour.seed);
+        let prng = SeededPrng::new(behaviour.seed);
         Self {
             behaviour,
             tickets: Mutex::new(TicketCounter { issued: 0, prng }),

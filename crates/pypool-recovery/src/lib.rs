@@ -62,7 +62,7 @@
 //! use std::time::Duration;
 //! use pypool_recovery::{
 //!     AttemptContext, FailureClass, FixedRandom, RecoveryConfig, RecoveryPolicy,
-//!     RequestAction, WorkerAction, XorShiftRandom,
+//!     RequestAction, WorkerAction, SeededRandom,
 //! };
 //!
 //! let policy = RecoveryPolicy::new(RecoveryConfig::default());
@@ -96,7 +96,7 @@
 //! assert_eq!(decision.request, RequestAction::ReturnError);
 //!
 //! // In production, seed a small generator once per pool.
-//! let mut production_rng = XorShiftRandom::new(0x5eed);
+//! let mut production_rng = SeededRandom::new(0x5eed);
 //! let delay = policy.backoff(3, &mut production_rng);
 //! assert!(delay >= Duration::from_millis(100) && delay <= Duration::from_millis(200));
 //! ```
@@ -113,4 +113,4 @@ pub use config::{ConfigError, RecoveryConfig};
 pub use decision::{AttemptContext, Decision, RequestAction, WorkerAction};
 pub use failure::FailureClass;
 pub use policy::RecoveryPolicy;
-pub use random::{FixedRandom, RandomSource, SequenceRandom, XorShiftRandom};
+pub use random::{FixedRandom, RandomSource, SeededRandom, SequenceRandom};

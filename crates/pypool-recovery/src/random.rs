@@ -1,5 +1,8 @@
 //! Injectable randomness for jitter.
 
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
+
 /// A source of uniform numbers in `[0, 1)`.
 ///
 /// The policy never owns an RNG: the caller passes one in, so tests are
@@ -49,43 +52,33 @@ impl RandomSource for SequenceRandom {
     }
 }
 
-/// A tiny xorshift64* generator seeded by the caller; good enough for jitter,
-/// not for anything secret.
+/// A seeded pseudo-random generator: `rand`'s Xoshiro256++ (portable:
+/// the same seed gives the same numbers on every machine), seeded through
+/// SplitMix64 so any `u64`, 0 included, is a good seed. Good enough for
+/// jitter, not for anything secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XorShiftRandom {
-    state: u64,
+pub struct SeededRandom {
+    rng: Xoshiro256PlusPlus,
 }
 
-impl XorShiftRandom {
-    /// Used in place of a zero seed, which xorshift cannot leave.
-    const ZERO_SEED_REPLACEMENT: u64 = 0x9E37_79B9_7F4A_7C15;
-
+impl SeededRandom {
     /// A generator seeded with `seed` (any value, including 0, is fine).
     pub fn new(seed: u64) -> Self {
-        let state = if seed == 0 {
-            Self::ZERO_SEED_REPLACEMENT
-        } else {
-            seed
-        };
-        Self { state }
+        Self {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.state = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 }
 
-impl RandomSource for XorShiftRandom {
+impl RandomSource for SeededRandom {
     fn next_f64(&mut self) -> f64 {
-        // The top 53 bits make an exactly representable fraction in [0, 1).
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        (self.next_u64() >> 11) as f64 * SCALE
+        // 53 random bits: an exactly representable fraction in [0, 1).
+        self.rng.random::<f64>()
     }
 }
 
@@ -103,9 +96,9 @@ mod tests {
     }
 
     #[test]
-    fn xorshift_is_deterministic_in_range_and_spread() {
-        let mut a = XorShiftRandom::new(42);
-        let mut b = XorShiftRandom::new(42);
+    fn seeded_is_deterministic_in_range_and_spread() {
+        let mut a = SeededRandom::new(42);
+        let mut b = SeededRandom::new(42);
         let mut low = 0;
         for _ in 0..10_000 {
             let x = a.next_f64();
@@ -120,8 +113,8 @@ mod tests {
     }
 
     #[test]
-    fn xorshift_zero_seed_still_moves() {
-        let mut rng = XorShiftRandom::new(0);
+    fn seeded_zero_seed_still_moves() {
+        let mut rng = SeededRandom::new(0);
         let first = rng.next_u64();
         assert_ne!(first, 0);
         assert_ne!(first, rng.next_u64());
@@ -130,8 +123,8 @@ mod tests {
     #[test]
     fn different_seeds_differ() {
         assert_ne!(
-            XorShiftRandom::new(1).next_u64(),
-            XorShiftRandom::new(2).next_u64()
+            SeededRandom::new(1).next_u64(),
+            SeededRandom::new(2).next_u64()
         );
     }
 }

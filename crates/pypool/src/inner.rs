@@ -9,7 +9,7 @@ use pypool_affinity::{AffinityStore, SessionId};
 use pypool_breaker::CircuitBreaker;
 use pypool_clock::SharedClock;
 use pypool_lifecycle::{Event, LifecycleConfig, State as WorkerState, WorkerLifecycle};
-use pypool_recovery::{RecoveryPolicy, XorShiftRandom};
+use pypool_recovery::{RecoveryPolicy, SeededRandom};
 use pypool_seam::{SpawnError, WorkerId, WorkerSpawner};
 use pypool_store::{ProgramStore, SessionDataStore};
 use tokio::sync::{oneshot, watch};
@@ -86,7 +86,7 @@ pub(crate) struct State {
     pub(crate) command_breakers: HashMap<String, CircuitBreaker>,
     /// Commands and whether they are idempotent, from handshakes and the builder.
     pub(crate) idempotent: HashMap<String, bool>,
-    pub(crate) rng: XorShiftRandom,
+    pub(crate) rng: SeededRandom,
     pub(crate) counters: PoolCounters,
 }
 
@@ -152,7 +152,7 @@ impl Inner {
                 .iter()
                 .map(|command| (command.clone(), true))
                 .collect(),
-            rng: XorShiftRandom::new(config.seed),
+            rng: SeededRandom::new(config.seed),
             counters: PoolCounters::default(),
         };
         let recovery = RecoveryPolicy::new(config.recovery);

@@ -1,34 +1,35 @@
-//! A tiny seeded generator (SplitMix64): the same seed gives the same
-//! workload and the same chaos victims on every machine and every version
-//! of every dependency.
+//! The stress run's seeded generator: `rand`'s Xoshiro256++ (the one
+//! generator of the workspace; portable), so the same seed gives the same
+//! workload and the same chaos victims on every machine.
 
-/// SplitMix64.
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
+
+/// A seeded Xoshiro256++ with the draws the workload needs.
 #[derive(Debug, Clone)]
 pub struct Rng {
-    state: u64,
+    rng: Xoshiro256PlusPlus,
 }
 
 impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
-    /// A number in `0..bound` (0 when `bound` is 0).
+    /// A number in `0..bound` (0 when `bound` is 0), uniform.
     pub fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 {
             return 0;
         }
-        self.next_u64() % bound
+        self.rng.random_range(0..bound)
     }
 
     /// A number in `low..=high`.
