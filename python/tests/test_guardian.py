@@ -30,7 +30,7 @@ def _wait_gone(pid, bound=TIMEOUT):
     while _alive(pid):
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
+        time.sleep(0.02)  # allowed: poll interval of a bounded wait
     return True
 
 

@@ -46,7 +46,7 @@ fn get_metrics(port: u16) -> String {
                     Instant::now() < deadline,
                     "the metrics endpoint did not accept a connection within {PATIENCE:?}: {error}"
                 );
-                std::thread::sleep(Duration::from_millis(10)); // retry interval of a bounded wait
+                std::thread::sleep(Duration::from_millis(10)); // allowed: retry interval of a bounded wait
             }
         }
     }

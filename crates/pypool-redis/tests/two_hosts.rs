@@ -53,7 +53,7 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut condition: F) -> Du
     let started = Instant::now();
     while !condition().await {
         assert!(started.elapsed() < BOUND, "{what}: not within {BOUND:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // allowed: poll interval of a bounded wait
     }
     started.elapsed()
 }

@@ -170,7 +170,7 @@ fn operations_fail_typed_while_redis_is_away_and_work_again_when_it_returns() {
                 }
                 Err(StoreError::StoreUnavailable { .. }) => {
                     assert!(returned.elapsed() < HANG, "no recovery within {HANG:?}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await; // allowed: retry interval, bounded by HANG
                 }
                 Err(other) => panic!("unexpected {other:?}"),
             }

@@ -75,7 +75,7 @@ pub async fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
         if checks < 1_000 {
             tokio::task::yield_now().await;
         } else {
-            tokio::time::sleep(Duration::from_millis(1)).await; // polling interval of a bounded wait
+            tokio::time::sleep(Duration::from_millis(1)).await; // allowed: polling interval of a bounded wait
         }
     }
 }
@@ -274,7 +274,7 @@ pub fn wait_until(bound: Duration, mut condition: impl FnMut() -> bool) -> bool 
         if std::time::Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // allowed: poll interval of a bounded wait
     }
 }
 

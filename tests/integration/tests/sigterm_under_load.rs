@@ -58,7 +58,7 @@ async fn sigterm_to_every_worker_under_load_fails_no_request() {
         tokio::time::timeout(BOUND, async {
             while ok.load(Ordering::Relaxed) < served + 200 {
                 tokio::task::yield_now().await;
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await; // allowed: poll interval, bounded by BOUND
             }
         })
         .await
