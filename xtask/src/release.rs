@@ -51,14 +51,14 @@ pub(crate) fn package_check(root: &Path) -> Result<(), String> {
     run(&mut package)?;
     let packaged = started.elapsed();
 
-    let crates = unpacked_crates(&target.join("package"))?;
+    let scratch = target.join("package-check");
+    let crates = unpack_crates(&target.join("package"), &scratch)?;
     if !crates.iter().any(|(name, _)| name == "pypool-cli") {
         return Err(format!(
-            "no unpacked pypool-cli in {}",
+            "no pypool-cli .crate in {}",
             target.join("package").display()
         ));
     }
-    let scratch = target.join("package-check");
     write_scratch_workspace(root, &scratch, &crates)?;
     let mut build = cargo();
     build
@@ -110,47 +110,55 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// `(crate name, unpacked folder)` for each `NAME-VERSION` folder that
-/// `cargo package` left in `target/package`, for the workspace's version.
-fn unpacked_crates(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
-    let suffix = format!("-{}", env!("CARGO_PKG_VERSION"));
+/// Unpacks every `pypool*-VERSION.crate` that `cargo package` wrote to
+/// `dir` into a fresh `scratch` folder; returns `(crate name, folder name)`.
+fn unpack_crates(dir: &Path, scratch: &Path) -> Result<Vec<(String, String)>, String> {
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch)
+            .map_err(|error| format!("cannot clear {}: {error}", scratch.display()))?;
+    }
+    std::fs::create_dir_all(scratch)
+        .map_err(|error| format!("cannot create {}: {error}", scratch.display()))?;
+    let suffix = format!("-{}.crate", env!("CARGO_PKG_VERSION"));
     let entries = std::fs::read_dir(dir)
         .map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
     let mut crates = Vec::new();
     for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(crate_name) = name.strip_suffix(&suffix) else {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(&suffix) else {
             continue;
         };
-        if entry.path().join("Cargo.toml").is_file() && crate_name.starts_with("pypool") {
-            crates.push((crate_name.to_owned(), entry.path()));
+        if !name.starts_with("pypool") {
+            continue;
         }
+        // A .crate is a gzipped tar holding one `NAME-VERSION/` folder.
+        run(Command::new("tar")
+            .arg("-xzf")
+            .arg(entry.path())
+            .arg("-C")
+            .arg(scratch))?;
+        let folder = file.trim_end_matches(".crate").to_owned();
+        // A packaged binary crate carries its own lock file; the workspace's rules.
+        let _ = std::fs::remove_file(scratch.join(&folder).join("Cargo.lock"));
+        crates.push((name.to_owned(), folder));
     }
     crates.sort();
     Ok(crates)
 }
 
-/// A workspace whose members are copies of the unpacked crates, each
-/// dependency on one of them patched to its copy (they are not on the
-/// registry yet), with the workspace's lock file and dependency profile.
+/// A workspace whose members are the unpacked crates, each dependency on
+/// one of them patched to its folder (they are not on the registry yet),
+/// with the workspace's lock file and dependency profile.
 fn write_scratch_workspace(
     root: &Path,
     scratch: &Path,
-    crates: &[(String, PathBuf)],
+    crates: &[(String, String)],
 ) -> Result<(), String> {
     let mut members = Vec::new();
     let mut patches = String::new();
-    for (name, dir) in crates {
-        let member = scratch.join(name);
-        if member.exists() {
-            std::fs::remove_dir_all(&member)
-                .map_err(|error| format!("cannot clear {}: {error}", member.display()))?;
-        }
-        copy_dir(dir, &member)?;
-        // A packaged binary crate carries its own lock file; the workspace's rules.
-        let _ = std::fs::remove_file(member.join("Cargo.lock"));
-        members.push(format!("{name:?}"));
-        patches.push_str(&format!("{name} = {{ path = {name:?} }}\n"));
+    for (name, folder) in crates {
+        members.push(format!("{folder:?}"));
+        patches.push_str(&format!("{name} = {{ path = {folder:?} }}\n"));
     }
     let manifest = format!(
         "# Written by `cargo xtask package-check`: the packaged crates, built\n\
@@ -166,23 +174,5 @@ fn write_scratch_workspace(
     // the versions already built in the shared target folder.
     std::fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock"))
         .map_err(|error| format!("cannot copy the lock file: {error}"))?;
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to)
-        .map_err(|error| format!("cannot create {}: {error}", to.display()))?;
-    let entries = std::fs::read_dir(from)
-        .map_err(|error| format!("cannot read {}: {error}", from.display()))?;
-    for entry in entries.filter_map(Result::ok) {
-        let source = entry.path();
-        let destination = to.join(entry.file_name());
-        if source.is_dir() {
-            copy_dir(&source, &destination)?;
-        } else {
-            std::fs::copy(&source, &destination)
-                .map_err(|error| format!("cannot copy {}: {error}", source.display()))?;
-        }
-    }
     Ok(())
 }

@@ -24,6 +24,17 @@
 //!
 //! Options come from flags, `PYPOOL_*` environment variables and an optional
 //! `pypool.toml` ([`config_file`]), resolved in [`options`].
+//!
+//! Why the layering is written out rather than delegated to a layering
+//! crate (figment, config): clap's `env` already gives flags over
+//! environment variables, and what is left — `pypool.toml` under both, with
+//! per-option defaults that depend on the subcommand (8 workers for
+//! `stress`, 1 for `call`), errors that name the file, line and key, and
+//! `show-config` printing where each value came from — is most of the code
+//! either way. A layering crate would merge untyped maps and lose the
+//! per-value source and the precise errors, for little less code; the
+//! layering stays hand-written, in one place, with a test per layer
+//! (`tests/precedence.rs`).
 //! `--metrics-addr` serves the facade's metrics for Prometheus
 //! ([`metrics_endpoint`]); logs go to stderr ([`logging`]), so `--json`
 //! output on stdout stays clean.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use pypool_wire::json_type;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -277,16 +278,5 @@ fn is_python_identifier(text: &str) -> bool {
             chars.all(|c| c == '_' || c.is_alphanumeric())
         }
         _ => false,
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

@@ -46,7 +46,7 @@ pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
         return Err(WireError::InvalidMessage {
             detail: format!(
                 "expected a JSON object with a \"type\" field, got {}",
-                json_kind(&value)
+                json_type(&value)
             ),
         });
     }
@@ -62,7 +62,10 @@ pub(crate) fn encode_body(message: &Message) -> Result<Vec<u8>, WireError> {
     })
 }
 
-fn json_kind(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, for error messages ("null", "a
+/// boolean", "a number", "a string", "an array", "an object"). The one
+/// helper every pypool crate uses to say what it got instead.
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -43,7 +43,7 @@ mod nesting;
 mod pending;
 mod protocol;
 
-pub use body::decode_body;
+pub use body::{decode_body, json_type};
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
 pub use error::WireError;
 pub use messages::{

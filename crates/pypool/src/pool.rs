@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pypool_lifecycle::{Event, State as WorkerState};
+use pypool_wire::json_type;
 use serde_json::Value;
 
 use crate::dispatch::Retirement;
@@ -314,16 +315,5 @@ pub(crate) fn object_args(
             command: command.to_owned(),
             got: json_type(&other),
         }),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
