@@ -90,13 +90,29 @@ impl Inner {
         job: &Job,
         route: Option<&Route>,
     ) -> Result<Value, PoolError> {
+        self.run_with_binding(job, route, None).await
+    }
+
+    /// [`Inner::run`] with the session's binding already looked up
+    /// (`Some(binding)`), concurrently with the program's definition: the
+    /// first attempt uses it instead of a second store round trip (with a
+    /// shared store that is one network round trip saved per call); a retry
+    /// looks the binding up afresh.
+    pub(crate) async fn run_with_binding(
+        self: &Arc<Self>,
+        job: &Job,
+        route: Option<&Route>,
+        mut binding: Option<Option<WorkerId>>,
+    ) -> Result<Value, PoolError> {
         let label = job.label();
         let command = label.as_str();
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
-            let outcome = self.attempt(job, &label, route, attempt, started).await;
+            let outcome = self
+                .attempt(job, &label, route, binding.take(), attempt, started)
+                .await;
             match outcome.result {
                 Ok(value) => {
                     self.lock().counters.requests_ok += 1;
@@ -130,6 +146,7 @@ impl Inner {
         job: &Job,
         command: &str,
         route: Option<&Route>,
+        binding: Option<Option<WorkerId>>,
         attempt: u32,
         started: Instant,
     ) -> AttemptResult {
@@ -139,7 +156,7 @@ impl Inner {
         };
         let waiting = Instant::now();
         let checked_out = match route {
-            Some(route) => self.checkout_routed(command, route).await,
+            Some(route) => self.checkout_routed(command, route, binding).await,
             None => self.checkout(command).await,
         };
         let lease = match checked_out {

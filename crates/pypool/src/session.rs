@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pypool_affinity::{AffinityMode, SessionId};
+use pypool_affinity::{AffinityMode, SessionId, WorkerId};
 use pypool_store::{Namespace, ProgramId, ProgramKind, ProgramSpec, StoredProgram};
 use serde_json::{Map, Value};
 
@@ -35,13 +35,19 @@ enum Affinity {
 impl Inner {
     /// Checks out the session's bound worker according to the affinity
     /// mode, or any worker when the session is unbound or its worker gone.
+    /// `binding` is the session's binding when the caller already looked it
+    /// up (`None`: look it up here).
     pub(crate) async fn checkout_routed(
         &self,
         command: &str,
         route: &Route,
+        binding: Option<Option<WorkerId>>,
     ) -> Result<Lease, PoolError> {
         self.touch_session(&route.session);
-        let bound = self.stores.affinity.lookup(&route.session).await;
+        let bound = match binding {
+            Some(bound) => bound,
+            None => self.stores.affinity.lookup(&route.session).await,
+        };
         let Some(worker_id) = bound.filter(|worker_id| self.has_worker(*worker_id)) else {
             self.count_affinity(Affinity::Miss);
             return self.checkout(command).await;
@@ -365,17 +371,26 @@ impl Inner {
         id: &str,
         inputs: Value,
     ) -> Result<Value, PoolError> {
-        let program = self
-            .find_program(route.map(|route| &route.session), id)
-            .await?;
         let inputs = crate::pool::object_args(id, inputs)?;
         // The inputs travel one level down, inside `pypool.run_program`'s args.
         crate::pool::check_depth(id, &inputs, 1)?;
+        // A session's binding and the program's definition are independent
+        // reads: done together, they cost one store round trip, not two.
+        let (program, binding) = match route {
+            Some(route) => {
+                let (program, bound) = tokio::join!(
+                    self.find_program(Some(&route.session), id),
+                    self.stores.affinity.lookup(&route.session)
+                );
+                (program?, Some(bound))
+            }
+            None => (self.find_program(None, id).await?, None),
+        };
         let job = Job::Program {
             inputs,
             program: Box::new(program),
         };
-        self.run(&job, route).await
+        self.run_with_binding(&job, route, binding).await
     }
 }
 
