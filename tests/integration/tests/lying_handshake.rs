@@ -109,7 +109,19 @@ async fn a_descendants_pid_is_accepted_but_never_the_signal_target() {
         spawned,
         "the reported pid is the child's, not the spawned process's"
     );
-    assert!(marked_processes(&marker).len() >= 2, "worker and child run");
+    // The child may be between fork and exec when the handshake arrives
+    // (its /proc environ briefly unreadable): wait for both, with a bound.
+    let running = tokio::task::spawn_blocking({
+        let marker = marker.clone();
+        move || {
+            wait_until(Duration::from_secs(10), || {
+                marked_processes(&marker).len() >= 2
+            })
+        }
+    })
+    .await
+    .expect("the poll runs");
+    assert!(running, "worker and child run");
     drop(worker);
     let gone = tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(10), || {
