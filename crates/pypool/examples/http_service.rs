@@ -10,7 +10,8 @@
 //! `PYPOOL_BIND` (`127.0.0.1:8080`; port 0 picks a free port), `--handlers` /
 //! `PYPOOL_HANDLERS` (handler files, comma-separated), `--size` /
 //! `PYPOOL_SIZE` (4 workers), `--queue-bound` / `PYPOOL_QUEUE_BOUND` (1024),
-//! `--request-timeout-ms` / `PYPOOL_REQUEST_TIMEOUT_MS` (60000). The first
+//! `--request-timeout-ms` / `PYPOOL_REQUEST_TIMEOUT_MS` (60000), `--python` /
+//! `PYPOOL_PYTHON` (the interpreter, `python3`). The first
 //! line on stdout is `listening on http://ADDRESS`.
 //!
 //! ```text
@@ -34,7 +35,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -132,14 +133,19 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
 
-/// The request body as JSON, or a 422 naming what is wrong with it.
-fn body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
-    body.map(|Json(value)| value)
-        .map_err(|rejection| ApiError::unprocessable("invalid_json", rejection.body_text()))
+/// The request body as JSON (an empty body is `{}`), or a 422 naming what is
+/// wrong with it. Any content type is read as JSON, so `curl -d` works.
+fn body(raw: &Bytes) -> Result<Value, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(raw).map_err(|error| {
+        ApiError::unprocessable("invalid_json", format!("the body is not JSON: {error}"))
+    })
 }
 
 /// The request body as a program definition (`{"kind": ..., "spec": {...}}`).
-fn spec(raw: Result<Json<Value>, JsonRejection>) -> Result<ProgramSpec, ApiError> {
+fn spec(raw: &Bytes) -> Result<ProgramSpec, ApiError> {
     serde_json::from_value(body(raw)?).map_err(|error| {
         ApiError::unprocessable("invalid_spec", format!("not a program definition: {error}"))
     })
@@ -150,48 +156,42 @@ fn created(program: impl serde::Serialize) -> ApiResult {
     Ok((StatusCode::CREATED, Json(program)))
 }
 
-async fn create_program(
-    State(pool): State<Pool>,
-    Path(id): Path<String>,
-    raw: Result<Json<Value>, JsonRejection>,
-) -> ApiResult {
-    created(pool.create_program(&id, spec(raw)?).await?)
+async fn create_program(State(pool): State<Pool>, Path(id): Path<String>, raw: Bytes) -> ApiResult {
+    created(pool.create_program(&id, spec(&raw)?).await?)
 }
 
-async fn run_program(
-    State(pool): State<Pool>,
-    Path(id): Path<String>,
-    raw: Result<Json<Value>, JsonRejection>,
-) -> ApiResult {
+async fn run_program(State(pool): State<Pool>, Path(id): Path<String>, raw: Bytes) -> ApiResult {
     Ok((
         StatusCode::OK,
-        Json(pool.execute_program(&id, body(raw)?).await?),
+        Json(pool.execute_program(&id, body(&raw)?).await?),
     ))
 }
 
 async fn create_session_program(
     State(pool): State<Pool>,
     Path((sid, id)): Path<(String, String)>,
-    raw: Result<Json<Value>, JsonRejection>,
+    raw: Bytes,
 ) -> ApiResult {
-    created(pool.session(&sid)?.create_program(&id, spec(raw)?).await?)
+    created(pool.session(&sid)?.create_program(&id, spec(&raw)?).await?)
 }
 
 async fn run_session_program(
     State(pool): State<Pool>,
     Path((sid, id)): Path<(String, String)>,
-    raw: Result<Json<Value>, JsonRejection>,
+    raw: Bytes,
 ) -> ApiResult {
-    let result = pool.session(&sid)?.execute_program(&id, body(raw)?).await?;
+    let result = pool
+        .session(&sid)?
+        .execute_program(&id, body(&raw)?)
+        .await?;
     Ok((StatusCode::OK, Json(result)))
 }
 
-async fn run_command(
-    State(pool): State<Pool>,
-    Path(name): Path<String>,
-    raw: Result<Json<Value>, JsonRejection>,
-) -> ApiResult {
-    Ok((StatusCode::OK, Json(pool.execute(&name, body(raw)?).await?)))
+async fn run_command(State(pool): State<Pool>, Path(name): Path<String>, raw: Bytes) -> ApiResult {
+    Ok((
+        StatusCode::OK,
+        Json(pool.execute(&name, body(&raw)?).await?),
+    ))
 }
 
 async fn status(State(pool): State<Pool>) -> ApiResult {
@@ -272,6 +272,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Timeouts::default()
     };
     let mut builder = Pool::builder()
+        .interpreter(setting("--python", "PYPOOL_PYTHON", "python3"))
         .size(number("--size", "PYPOOL_SIZE", "4")?)
         .queue_bound(number("--queue-bound", "PYPOOL_QUEUE_BOUND", "1024")?)
         .timeouts(timeouts);
