@@ -228,22 +228,67 @@ async fn a_request_past_its_deadline_answers_504() {
     server.stop().await;
 }
 
+/// Reads one response from a keep-alive connection: the head, then
+/// `Content-Length` bytes of body.
+async fn read_reply(stream: &mut tokio::net::TcpStream) -> (u16, Value) {
+    let mut raw = Vec::new();
+    let mut byte = [0_u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let read = stream.read(&mut byte).await.expect("read the head");
+        assert_eq!(read, 1, "the connection closed mid-response: {raw:?}");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("a Content-Length");
+    let mut body = vec![0_u8; length];
+    stream.read_exact(&mut body).await.expect("read the body");
+    (status, serde_json::from_slice(&body).expect("a JSON body"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_request_in_flight_then_stops_the_pool() {
     let server = start(program_pool_builder().size(1)).await;
     let addr = server.addr;
-    let in_flight = tokio::spawn(call(addr, "POST", "/commands/sleep", r#"{"seconds": 2}"#));
+    // A keep-alive connection (HTTP/1.1's default) with a request in flight.
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the service");
+    let body = r#"{"seconds": 2}"#;
+    let request = format!(
+        "POST /commands/sleep HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
     let pool = server.pool.clone();
     poll_until("the request is running", || pool.status().busy == 1).await;
-    let report = server.stop().await;
-    let reply = bounded("the in-flight reply", in_flight)
-        .await
-        .expect("the client task ends");
+    let stopping = tokio::spawn(server.stop());
+    let reply = bounded("the in-flight reply", read_reply(&mut stream)).await;
     assert_eq!(
-        (reply.status, &reply.body),
-        (200, &json!({"slept": 2})),
+        reply,
+        (200, json!({"slept": 2})),
         "the request in flight completes"
     );
+    let report = bounded("the service stops", stopping)
+        .await
+        .expect("the stop task ends");
+    assert!(report.drained, "{report:?}");
+    // Graceful: the server closed the connection after its last response
+    // (a server that merely stopped accepting would leave it open).
+    let mut rest = Vec::new();
+    let read = bounded("the connection closes", stream.read_to_end(&mut rest)).await;
+    assert_eq!(read.expect("read to the end"), 0, "{rest:?}");
     assert!(pool.status().shutting_down, "the pool was shut down");
     assert_eq!(pool.status().workers, 0, "{report:?}");
     assert!(
