@@ -1,7 +1,8 @@
 //! The `http_service` example (crates/pypool/examples/http_service.rs),
-//! included as a module and served on a free port, driven by a plain
-//! HTTP/1.1 client against real Python workers: programs and sessions run,
-//! typed errors come back as their HTTP statuses, and shutdown is graceful.
+//! included as a module and served on a free port (and once run as the
+//! `pypool-http-service` process), driven by a plain HTTP/1.1 client against
+//! real Python workers: programs and sessions run, typed errors come back as
+//! their HTTP statuses, and shutdown is graceful.
 #![cfg(feature = "real-python")]
 
 use std::collections::HashMap;
@@ -294,5 +295,81 @@ async fn shutdown_finishes_the_request_in_flight_then_stops_the_pool() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the service takes no more connections"
+    );
+}
+
+/// One request over a blocking connection (`Connection: close`): status and body.
+fn blocking_call(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the service");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read the response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[test]
+fn the_example_process_prints_its_address_and_exits_0_on_sigterm_after_the_request_in_flight() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pypool-http-service"))
+        .args(["--bind", "127.0.0.1:0", "--size", "1", "--python"])
+        .arg(pypool_integration::python())
+        .arg("--handlers")
+        .arg(pypool_integration::fixture("handlers_basic.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the service starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the service reports its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            blocking_call(&addr, "POST", "/commands/sleep", r#"{"seconds": 2}"#)
+        })
+    };
+    let busy = pypool_integration::wait_until(pypool_integration::PATIENCE, || {
+        blocking_call(&addr, "GET", "/status", "").1["busy"] == 1
+    });
+    assert!(busy, "the request never ran");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal the service");
+    let reply = in_flight.join().expect("the client thread ends");
+    assert_eq!(
+        reply,
+        (200, json!({"slept": 2})),
+        "the request in flight completes"
+    );
+    let mut status = None;
+    let exited = pypool_integration::wait_until(pypool_integration::PATIENCE, || {
+        status = child.try_wait().expect("poll the child");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "the service did not exit after SIGTERM");
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(0),
+        "{status:?}"
     );
 }
