@@ -295,6 +295,25 @@ pub struct HostKill {
     pub took: Duration,
 }
 
+impl HostKill {
+    /// Prints what was seen (`what`: the case, e.g. `SIGKILL`) and fails if
+    /// any marked process outlived the host by `bound`.
+    pub fn assert_none_survived(&self, what: &str, bound: Duration) {
+        eprintln!(
+            "{what}: {} marked processes before, {} after {bound:?} (gone after {:?})",
+            self.before.len(),
+            self.survivors.len(),
+            self.took
+        );
+        assert!(
+            self.survivors.is_empty(),
+            "{} processes outlived the host ({what}): {:?}",
+            self.survivors.len(),
+            self.survivors
+        );
+    }
+}
+
 /// Starts `host` (the `pypool-busy-host` binary) with `workers` workers
 /// behind `interpreter`, waits until every worker's handler has started its
 /// two grandchildren and is busy, sends `signal` to the host, and waits (at

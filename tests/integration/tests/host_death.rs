@@ -15,20 +15,8 @@ const WORKERS: usize = 8;
 const BOUND: Duration = Duration::from_secs(2);
 
 fn host_dies_by(signal: Signal) {
-    let seen = kill_busy_host(HOST, &python(), WORKERS, signal, BOUND);
-    eprintln!(
-        "{signal}: {} marked processes before, {} after {:?} (gone after {:?})",
-        seen.before.len(),
-        seen.survivors.len(),
-        BOUND,
-        seen.took
-    );
-    assert!(
-        seen.survivors.is_empty(),
-        "{} processes outlived the host killed by {signal}: {:?}",
-        seen.survivors.len(),
-        seen.survivors
-    );
+    kill_busy_host(HOST, &python(), WORKERS, signal, BOUND)
+        .assert_none_survived(&format!("killed by {signal}"), BOUND);
 }
 
 #[test]

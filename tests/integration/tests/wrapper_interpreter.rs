@@ -20,13 +20,6 @@ const BOUND: Duration = Duration::from_secs(2);
 
 fn host_behind_wrapper_dies_by(signal: Signal) {
     let seen = kill_busy_host(HOST, &wrapper_interpreter(), WORKERS, signal, BOUND);
-    eprintln!(
-        "wrapper, {signal}: {} marked processes before, {} after {:?} (gone after {:?})",
-        seen.before.len(),
-        seen.survivors.len(),
-        BOUND,
-        seen.took
-    );
     assert!(
         seen.before
             .iter()
@@ -34,12 +27,7 @@ fn host_behind_wrapper_dies_by(signal: Signal) {
         "the wrapper shell stays alive between the host and Python: {:?}",
         seen.before
     );
-    assert!(
-        seen.survivors.is_empty(),
-        "{} processes outlived the host killed by {signal}: {:?}",
-        seen.survivors.len(),
-        seen.survivors
-    );
+    seen.assert_none_survived(&format!("behind a wrapper, killed by {signal}"), BOUND);
 }
 
 #[test]
