@@ -199,7 +199,17 @@ class Worker:
     # -- process ------------------------------------------------------------
 
     def signal(self, signum: int) -> None:
+        """Signals the process the test spawned (the guardian, which forwards stop signals)."""
         self.proc.send_signal(signum)
+
+    def signal_worker(self, signum: int) -> None:
+        """Signals the worker itself (the pid from its handshake), skipping the guardian.
+
+        Use it when the test needs the signal delivered before its next step:
+        the guardian forwards asynchronously, so a signal sent through it may
+        land after a request the test releases next has already finished."""
+        assert self.handshake is not None, "no handshake read: the worker pid is unknown"
+        os.kill(self.handshake["pid"], signum)
 
     def close_stdin(self) -> None:
         self.proc.stdin.close()

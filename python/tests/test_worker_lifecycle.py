@@ -34,7 +34,7 @@ def test_sigterm_during_a_request_finishes_it_replies_then_exits_0(spawn, tmp_pa
     os.mkfifo(release)
     request_id = worker.request("e2e_wait_for_release", marker="slow-request-started", release_fifo=str(release))
     worker.stderr.wait_for("slow-request-started")
-    worker.signal(signal.SIGTERM)
+    worker.signal_worker(signal.SIGTERM)
     with open(release, "wb") as fifo:
         fifo.write(b"go")
     reply = worker.recv()
