@@ -45,7 +45,7 @@ class Command:
 
     def describe(self) -> Dict[str, Any]:
         """The command as announced in the handshake."""
-        return {"name": self.name, "idempotent": self.idempotent}
+        return {"name": self.name, "idempotent": self.idempotent, "concurrency": "serial"}
 
     def __repr__(self) -> str:
         return "Command(%r, idempotent=%r)" % (self.name, self.idempotent)

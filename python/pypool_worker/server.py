@@ -85,6 +85,7 @@ class Server:
             "pid": self.state.pid,
             "python_version": self.state.python_version,
             "commands": self.registry.describe(),
+            "capacity": 1,
         }
 
     # -- the loop ------------------------------------------------------------

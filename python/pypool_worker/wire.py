@@ -37,7 +37,10 @@ MAX_PREFIX_VALUE = 0xFFFFFFFF
 MAX_NESTING_DEPTH = 100
 
 #: The message types the protocol defines.
-MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply", "draining")
+MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply", "draining", "cancel")
+
+#: How a command's requests may run relative to each other (see PROTOCOL.md).
+CONCURRENCY_MODES = ("serial", "threads", "async")
 
 _PREFIX = struct.Struct(">I")
 _U32_MAX = 0xFFFFFFFF
@@ -398,6 +401,12 @@ def _validate_handshake(message: Dict[str, Any]) -> None:
             raise InvalidMessage("each handshake command needs a string 'name', got %r" % (entry,))
         if not isinstance(entry.get("idempotent", False), bool):
             raise InvalidMessage("handshake command 'idempotent' must be a boolean, got %r" % (entry,))
+        if entry.get("concurrency", "serial") not in CONCURRENCY_MODES:
+            raise InvalidMessage(
+                "handshake command 'concurrency' must be one of %s, got %r" % (", ".join(CONCURRENCY_MODES), entry)
+            )
+    if "capacity" in message:
+        _require(message, "capacity", "u32")
 
 
 def _validate_startup_error(message: Dict[str, Any]) -> None:
@@ -410,12 +419,17 @@ def _validate_draining(message: Dict[str, Any]) -> None:
     """``draining`` has no fields of its own."""
 
 
+def _validate_cancel(message: Dict[str, Any]) -> None:
+    _require(message, "id", "u64")
+
+
 _VALIDATORS = {
     "request": _validate_request,
     "reply": _validate_reply,
     "handshake": _validate_handshake,
     "startup_error": _validate_startup_error,
     "draining": _validate_draining,
+    "cancel": _validate_cancel,
 }
 
 
@@ -461,10 +475,17 @@ def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
             pid=message["pid"],
             python_version=message["python_version"],
             commands=[
-                {"name": entry["name"], "idempotent": entry.get("idempotent", False)}
+                {
+                    "name": entry["name"],
+                    "idempotent": entry.get("idempotent", False),
+                    "concurrency": entry.get("concurrency", "serial"),
+                }
                 for entry in message["commands"]
             ],
+            capacity=message.get("capacity", 1),
         )
+    elif kind == "cancel":
+        out.update(id=message["id"])
     elif kind == "draining":
         pass
     else:  # startup_error

@@ -27,10 +27,10 @@ def test_decorator_forms_register_names_and_idempotency():
         return 4
 
     assert reg.describe() == [
-        {"name": "bare", "idempotent": False},
-        {"name": "empty_call", "idempotent": False},
-        {"name": "renamed", "idempotent": True},
-        {"name": "keyword_only", "idempotent": True},
+        {"name": "bare", "idempotent": False, "concurrency": "serial"},
+        {"name": "empty_call", "idempotent": False, "concurrency": "serial"},
+        {"name": "renamed", "idempotent": True, "concurrency": "serial"},
+        {"name": "keyword_only", "idempotent": True, "concurrency": "serial"},
     ]
     # The decorator hands the function back unchanged.
     assert original_name() == 3

@@ -65,16 +65,24 @@ message("reply_error_unknown_kind", {"type": "reply", "id": 43, "status": "error
                                      "error": {"kind": "from_the_future", "message": "a kind this host does not know"}})
 message("handshake", {"type": "handshake", "protocol": 1, "worker_id": 3, "pid": 41234,
                       "python_version": "3.11.7",
-                      "commands": [{"name": "ping", "idempotent": True}, {"name": "summarise", "idempotent": False}]})
+                      "commands": [{"name": "ping", "idempotent": True, "concurrency": "serial"},
+                                   {"name": "summarise", "idempotent": False, "concurrency": "threads"},
+                                   {"name": "ask", "idempotent": False, "concurrency": "async"}],
+                      "capacity": 64})
 message("handshake_unknown_fields", {"type": "handshake", "protocol": 1, "worker_id": 0, "pid": 1,
                                      "python_version": "3.9.0", "commands": [{"name": "ping"}],
                                      "zygote": {"preloaded": ["dspy"]}, "extra": 1},
         normalized={"type": "handshake", "protocol": 1, "worker_id": 0, "pid": 1,
-                    "python_version": "3.9.0", "commands": [{"name": "ping", "idempotent": False}]})
+                    "python_version": "3.9.0",
+                    "commands": [{"name": "ping", "idempotent": False, "concurrency": "serial"}],
+                    "capacity": 1})
 message("startup_error", {"type": "startup_error", "kind": "handler_import",
                           "message": "ModuleNotFoundError: No module named 'nope'",
                           "traceback": "Traceback (most recent call last):\nModuleNotFoundError: No module named 'nope'\n"})
 message("draining", {"type": "draining"})
+message("cancel", {"type": "cancel", "id": 41})
+message("cancel_unknown_fields", {"type": "cancel", "id": 7, "reason": "deadline"},
+        normalized={"type": "cancel", "id": 7})
 message("draining_unknown_fields", {"type": "draining", "since": 1.5},
         normalized={"type": "draining"})
 

@@ -1,7 +1,7 @@
 //! The handshake a mock worker announces, and the host-side check of it.
 
 use pypool_seam::{Handshake, SpawnError, SpawnRequest, WorkerId};
-use pypool_wire::{CommandInfo, PROTOCOL_VERSION};
+use pypool_wire::{CommandInfo, Concurrency, PROTOCOL_VERSION};
 
 /// The Python version mock workers announce.
 pub const MOCK_PYTHON_VERSION: &str = "3.11.0-mock";
@@ -24,6 +24,7 @@ pub fn default_handshake(worker_id: WorkerId, extra_commands: &[CommandInfo]) ->
         .map(|name| CommandInfo {
             name: name.to_owned(),
             idempotent: true,
+            concurrency: Concurrency::Serial,
         })
         .collect();
     commands.extend_from_slice(extra_commands);
@@ -33,6 +34,7 @@ pub fn default_handshake(worker_id: WorkerId, extra_commands: &[CommandInfo]) ->
         pid: mock_pid(worker_id),
         python_version: MOCK_PYTHON_VERSION.to_owned(),
         commands,
+        capacity: 1,
     }
 }
 
@@ -41,6 +43,7 @@ pub fn command(name: &str, idempotent: bool) -> CommandInfo {
     CommandInfo {
         name: name.to_owned(),
         idempotent,
+        concurrency: Concurrency::Serial,
     }
 }
 

@@ -292,6 +292,7 @@ fn kind_of(message: &Message) -> &'static str {
         Message::Request(_) => "request",
         Message::Reply(_) => "reply",
         Message::Draining(_) => "draining",
+        Message::Cancel(_) => "cancel",
     }
 }
 
@@ -435,6 +436,7 @@ mod tests {
             pid,
             python_version: "3.11.7".into(),
             commands: Vec::new(),
+            capacity: 1,
         }
     }
 

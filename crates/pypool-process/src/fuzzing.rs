@@ -573,6 +573,7 @@ pub async fn read_with_connection(case: &Case) -> Option<ReaderVerdict> {
         pid: UNSIGNALLABLE_PID,
         python_version: "3.11.0-fuzz".into(),
         commands: Vec::new(),
+        capacity: 1,
     };
     let stdout = ChunkedStream {
         data: case.stream.clone(),

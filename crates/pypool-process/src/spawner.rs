@@ -359,6 +359,7 @@ fn describe(message: &Message) -> &'static str {
         Message::Request(_) => "a request",
         Message::Reply(_) => "a reply",
         Message::Draining(_) => "a draining notice",
+        Message::Cancel(_) => "a cancel",
     }
 }
 

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 pub use errors::{CallError, SpawnError};
 pub use exit::WorkerExit;
 pub use pypool_wire::{
-    Handshake, MAX_NESTING_DEPTH, Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Request,
-    RequestId, nesting_depth,
+    Cancel, CommandInfo, Concurrency, Handshake, MAX_NESTING_DEPTH, Outcome, PROTOCOL_VERSION,
+    RemoteError, RemoteErrorKind, Request, RequestId, nesting_depth,
 };
 
 /// The pool's name for a worker; unique among a pool's workers. A start that
@@ -78,6 +78,18 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
     /// How many requests have been sent and not yet answered, including
     /// abandoned ones whose reply has not arrived.
     fn in_flight(&self) -> usize;
+    /// How many requests the worker holds at once (its handshake's
+    /// `capacity`, at least 1).
+    fn capacity(&self) -> usize {
+        usize::try_from(self.handshake().capacity.max(1)).unwrap_or(usize::MAX)
+    }
+    /// Asks the worker to stop working on `request_id` (a `cancel` frame).
+    /// The pending `call` still ends exactly once: with the worker's reply
+    /// (its result if it finished first, or a `cancelled` error), or with
+    /// the connection's death. A cancel for an id not in flight is ignored.
+    fn cancel(&self, request_id: RequestId) {
+        let _ = request_id;
+    }
 
     /// Resolves when the worker has exited (immediately if it already has).
     async fn exited(&self) -> WorkerExit;

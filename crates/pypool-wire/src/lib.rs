@@ -47,8 +47,8 @@ pub use body::{decode_body, json_type};
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
 pub use error::WireError;
 pub use messages::{
-    CommandInfo, Draining, Handshake, Message, NOT_STARTED, Outcome, PROTOCOL_VERSION, RemoteError,
-    RemoteErrorKind, Reply, Request, RequestId, StartupError,
+    Cancel, CommandInfo, Concurrency, Draining, Handshake, Message, NOT_STARTED, Outcome,
+    PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Reply, Request, RequestId, StartupError,
 };
 pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};

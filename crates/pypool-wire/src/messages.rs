@@ -26,6 +26,18 @@ pub enum Message {
     /// finishes the request it is running, answers any later request with a
     /// `not_started` error, and exits when the host closes its stdin.
     Draining(Draining),
+    /// Host → worker: stop working on request `id` if it is still running.
+    /// The worker still answers the request exactly once (with its result if
+    /// it finished first, or a `cancelled` error); a cancel for an id the
+    /// worker does not hold is ignored.
+    Cancel(Cancel),
+}
+
+/// The body of a [`Message::Cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// The request to cancel.
+    pub id: RequestId,
 }
 
 /// The body of a [`Message::Draining`]: no fields (unknown ones are ignored).
@@ -49,6 +61,27 @@ pub struct Handshake {
     pub python_version: String,
     /// The commands the worker serves.
     pub commands: Vec<CommandInfo>,
+    /// How many requests the worker holds at once (at least 1). Requests for
+    /// [`Concurrency::Serial`] commands still run one at a time, in order.
+    #[serde(default = "one_request")]
+    pub capacity: u32,
+}
+
+fn one_request() -> u32 {
+    1
+}
+
+/// How a worker runs a command's requests relative to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// One at a time, in arrival order, on the worker's main thread.
+    #[default]
+    Serial,
+    /// Concurrently on the worker's bounded thread pool.
+    Threads,
+    /// Concurrently as coroutines on the worker's one event loop.
+    Async,
 }
 
 /// One command a worker serves, as announced in its handshake.
@@ -59,6 +92,9 @@ pub struct CommandInfo {
     /// Whether running it twice is harmless (the recovery policy may retry it).
     #[serde(default)]
     pub idempotent: bool,
+    /// How the worker runs this command's requests.
+    #[serde(default)]
+    pub concurrency: Concurrency,
 }
 
 /// Why a worker could not start serving.

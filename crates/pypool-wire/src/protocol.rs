@@ -26,6 +26,7 @@ impl Handshake {
     ///     pid: 1,
     ///     python_version: "3.12.1".into(),
     ///     commands: Vec::new(),
+    ///     capacity: 1,
     /// };
     /// assert!(handshake.check_protocol().is_ok());
     /// handshake.protocol += 1;

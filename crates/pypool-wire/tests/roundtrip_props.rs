@@ -7,8 +7,8 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use pypool_wire::{
-    CommandInfo, DEFAULT_MAX_FRAME_BYTES, Handshake, Message, MessageCodec, Outcome, RemoteError,
-    RemoteErrorKind, Reply, Request, StartupError, decode_body, encode_frame,
+    Cancel, CommandInfo, Concurrency, DEFAULT_MAX_FRAME_BYTES, Handshake, Message, MessageCodec,
+    Outcome, RemoteError, RemoteErrorKind, Reply, Request, StartupError, decode_body, encode_frame,
 };
 use serde_json::{Map, Value};
 use tokio_util::codec::{Decoder, Encoder};
@@ -90,20 +90,37 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             text(),
             vec(
-                (text(), any::<bool>())
-                    .prop_map(|(name, idempotent)| CommandInfo { name, idempotent }),
+                (
+                    text(),
+                    any::<bool>(),
+                    prop_oneof![
+                        Just(Concurrency::Serial),
+                        Just(Concurrency::Threads),
+                        Just(Concurrency::Async)
+                    ]
+                )
+                    .prop_map(|(name, idempotent, concurrency)| CommandInfo {
+                        name,
+                        idempotent,
+                        concurrency
+                    }),
                 0..5
             ),
+            1..=u32::MAX,
         )
-            .prop_map(|(protocol, worker_id, pid, python_version, commands)| {
-                Message::Handshake(Handshake {
-                    protocol,
-                    worker_id,
-                    pid,
-                    python_version,
-                    commands,
-                })
-            }),
+            .prop_map(
+                |(protocol, worker_id, pid, python_version, commands, capacity)| {
+                    Message::Handshake(Handshake {
+                        protocol,
+                        worker_id,
+                        pid,
+                        python_version,
+                        commands,
+                        capacity,
+                    })
+                }
+            ),
+        any::<u64>().prop_map(|id| Message::Cancel(Cancel { id })),
         (text(), text(), option::of(text())).prop_map(|(kind, message, traceback)| {
             Message::StartupError(StartupError {
                 kind,

@@ -191,6 +191,7 @@ fn handshake(worker_id: WorkerId) -> Handshake {
         pid: 20_000 + u32::try_from(worker_id).unwrap(),
         python_version: "3.11.0-mockall".into(),
         commands: Vec::new(),
+        capacity: 1,
     }
 }
 
