@@ -181,6 +181,9 @@ pub enum RemoteErrorKind {
     /// A program's inputs failed validation (a required input is missing or
     /// empty, an unknown input was given); the message names the input.
     InvalidInput,
+    /// The host cancelled the request (a `cancel` frame) before it finished;
+    /// the message says whether it had started.
+    Cancelled,
     /// A kind this version of the host does not know.
     Other(String),
 }
@@ -196,6 +199,7 @@ impl RemoteErrorKind {
             Self::Internal => "internal",
             Self::ProgramNotCached => "program_not_cached",
             Self::InvalidInput => "invalid_input",
+            Self::Cancelled => "cancelled",
             Self::Other(text) => text,
         }
     }
@@ -210,6 +214,7 @@ impl RemoteErrorKind {
             "internal" => Self::Internal,
             "program_not_cached" => Self::ProgramNotCached,
             "invalid_input" => Self::InvalidInput,
+            "cancelled" => Self::Cancelled,
             other => Self::Other(other.to_owned()),
         }
     }

@@ -327,6 +327,8 @@ fn class_of_remote(error: &RemoteError) -> FailureClass {
         | RemoteErrorKind::InvalidInput
         | RemoteErrorKind::ProgramNotCached => FailureClass::InvalidInput,
         RemoteErrorKind::Internal => FailureClass::WorkerInternalError,
+        // The host cancels only a request past its deadline.
+        RemoteErrorKind::Cancelled => FailureClass::DeadlineExceeded,
         RemoteErrorKind::PythonException
         | RemoteErrorKind::InvalidResult
         | RemoteErrorKind::Other(_) => FailureClass::PythonException,
