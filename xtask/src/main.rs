@@ -8,6 +8,7 @@
 //! suite, and how to fuzz (`cargo xtask fuzz`) and soak (`cargo xtask soak`)
 //! the pool.
 
+mod bench;
 mod fuzz;
 mod release;
 mod soak;
@@ -35,6 +36,9 @@ tasks:
   fuzz              fuzz the Rust codec and connection reader, then the Python frame reader
                     [--seed S] [--frames N (10M)] [--python-frames N (1M)]
                     [--python-seconds T (150)] [--update-vectors]
+  bench             pypool against its peers, each workload with its baselines in one run;
+                    writes target/bench/report.md and report.json (not part of `test`)
+                    [--quick] [--lm-latency-ms N (100)] [--only lm|noop|facade|ping]
   soak              run `pypool stress` without and with chaos, sampling the host's RSS
                     and fd count; fails on growth over 5 %
                     [--requests N (100k)] [--kill-every K (1000)] [--workers W]
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         "venv" => venv::ensure(&root).map(|_| ()),
         "fuzz" => fuzz::fuzz(&root, &rest),
         "soak" => soak::soak(&root, &rest),
+        "bench" => bench::bench(&root, &rest),
         "doc" => release::doc(&root),
         "package-check" => release::package_check(&root),
         "wheel-check" => wheel::check(&root),

@@ -1,0 +1,120 @@
+//! `pypool-bench`: the benchmark behind `cargo xtask bench`.
+//!
+//! Runs each workload with its baselines in the same run (pypool through its
+//! public API; the baselines are the Python scripts of `python/bench`), then
+//! writes `report.md` and `report.json` (machine, CPU count, Python and DSPy
+//! versions, pypool's git revision, every figure and every ratio with its
+//! goal). Workloads: LM-bound DSPy against a loopback fake LM, no-op `ping`
+//! throughput, facade overhead on mock workers, ping latency.
+//!
+//! ```text
+//! cargo xtask bench [--quick] [--lm-latency-ms N] [--only lm|noop|facade|ping]
+//! cargo run --release -p pypool-bench -- --python .venv/bin/python --quick
+//! ```
+//! Exits with status 1 when a contestant failed (the report is still
+//! written, naming the failure); goals not met do not fail the run.
+
+mod cli;
+mod load;
+mod machine;
+mod python;
+mod report;
+mod workloads;
+
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use cli::{Args, Plan, WorkloadId};
+use report::{Report, Settings};
+use workloads::Context;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let started = Instant::now();
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let root = args
+        .scripts
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| args.scripts.clone(), std::path::Path::to_path_buf);
+    let machine = machine::describe(&args.python, &root);
+    let context = Context {
+        python: args.python.clone(),
+        scripts: args.scripts.clone(),
+        plan: Plan::new(args.quick),
+        lm_latency_ms: args.lm_latency_ms,
+        dspy_version: machine.dspy_version.clone(),
+    };
+    eprintln!(
+        "pypool-bench: {} on {} CPUs, Python {} ({}), DSPy {}, pypool {}",
+        if args.quick { "quick run" } else { "full run" },
+        machine.cpus,
+        machine.python_version,
+        machine.python,
+        machine.dspy_version.as_deref().unwrap_or("not installed"),
+        machine.pypool_rev
+    );
+    let mut results = Vec::new();
+    for id in args.selected() {
+        eprintln!("pypool-bench: running `{}`", id.name());
+        let begun = Instant::now();
+        let workload = match id {
+            WorkloadId::Lm => workloads::lm(&context).await,
+            WorkloadId::Noop => workloads::noop(&context).await,
+            WorkloadId::Facade => workloads::facade(&context).await,
+            WorkloadId::Ping => workloads::ping_latency(&context).await,
+        };
+        for figure in &workload.figures {
+            eprintln!(
+                "  {}: {} {}",
+                figure.label,
+                report::number(figure.value),
+                figure.unit
+            );
+        }
+        for failure in &workload.failures {
+            eprintln!("  FAILED: {failure}");
+        }
+        eprintln!("  ({:.1} s)", begun.elapsed().as_secs_f64());
+        results.push(workload);
+    }
+    let report = Report {
+        started_unix_s,
+        wall_s: started.elapsed().as_secs_f64(),
+        machine,
+        settings: Settings {
+            quick: args.quick,
+            lm_latency_ms: args.lm_latency_ms,
+            only: args.only.iter().map(|id| id.name().to_owned()).collect(),
+        },
+        workloads: results,
+    };
+    match report.write(&args.out) {
+        Ok((json, markdown)) => {
+            print!("{}", report.to_markdown());
+            eprintln!(
+                "pypool-bench: wrote {} and {}",
+                markdown.display(),
+                json.display()
+            );
+        }
+        Err(error) => {
+            eprintln!("pypool-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if report
+        .workloads
+        .iter()
+        .any(|workload| !workload.failures.is_empty())
+    {
+        eprintln!("pypool-bench: some contestants failed (see the report)");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
