@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::{cargo, run};
 
 /// Packages that are never published: skipped by `cargo package`.
-const UNPUBLISHED: &[&str] = &["xtask", "pypool-integration"];
+const UNPUBLISHED: &[&str] = &["xtask", "pypool-integration", "pypool-bench"];
 
 /// `cargo doc --workspace --no-deps --all-features` (so feature-gated items
 /// such as `pypool`'s tower service are documented too) with every rustdoc

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use pypool::{Pool, PoolBuilder, PoolError, ProgramKind, ProgramSpec};
 use pypool_mock::{Behaviour, MockSpawner};
+use pypool_process::PythonSpawner;
+use pypool_seam::{Outcome, Request, SpawnRequest, WorkerSpawner};
 use serde_json::{Map, Value, json};
 
 use crate::cli::Plan;
@@ -462,8 +464,9 @@ pub async fn ping_latency(context: &Context) -> Workload {
         "ping",
         "Ping latency: one caller, one worker",
         &format!(
-            "{pings} sequential built-in `ping`s through a 1-worker pool, and {pings} frames of \
-             the same bytes through a raw framed pipe to a minimal Python echo loop."
+            "{pings} sequential built-in `ping`s through a 1-worker pool, {pings} on one \
+             `pypool-process` worker connection without the pool, and {pings} frames of the same \
+             bytes through a raw framed pipe to a minimal Python echo loop (each after a warm-up)."
         ),
     );
     let through_pool = async {
@@ -500,6 +503,25 @@ pub async fn ping_latency(context: &Context) -> Workload {
         }
         Err(error) => workload.fail(format!("pypool: {error}")),
     }
+    match process_ping_latency(context, pings).await {
+        Ok(latencies) => {
+            workload.figure(
+                "process_p50",
+                "one `pypool-process` connection, no pool: p50",
+                load::quantile_us(&latencies, 0.5),
+                "µs",
+                None,
+            );
+            workload.figure(
+                "process_p99",
+                "one `pypool-process` connection, no pool: p99",
+                load::quantile_us(&latencies, 0.99),
+                "µs",
+                None,
+            );
+        }
+        Err(error) => workload.fail(format!("pypool-process: {error}")),
+    }
     match load::raw_pipe_latency(&context.python, &context.scripts, pings).await {
         Ok(latencies) => {
             workload.figure(
@@ -526,7 +548,59 @@ pub async fn ping_latency(context: &Context) -> Workload {
         "raw_p50",
         Some(Goal::AtMost(1.3)),
     );
+    workload.ratio(
+        "process_p50_vs_raw",
+        "`pypool-process` p50 ÷ raw pipe p50",
+        "process_p50",
+        "raw_p50",
+        None,
+    );
     workload
+}
+
+/// Sequential pings on one worker connection of `pypool-process`, without
+/// the pool: the protocol and process layer alone.
+async fn process_ping_latency(
+    context: &Context,
+    pings: u64,
+) -> Result<hdrhistogram::Histogram<u64>, String> {
+    let spawner = PythonSpawner::new(
+        pypool::PythonSpawnerConfig::new()
+            .with_interpreter(&context.python)
+            .with_log_level("warning"),
+    );
+    let worker = spawner
+        .spawn(SpawnRequest {
+            worker_id: 1,
+            handshake_timeout: Duration::from_secs(60),
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    let call = |n: u64| {
+        let worker = Arc::clone(&worker);
+        async move {
+            let mut args = Map::new();
+            args.insert("payload".into(), n.into());
+            match worker
+                .call(Request {
+                    id: n + 1,
+                    command: "ping".into(),
+                    args,
+                })
+                .await
+            {
+                Ok(Outcome::Ok { result }) if result["payload"] == n => Ok(()),
+                Ok(other) => Err(format!("ping {n} got a wrong reply: {other:?}")),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+    };
+    for n in 0..100 {
+        call(n).await?;
+    }
+    let result = load::sequential(pings, |n| call(n + 100)).await;
+    worker.terminate();
+    result
 }
 
 #[cfg(test)]
