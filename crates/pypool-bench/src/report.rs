@@ -2,6 +2,7 @@
 //! goals; written as `report.json` (machine-readable, stable field names) and
 //! `report.md` (a person's reading).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,9 @@ pub struct Workload {
     pub title: String,
     /// What runs, in one or two sentences.
     pub description: String,
+    /// The workload's parameters (workers, callers in flight, window, …),
+    /// by name, for tools that compare runs.
+    pub parameters: BTreeMap<String, serde_json::Value>,
     /// The measured figures.
     pub figures: Vec<Figure>,
     /// Ratios between figures of this workload (same run).
@@ -140,10 +144,16 @@ impl Workload {
             id: id.to_owned(),
             title: title.to_owned(),
             description: description.to_owned(),
+            parameters: BTreeMap::new(),
             figures: Vec::new(),
             ratios: Vec::new(),
             failures: Vec::new(),
         }
+    }
+
+    /// Records a parameter of the run.
+    pub fn parameter(&mut self, name: &str, value: impl Into<serde_json::Value>) {
+        self.parameters.insert(name.to_owned(), value.into());
     }
 
     /// Records a figure.
@@ -355,6 +365,7 @@ mod tests {
 
     fn sample() -> Report {
         let mut noop = Workload::new("noop", "No-op", "ping vs pools");
+        noop.parameter("workers", 2);
         noop.figure("pypool", "pypool ping", 24_000.0, "requests/s", None);
         noop.figure(
             "mp_pool",
@@ -451,6 +462,7 @@ mod tests {
         assert_eq!(back, report);
         let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
         assert_eq!(value["machine"]["cpus"], 2);
+        assert_eq!(value["workloads"][0]["parameters"]["workers"], 2);
         assert_eq!(value["workloads"][0]["ratios"][0]["value"], 2.0);
         assert_eq!(value["workloads"][0]["ratios"][0]["goal"]["at_least"], 1.5);
         assert_eq!(

@@ -94,6 +94,10 @@ pub async fn lm(context: &Context) -> Workload {
             context.plan.lm_window.as_secs_f64()
         ),
     );
+    workload.parameter("workers", LM_WORKERS);
+    workload.parameter("callers", CALLERS);
+    workload.parameter("window_s", context.plan.lm_window.as_secs_f64());
+    workload.parameter("lm_latency_ms", context.lm_latency_ms);
     if context.dspy_version.is_none() {
         workload.fail(format!(
             "DSPy is not installed for `{}`: run `cargo xtask venv` (or `{} -m pip install dspy`), \
@@ -267,10 +271,15 @@ pub async fn noop(context: &Context) -> Workload {
              Python's `multiprocessing.Pool({NOOP_WORKERS}).apply_async` and \
              `ProcessPoolExecutor({NOOP_WORKERS})` running an empty function with {CALLERS} \
              outstanding; a raw framed pipe to a minimal Python echo loop with {RAW_IN_FLIGHT} \
-             frames in flight. {:.0} s per contestant.",
+             frames in flight (the sender batches writes while frames are in flight). {:.0} s per \
+             contestant.",
             window.as_secs_f64()
         ),
     );
+    workload.parameter("workers", NOOP_WORKERS);
+    workload.parameter("callers", CALLERS);
+    workload.parameter("raw_in_flight", RAW_IN_FLIGHT);
+    workload.parameter("window_s", window.as_secs_f64());
     match ping_throughput(context, window).await {
         Ok(rate) => workload.figure(
             "pypool",
@@ -390,6 +399,10 @@ pub async fn facade(context: &Context) -> Workload {
             context.plan.facade_sequential
         ),
     );
+    workload.parameter("workers", FACADE_WORKERS);
+    workload.parameter("callers", CALLERS);
+    workload.parameter("window_s", context.plan.facade_window.as_secs_f64());
+    workload.parameter("sequential_calls", context.plan.facade_sequential);
     match facade_figures(context).await {
         Ok((rate, p50, p99)) => {
             workload.figure(
@@ -469,6 +482,7 @@ pub async fn ping_latency(context: &Context) -> Workload {
              bytes through a raw framed pipe to a minimal Python echo loop (each after a warm-up)."
         ),
     );
+    workload.parameter("pings", pings);
     let through_pool = async {
         let pool = python_pool(context, 1)
             .build()
