@@ -270,6 +270,9 @@ pub async fn raw_pipe_throughput(
             }
         }
     }
+    // If the reader stopped early (an error), the sender must not wait for
+    // permits that will never come back.
+    slots.close();
     let sent = sender
         .await
         .map_err(|error| format!("raw pipe sender: {error}"))??;

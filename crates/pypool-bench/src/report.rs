@@ -234,7 +234,7 @@ impl Report {
             machine.dspy_version.as_deref().unwrap_or("not installed")
         );
         let _ = writeln!(out, "| pypool | `{}` |", machine.pypool_rev);
-        let _ = writeln!(out, "| started | {} (Unix seconds) |", self.started_unix_s);
+        let _ = writeln!(out, "| started | {} |", utc(self.started_unix_s));
         for workload in &self.workloads {
             let _ = writeln!(out, "\n## {}\n\n{}\n", workload.title, workload.description);
             if !workload.figures.is_empty() {
@@ -306,6 +306,28 @@ pub enum ReportError {
     /// The report did not serialize (a non-finite number has no JSON form).
     #[error("cannot serialize the report as JSON: {0}")]
     Serialize(serde_json::Error),
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch (the civil
+/// calendar from days, Howard Hinnant's algorithm).
+pub fn utc(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let seconds = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }
 
 fn empty_as_unknown(text: &str) -> &str {
@@ -435,6 +457,7 @@ mod tests {
             "| Python | 3.11.7 (`/venv/bin/python`) |",
             "| DSPy | not installed |",
             "| pypool | `abc123-dirty` |",
+            "| started | 2023-11-14 22:13:20 UTC |",
             "## No-op",
             "| multiprocessing.Pool | 12,000 requests/s |  |",
             "| pypool ÷ mp.Pool | 2.00× | ≥ 1.50× — **met** |",
@@ -469,6 +492,14 @@ mod tests {
             std::fs::read_to_string(&markdown_path).expect("report.md"),
             report.to_markdown()
         );
+    }
+
+    #[test]
+    fn start_times_read_as_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
     }
 
     #[test]
