@@ -155,7 +155,7 @@ fn start_echo(python: &str, scripts: &Path) -> Result<tokio::process::Child, Str
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| format!("cannot start {}: {error}", script.display()))
+        .map_err(|error| format!("cannot start `{python} {}`: {error}", script.display()))
 }
 
 async fn read_frame(

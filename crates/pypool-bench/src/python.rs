@@ -63,7 +63,7 @@ impl FakeLm {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .map_err(|error| format!("cannot start {}: {error}", script.display()))?;
+            .map_err(|error| format!("cannot start `{python} {}`: {error}", script.display()))?;
         let mut line = String::new();
         if let Some(stdout) = child.stdout.take() {
             let _ = std::io::BufReader::new(stdout).read_line(&mut line);
