@@ -14,6 +14,9 @@ pub fn describe(python: &str, root: &Path) -> Machine {
         os: os(),
         cpu_model: cpu_model(),
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse().ok()),
         python: python.to_owned(),
         python_version,
         dspy_version,

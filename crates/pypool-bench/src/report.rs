@@ -32,6 +32,9 @@ pub struct Machine {
     pub cpu_model: String,
     /// CPUs available to this process.
     pub cpus: usize,
+    /// The 1-minute load average when the run started (`/proc/loadavg`): above
+    /// the CPU count, other work shared the machine and the figures are noisier.
+    pub load_average: Option<f64>,
     /// The Python interpreter the workers and baselines ran on.
     pub python: String,
     /// Its version, e.g. `3.11.7`.
@@ -223,6 +226,9 @@ impl Report {
         let _ = writeln!(out, "| OS | {} |", machine.os);
         let _ = writeln!(out, "| CPU | {} |", empty_as_unknown(&machine.cpu_model));
         let _ = writeln!(out, "| CPUs | {} |", machine.cpus);
+        if let Some(load) = machine.load_average {
+            let _ = writeln!(out, "| load average at start (1 min) | {load:.2} |");
+        }
         let _ = writeln!(
             out,
             "| Python | {} (`{}`) |",
@@ -422,6 +428,7 @@ mod tests {
                 os: "Linux 6.1".into(),
                 cpu_model: String::new(),
                 cpus: 2,
+                load_average: Some(8.5),
                 python: "/venv/bin/python".into(),
                 python_version: "3.11.7".into(),
                 dspy_version: None,
@@ -454,6 +461,7 @@ mod tests {
         let markdown = sample().to_markdown();
         for expected in [
             "| CPUs | 2 |",
+            "| load average at start (1 min) | 8.50 |",
             "| Python | 3.11.7 (`/venv/bin/python`) |",
             "| DSPy | not installed |",
             "| pypool | `abc123-dirty` |",
