@@ -43,6 +43,7 @@
 //! ```
 
 mod affinity;
+mod coherence;
 mod config;
 mod connection;
 mod error;
@@ -99,6 +100,7 @@ impl RedisStores {
             config.heartbeat_ttl,
         )
         .await;
+        let tracking = Arc::new(redis.start_tracking());
         Ok(Self {
             affinity: RedisAffinityStore::new(
                 redis.clone(),
@@ -109,8 +111,9 @@ impl RedisStores {
                 config.refresh_resolution,
                 clock,
                 Arc::new(heartbeat),
+                Arc::clone(&tracking),
             ),
-            programs: RedisProgramStore::new(redis.clone(), config.prefix.clone()),
+            programs: RedisProgramStore::new(redis.clone(), config.prefix.clone(), tracking),
             session_data: RedisSessionDataStore::new(redis, config.prefix.clone(), limits),
         })
     }
