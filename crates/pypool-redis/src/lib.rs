@@ -19,7 +19,10 @@
 //! timeout: when Redis is away, operations fail with
 //! [`pypool_store::StoreError::StoreUnavailable`] naming the operation
 //! (never a hang), and work again as soon as Redis is back, without a
-//! restart. URLs are `redis://` or `rediss://` (TLS, rustls), with AUTH in
+//! restart. Program definitions and affinity bindings this host has read
+//! are kept as local copies, coherent through Redis's client-side caching
+//! (RESP3 invalidation pushes; Redis 6 or later): a session call on its
+//! bound worker costs no round trip. URLs are `redis://` or `rediss://` (TLS, rustls), with AUTH in
 //! the user info; the password never reaches a log ([`RedisUrl`]).
 //!
 //! This is the only pypool crate that knows Redis. It must not know
