@@ -69,10 +69,16 @@ fn print_commands_per_call(
     for (name, count) in after {
         let ran = count - before.get(name).copied().unwrap_or(0);
         if ran > 0 && name != "info" {
-            line.push_str(&format!(" {name} {:.2}", ran as f64 / calls as f64));
+            line.push_str(&format!(
+                " {name} {ran} ({:.3}/call)",
+                ran as f64 / calls as f64
+            ));
         }
     }
-    println!("redis commands per session call:{line}");
+    if line.is_empty() {
+        line.push_str(" none");
+    }
+    println!("redis commands during the {calls} timed session calls on Redis:{line}");
 }
 
 fn main() {
