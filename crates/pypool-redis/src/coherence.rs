@@ -37,8 +37,13 @@ use tokio::sync::Notify;
 /// once: a missing copy only costs a round trip).
 const MAX_COPIES: usize = 10_000;
 
-/// How long to wait before switching tracking on again after a failure.
+/// How long to wait before switching tracking on again after a failure
+/// (doubling up to [`RETRY_AT_MOST`] while it keeps failing: a Redis that
+/// refuses `CLIENT TRACKING`, say to an ACL-restricted user, costs a
+/// command every 2 seconds and no copies are served).
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to switch tracking on.
+const RETRY_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A program as `viewer` sees it (`None`: a caller without a session).
 type ProgramKey = (Option<SessionId>, ProgramId);
@@ -269,14 +274,17 @@ impl Coherence {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
+        let mut retry_after = RETRY_AFTER;
         loop {
             let lost = self.lost.notified();
             let before = self.state().losses;
             if switch_on().await && self.go_live(before) {
+                retry_after = RETRY_AFTER;
                 lost.await;
                 continue;
             }
-            tokio::time::sleep(RETRY_AFTER).await;
+            tokio::time::sleep(retry_after).await;
+            retry_after = (retry_after * 2).min(RETRY_AT_MOST);
         }
     }
 }
