@@ -16,6 +16,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pypool::{Pool, PoolBuilder, ProgramSpec};
@@ -33,6 +34,51 @@ fn builder(python: Option<&str>) -> PoolBuilder {
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Redis's own count of the commands it ran, by command (`INFO
+/// commandstats`), read on a connection of its own.
+async fn command_stats(server: &support::RedisServer) -> BTreeMap<String, u64> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The commands Redis ran per session call between the two counts (the
+/// commands inside a script count too; `info` is this example's own; the
+/// heartbeat's `set` is in the count).
+fn print_commands_per_call(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    calls: usize,
+) {
+    let mut line = String::new();
+    for (name, count) in after {
+        let ran = count - before.get(name).copied().unwrap_or(0);
+        if ran > 0 && name != "info" {
+            line.push_str(&format!(
+                " {name} {ran} ({:.3}/call)",
+                ran as f64 / calls as f64
+            ));
+        }
+    }
+    if line.is_empty() {
+        line.push_str(" none");
+    }
+    println!("redis commands during the {calls} timed session calls on Redis:{line}");
 }
 
 fn main() {
@@ -70,6 +116,7 @@ fn main() {
                 session.execute_program("p", inputs.clone()).await.unwrap();
             }
         }
+        let before = command_stats(&server).await;
         let mut times = [Vec::with_capacity(calls), Vec::with_capacity(calls)];
         for round in 0..calls {
             for which in [round % 2, 1 - round % 2] {
@@ -78,6 +125,8 @@ fn main() {
                 times[which].push(started.elapsed());
             }
         }
+        let after = command_stats(&server).await;
+        print_commands_per_call(&before, &after, calls);
         let workers = if python.is_some() { "python" } else { "mock" };
         let mut p50 = [Duration::ZERO; 2];
         for (which, name) in [(0, "memory"), (1, "redis")] {

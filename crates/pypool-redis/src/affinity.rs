@@ -1,8 +1,7 @@
 //! The affinity store on Redis, with host liveness.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -11,16 +10,27 @@ use pypool_clock::SharedClock;
 use pypool_store::StoreError;
 use redis::Script;
 
-use crate::connection::Redis;
+use crate::connection::{Redis, Tracking};
 use crate::heartbeat::Heartbeat;
 
 /// The arguments every script takes first: ARGV[1] prefix, ARGV[2] host,
 /// ARGV[3] now (ms), ARGV[4] time-to-live (ms), ARGV[5] Redis expiry (ms).
+///
+/// A binding's last use is its score in its host's sorted set (`t` in the
+/// binding's hash is when it was bound, the fallback once the set is
+/// gone): a lookup leaves the binding's hash — the key other hosts'
+/// copies track — untouched, except to renew its Redis expiry when less
+/// than half of it is left.
 const PREAMBLE: &str = r"
 local p, host, now, ttl, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local function binding_key(s) return p .. ':aff:s:' .. s end
 local function host_key(h) return p .. ':aff:h:' .. h end
 local function expired(t) return now - tonumber(t) >= ttl end
+local function last_use(b, s)
+    local score = redis.call('ZSCORE', host_key(b[1]), b[2] .. '|' .. s)
+    if score then return score end
+    return b[3]
+end
 ";
 
 fn script(body: &str) -> Script {
@@ -36,13 +46,14 @@ static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
         local b = redis.call('HMGET', key, 'h', 'w', 't')
         if not b[1] or b[1] ~= host then return {0} end
         local member = b[2] .. '|' .. s
-        if expired(b[3]) then
+        if expired(last_use(b, s)) then
             redis.call('DEL', key)
             redis.call('ZREM', host_key(host), member)
             return {2}
         end
-        redis.call('HSET', key, 't', now)
-        redis.call('PEXPIRE', key, keep)
+        if redis.call('PTTL', key) < tonumber(keep) / 2 then
+            redis.call('PEXPIRE', key, keep)
+        end
         redis.call('ZADD', host_key(host), now, member)
         redis.call('PEXPIRE', host_key(host), keep)
         return {1, b[2]}
@@ -60,7 +71,7 @@ static BIND: LazyLock<Script> = LazyLock::new(|| {
         local b = redis.call('HMGET', key, 'h', 'w', 't')
         local replaced_expired = 0
         if b[1] then
-            if b[1] == host and expired(b[3]) then replaced_expired = 1 end
+            if b[1] == host and expired(last_use(b, s)) then replaced_expired = 1 end
             redis.call('ZREM', host_key(b[1]), b[2] .. '|' .. s)
         end
         redis.call('HSET', key, 'h', host, 'w', w, 't', now)
@@ -84,10 +95,11 @@ static UNBIND_WORKER: LazyLock<Script> = LazyLock::new(|| {
             if string.sub(m, 1, #prefix) == prefix then
                 local key = binding_key(string.sub(m, #prefix + 1))
                 local b = redis.call('HMGET', key, 'h', 'w', 't')
+                local dead_binding = b[1] == host and b[2] == w and expired(last_use(b, string.sub(m, #prefix + 1)))
                 redis.call('ZREM', host_key(host), m)
                 if b[1] == host and b[2] == w then
                     redis.call('DEL', key)
-                    if expired(b[3]) then dead = dead + 1 else live = live + 1 end
+                    if dead_binding then dead = dead + 1 else live = live + 1 end
                 elseif not b[1] then
                     dead = dead + 1
                 end
@@ -106,9 +118,10 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
         local key = binding_key(s)
         local b = redis.call('HMGET', key, 'h', 'w', 't')
         if not b[1] then return 0 end
+        local dead = expired(last_use(b, s))
         redis.call('DEL', key)
         redis.call('ZREM', host_key(b[1]), b[2] .. '|' .. s)
-        if expired(b[3]) then return 2 end
+        if dead then return 2 end
         return 1
         ",
     )
@@ -124,7 +137,8 @@ static SWEEP: LazyLock<Script> = LazyLock::new(|| {
             local w, s = string.sub(m, 1, bar - 1), string.sub(m, bar + 1)
             local key = binding_key(s)
             local b = redis.call('HMGET', key, 'h', 'w', 't')
-            if b[1] == host and b[2] == w and expired(b[3]) then redis.call('DEL', key) end
+            -- The score said expired; a bind since moved or renewed the binding.
+            if b[1] == host and b[2] == w and expired(last_use(b, s)) then redis.call('DEL', key) end
             redis.call('ZREM', host_key(host), m)
         end
         return #old
@@ -138,8 +152,8 @@ static LOCATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
         local b = redis.call('HMGET', binding_key(ARGV[6]), 'h', 'w', 't')
-        if not b[1] or expired(b[3]) then return false end
-        if redis.call('EXISTS', p .. ':host:' .. b[1]) == 0 then return false end
+        if not b[1] or expired(last_use(b, ARGV[6])) then return nil end
+        if redis.call('EXISTS', p .. ':host:' .. b[1]) == 0 then return nil end
         return {b[1], b[2]}
         ",
     )
@@ -167,7 +181,15 @@ pub struct HostBinding {
 /// Idle expiry uses the injected clock (as wall-clock milliseconds, so
 /// hosts agree); Redis's own `PEXPIRE` of time-to-live + slack drops the
 /// keys of sessions that never come back. Every operation is one Lua script
-/// (atomic). While Redis is away, lookups miss and writes are skipped (the
+/// (atomic).
+///
+/// With a non-zero refresh resolution, the host keeps a local copy of each
+/// binding Redis confirmed, coherent through Redis's client-side caching
+/// (a change by another host drops it as soon as Redis's invalidation
+/// arrives; see the module `coherence`): a lookup that finds the copy costs
+/// no round trip. Its last use reaches Redis at most the resolution late,
+/// from a refresh sent without waiting for it; a copy older than the
+/// time-to-live is never served. While Redis is away, lookups miss and writes are skipped (the
 /// trait is infallible by design: a binding is only a preference), with a
 /// warning in the log; [`try_lookup`](Self::try_lookup) reports the error.
 #[derive(Debug, Clone)]
@@ -182,12 +204,8 @@ pub struct RedisAffinityStore {
     stats: Arc<Counters>,
     heartbeat: Arc<Heartbeat>,
     refresh_resolution: Duration,
-    recent_hits: Arc<Mutex<HashMap<SessionId, (WorkerId, Instant)>>>,
+    _tracking: Arc<Tracking>,
 }
-
-/// At most this many recent hits are remembered (then they are forgotten
-/// at once: forgetting one only costs a round trip).
-const MAX_RECENT_HITS: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -208,6 +226,7 @@ impl RedisAffinityStore {
         refresh_resolution: Duration,
         clock: SharedClock,
         heartbeat: Arc<Heartbeat>,
+        tracking: Arc<Tracking>,
     ) -> Self {
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -225,7 +244,7 @@ impl RedisAffinityStore {
             stats: Arc::default(),
             heartbeat,
             refresh_resolution,
-            recent_hits: Arc::default(),
+            _tracking: tracking,
         }
     }
 
@@ -272,10 +291,51 @@ impl RedisAffinityStore {
             .await
     }
 
-    fn recent_hits(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (WorkerId, Instant)>> {
-        self.recent_hits
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Whether local copies of bindings are kept (a zero resolution: every
+    /// operation goes to Redis, and last use is exact).
+    fn copies(&self) -> bool {
+        !self.refresh_resolution.is_zero()
+    }
+
+    /// The copy of `session`'s binding when it may be served: the worker,
+    /// and whether its last use in Redis is older than the resolution.
+    fn copy(&self, session: &SessionId) -> Option<(WorkerId, bool)> {
+        if !self.copies() {
+            return None;
+        }
+        let (worker, at) = self.redis.coherence().binding(session)?;
+        let age = self.clock.now().saturating_duration_since(at);
+        (age < self.ttl).then_some((worker, age >= self.refresh_resolution))
+    }
+
+    /// Sends the lookup script (which refreshes a live binding) without
+    /// waiting for it; a binding Redis no longer has drops the copy.
+    fn refresh_in_background(&self, session: &SessionId, worker: WorkerId) {
+        self.redis
+            .coherence()
+            .touch_binding(session, worker, self.clock.now());
+        let store = self.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            let reply = store.lookup_in_redis(&session).await;
+            if !matches!(reply, Ok(Reply::Hit(hit)) if hit == worker) {
+                store.redis.coherence().forget_binding(&session);
+            }
+        });
+    }
+
+    /// The lookup script's answer, without touching the counters.
+    async fn lookup_in_redis(&self, session: &SessionId) -> Result<Reply, StoreError> {
+        let mut invocation = self.invocation(&LOOKUP);
+        invocation.arg(session.as_str());
+        let reply: Vec<String> = self.call("affinity lookup", invocation).await?;
+        Ok(match reply.as_slice() {
+            [hit, worker] if hit == "1" => {
+                Reply::Hit(worker.parse().map_err(|_| corrupt("affinity lookup"))?)
+            }
+            [expired] if expired == "2" => Reply::Expired,
+            _ => Reply::Miss,
+        })
     }
 
     /// The clock as wall-clock milliseconds.
@@ -315,31 +375,32 @@ impl RedisAffinityStore {
 
     /// [`lookup`](AffinityStore::lookup), reporting why Redis could not answer.
     pub async fn try_lookup(&self, session: &SessionId) -> Result<Option<WorkerId>, StoreError> {
-        let mut invocation = self.invocation(&LOOKUP);
-        invocation.arg(session.as_str());
-        let reply: Vec<String> = self.call("affinity lookup", invocation).await?;
         let counters = &self.stats;
-        match reply.as_slice() {
-            [hit, worker] if hit == "1" => {
-                let worker = worker.parse().map_err(|_| corrupt("affinity lookup"))?;
+        if let Some((worker, stale)) = self.copy(session) {
+            if stale {
+                self.refresh_in_background(session, worker);
+            }
+            counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(worker));
+        }
+        let generation = self.redis.coherence().generation();
+        let at = self.clock.now();
+        match self.lookup_in_redis(session).await? {
+            Reply::Hit(worker) => {
                 counters.hits.fetch_add(1, Ordering::Relaxed);
-                if !self.refresh_resolution.is_zero() {
-                    let mut recent = self.recent_hits();
-                    if recent.len() >= MAX_RECENT_HITS {
-                        recent.clear();
-                    }
-                    recent.insert(session.clone(), (worker, self.clock.now()));
+                if self.copies() {
+                    self.redis
+                        .coherence()
+                        .keep_binding(generation, session, worker, at);
                 }
                 Ok(Some(worker))
             }
-            [expired] if expired == "2" => {
-                self.recent_hits().remove(session);
+            Reply::Expired => {
                 counters.expired.fetch_add(1, Ordering::Relaxed);
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 Ok(None)
             }
-            _ => {
-                self.recent_hits().remove(session);
+            Reply::Miss => {
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 Ok(None)
             }
@@ -364,6 +425,13 @@ impl RedisAffinityStore {
     }
 }
 
+/// What the lookup script found.
+enum Reply {
+    Hit(WorkerId),
+    Expired,
+    Miss,
+}
+
 fn corrupt(operation: &'static str) -> StoreError {
     StoreError::StoreUnavailable {
         operation,
@@ -385,42 +453,54 @@ impl AffinityStore for RedisAffinityStore {
     }
 
     async fn bind(&self, session: &SessionId, worker: WorkerId) {
-        // The pool binds after every call; after a hit on the same worker a
-        // moment ago (the lookup refreshed the binding), that costs no
-        // round trip. Last use is then off by less than the resolution.
-        let recent = self.recent_hits().remove(session);
-        if let Some((hit, at)) = recent {
-            let since = self.clock.now().saturating_duration_since(at);
-            if hit == worker && since < self.refresh_resolution {
+        // The pool binds after every call; to the worker of the copy whose
+        // last use reached Redis less than the resolution ago, that costs
+        // no round trip. Last use is then off by less than the resolution.
+        if let Some((copy, stale)) = self.copy(session) {
+            if copy == worker && !stale {
                 return;
             }
         }
+        let coherence = self.redis.coherence();
+        coherence.forget_binding(session);
+        let generation = coherence.generation();
+        let at = self.clock.now();
         let mut invocation = self.invocation(&BIND);
         invocation.arg(session.as_str()).arg(worker.to_string());
-        let replaced_expired: i64 = warn(self.call("affinity bind", invocation).await, 0);
-        if replaced_expired == 1 {
-            self.stats.expired.fetch_add(1, Ordering::Relaxed);
+        match self.call::<i64>("affinity bind", invocation).await {
+            Ok(replaced_expired) => {
+                if replaced_expired == 1 {
+                    self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.copies() {
+                    coherence.keep_binding(generation, session, worker, at);
+                }
+            }
+            Err(error) => warn::<()>(Err(error), ()),
         }
     }
 
     async fn unbind_worker(&self, worker: WorkerId) -> usize {
-        self.recent_hits().retain(|_, (hit, _)| *hit != worker);
+        self.redis.coherence().forget_worker(worker);
         let mut invocation = self.invocation(&UNBIND_WORKER);
         invocation.arg(worker.to_string());
         let (live, expired): (u64, u64) = warn(
             self.call("affinity unbind_worker", invocation).await,
             (0, 0),
         );
+        // A lookup that ran meanwhile may have copied a binding now gone.
+        self.redis.coherence().forget_worker(worker);
         self.stats.unbound.fetch_add(live, Ordering::Relaxed);
         self.stats.expired.fetch_add(expired, Ordering::Relaxed);
         usize::try_from(live).unwrap_or(usize::MAX)
     }
 
     async fn remove_session(&self, session: &SessionId) -> bool {
-        self.recent_hits().remove(session);
+        self.redis.coherence().forget_binding(session);
         let mut invocation = self.invocation(&REMOVE);
         invocation.arg(session.as_str());
         let removed: i64 = warn(self.call("affinity remove_session", invocation).await, 0);
+        self.redis.coherence().forget_binding(session);
         if removed == 2 {
             self.stats.expired.fetch_add(1, Ordering::Relaxed);
         }

@@ -92,10 +92,14 @@ impl RedisConfig {
         self
     }
 
-    /// How stale a binding's last use may be: a `bind` to the worker that
-    /// a lookup hit less than this long ago (which refreshed the binding)
-    /// costs no round trip — the pool binds after every call. Zero: every
-    /// bind goes to Redis, and last use is exact (the model tests).
+    /// How stale a binding's last use in Redis may be. With a non-zero
+    /// resolution the host keeps a local copy of each binding Redis
+    /// confirmed (coherent with the other hosts through Redis's
+    /// invalidation pushes): a lookup that finds it costs no round trip, a
+    /// `bind` to its worker neither (the pool binds after every call), and
+    /// once its last use in Redis is older than the resolution a refresh is
+    /// sent without waiting for it. Zero: every lookup and bind goes to
+    /// Redis, and last use is exact (the model tests).
     pub fn with_refresh_resolution(mut self, resolution: Duration) -> Self {
         self.refresh_resolution = resolution;
         self

@@ -1,20 +1,46 @@
 //! One shared, self-healing connection with a bound on every operation.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pypool_store::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo};
+use tokio::task::JoinHandle;
 
+use crate::coherence::Coherence;
 use crate::{RedisConfig, RedisStoreError};
 
 /// A cheap-to-clone handle on Redis: the client's `ConnectionManager`
-/// (one multiplexed connection, pipelined, re-established in the
-/// background after an I/O error) plus the operation timeout.
+/// (one multiplexed RESP3 connection, pipelined, re-established in the
+/// background after an I/O error), the operation timeout, and the local
+/// copies kept coherent through that connection ([`Coherence`]).
 #[derive(Clone)]
 pub(crate) struct Redis {
     manager: ConnectionManager,
     timeout: Duration,
+    coherence: Arc<Coherence>,
+}
+
+/// Keeps key tracking on for the stores' connection while any store that
+/// serves local copies lives (a task, stopped on drop).
+#[derive(Debug)]
+pub(crate) struct Tracking {
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Redis {
@@ -35,8 +61,19 @@ impl Redis {
             timeout_ms: config.timeout.as_millis(),
             reason: redact(&reason, url.expose_secret(), &url.redacted()),
         };
-        let client = redis::Client::open(url.expose_secret())
+        // RESP3, for the invalidation pushes of client-side caching.
+        let info = url
+            .expose_secret()
+            .into_connection_info()
             .map_err(|error| unreachable(error.to_string()))?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))
+            .map_err(|error| unreachable(error.to_string()))?;
+        let coherence = Coherence::new(config.prefix.clone());
+        let pushes = Arc::clone(&coherence);
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -45,12 +82,17 @@ impl Redis {
             // reconnect starts another one.
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
+            .set_max_delay(Duration::from_millis(200))
+            .set_push_sender(move |push: PushInfo| {
+                pushes.on_push(&push);
+                Ok::<(), std::convert::Infallible>(())
+            });
         let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|error| unreachable(error.to_string()))?;
         let redis = Self {
             manager,
             timeout: config.timeout,
+            coherence,
         };
         let ping = redis.run("ping", |mut connection| async move {
             redis::cmd("PING")
@@ -59,6 +101,49 @@ impl Redis {
         });
         ping.await.map_err(|error| unreachable(error.to_string()))?;
         Ok(redis)
+    }
+
+    /// The local copies kept coherent through this connection.
+    pub(crate) fn coherence(&self) -> &Arc<Coherence> {
+        &self.coherence
+    }
+
+    /// Starts keeping key tracking on (see [`Coherence`]); it stops when the
+    /// returned guard is dropped.
+    pub(crate) fn start_tracking(&self) -> Tracking {
+        let redis = self.clone();
+        let coherence = Arc::clone(&self.coherence);
+        let task = tokio::spawn(coherence.keep_tracking(move || {
+            let redis = redis.clone();
+            async move {
+                let [programs, bindings] = redis.coherence.tracked_prefixes();
+                let switched = redis
+                    .run("client tracking", |mut connection| async move {
+                        // Off, then on: one pipeline, so both reach the same connection.
+                        redis::pipe()
+                            .cmd("CLIENT")
+                            .arg("TRACKING")
+                            .arg("OFF")
+                            .ignore()
+                            .cmd("CLIENT")
+                            .arg(&["TRACKING", "ON", "BCAST", "NOLOOP", "PREFIX"][..])
+                            .arg(&programs)
+                            .arg("PREFIX")
+                            .arg(&bindings)
+                            .ignore()
+                            .query_async::<()>(&mut connection)
+                            .await
+                    })
+                    .await;
+                if let Err(error) = &switched {
+                    tracing::debug!(%error, "key tracking not switched on yet");
+                }
+                switched.is_ok()
+            }
+        }));
+        Tracking {
+            task: Mutex::new(Some(task)),
+        }
     }
 
     /// Runs `operation` on a clone of the connection, bounded by the
@@ -73,7 +158,12 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, operation(self.manager.clone())).await {
+        let outcome = tokio::time::timeout(self.timeout, operation(self.manager.clone())).await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            // Redis may be away, so invalidations may be missed.
+            self.coherence.lose();
+        }
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(StoreError::StoreUnavailable {
                 operation: name,

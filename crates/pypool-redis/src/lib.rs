@@ -19,7 +19,10 @@
 //! timeout: when Redis is away, operations fail with
 //! [`pypool_store::StoreError::StoreUnavailable`] naming the operation
 //! (never a hang), and work again as soon as Redis is back, without a
-//! restart. URLs are `redis://` or `rediss://` (TLS, rustls), with AUTH in
+//! restart. Program definitions and affinity bindings this host has read
+//! are kept as local copies, coherent through Redis's client-side caching
+//! (RESP3 invalidation pushes; Redis 6 or later): a session call on its
+//! bound worker costs no round trip. URLs are `redis://` or `rediss://` (TLS, rustls), with AUTH in
 //! the user info; the password never reaches a log ([`RedisUrl`]).
 //!
 //! This is the only pypool crate that knows Redis. It must not know
@@ -43,6 +46,7 @@
 //! ```
 
 mod affinity;
+mod coherence;
 mod config;
 mod connection;
 mod error;
@@ -99,6 +103,7 @@ impl RedisStores {
             config.heartbeat_ttl,
         )
         .await;
+        let tracking = Arc::new(redis.start_tracking());
         Ok(Self {
             affinity: RedisAffinityStore::new(
                 redis.clone(),
@@ -109,8 +114,9 @@ impl RedisStores {
                 config.refresh_resolution,
                 clock,
                 Arc::new(heartbeat),
+                Arc::clone(&tracking),
             ),
-            programs: RedisProgramStore::new(redis.clone(), config.prefix.clone()),
+            programs: RedisProgramStore::new(redis.clone(), config.prefix.clone(), tracking),
             session_data: RedisSessionDataStore::new(redis, config.prefix.clone(), limits),
         })
     }

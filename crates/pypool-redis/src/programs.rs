@@ -5,7 +5,9 @@ use pypool_affinity::SessionId;
 use pypool_store::{Namespace, ProgramId, ProgramSpec, ProgramStore, StoreError, StoredProgram};
 use redis::AsyncCommands;
 
-use crate::connection::Redis;
+use std::sync::Arc;
+
+use crate::connection::{Redis, Tracking};
 use crate::keys;
 
 /// A [`ProgramStore`] in Redis, shared by every host using the same prefix.
@@ -16,6 +18,14 @@ use crate::keys;
 /// `HDEL` — each one atomic command; `get` and `list` read the session's
 /// hash and the global one in one pipelined round trip.
 ///
+/// `get` keeps a local copy of what it read, kept coherent by Redis's
+/// client-side caching (tracking with invalidation pushes; see the module
+/// `coherence`): a program this host has run before costs no round trip
+/// while no host changes it. This host's own writes drop its copies at
+/// once; another host's as soon as Redis's invalidation arrives. While
+/// tracking is not known to be on (Redis away, reconnecting) no copy is
+/// served.
+///
 /// Failures are typed: a fallible method returns
 /// [`StoreError::StoreUnavailable`]; the trait's infallible methods
 /// (`list`, `delete_session`) log a warning and answer empty / 0 while Redis
@@ -25,11 +35,16 @@ use crate::keys;
 pub struct RedisProgramStore {
     redis: Redis,
     prefix: String,
+    _tracking: Arc<Tracking>,
 }
 
 impl RedisProgramStore {
-    pub(crate) fn new(redis: Redis, prefix: String) -> Self {
-        Self { redis, prefix }
+    pub(crate) fn new(redis: Redis, prefix: String, tracking: Arc<Tracking>) -> Self {
+        Self {
+            redis,
+            prefix,
+            _tracking: tracking,
+        }
     }
 
     /// Every program `viewer` sees, or why Redis could not say.
@@ -68,7 +83,7 @@ impl RedisProgramStore {
     /// or why Redis could not.
     pub async fn try_delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
         let key = keys::session_programs(&self.prefix, session);
-        let (count, _deleted): (usize, usize) = self
+        let deleted: Result<(usize, usize), StoreError> = self
             .redis
             .run("program delete_session", |mut connection| async move {
                 redis::pipe()
@@ -78,8 +93,16 @@ impl RedisProgramStore {
                     .query_async(&mut connection)
                     .await
             })
-            .await?;
-        Ok(count)
+            .await;
+        self.forget(&Namespace::Session(session.clone()));
+        Ok(deleted?.0)
+    }
+}
+
+impl RedisProgramStore {
+    /// This host wrote (or may have written) `namespace`: its copies go.
+    fn forget(&self, namespace: &Namespace) {
+        self.redis.coherence().forget_programs(namespace);
     }
 }
 
@@ -114,13 +137,14 @@ impl ProgramStore for RedisProgramStore {
         let json = encode(&program)?;
         let key = keys::programs(&self.prefix, &namespace);
         let field = id.as_str().to_owned();
-        let created: bool = self
+        let created: Result<bool, StoreError> = self
             .redis
             .run("program create", |mut connection| async move {
                 connection.hset_nx(&key, &field, &json).await
             })
-            .await?;
-        if created {
+            .await;
+        self.forget(&namespace);
+        if created? {
             Ok(program)
         } else {
             Err(StoreError::ProgramExists { id, namespace })
@@ -137,11 +161,14 @@ impl ProgramStore for RedisProgramStore {
         let json = encode(&program)?;
         let key = keys::programs(&self.prefix, &namespace);
         let field = id.as_str().to_owned();
-        self.redis
+        let put = self
+            .redis
             .run("program put", |mut connection| async move {
                 connection.hset::<_, _, _, ()>(&key, &field, &json).await
             })
-            .await?;
+            .await;
+        self.forget(&namespace);
+        put?;
         Ok(program)
     }
 
@@ -150,6 +177,11 @@ impl ProgramStore for RedisProgramStore {
         viewer: Option<&SessionId>,
         id: &ProgramId,
     ) -> Result<StoredProgram, StoreError> {
+        let coherence = self.redis.coherence();
+        if let Some(program) = coherence.program(viewer, id) {
+            return Ok(program);
+        }
+        let generation = coherence.generation();
         let global = keys::programs(&self.prefix, &Namespace::Global);
         let own = viewer.map(|session| keys::session_programs(&self.prefix, session));
         let field = id.as_str().to_owned();
@@ -171,7 +203,11 @@ impl ProgramStore for RedisProgramStore {
             global
         };
         match found {
-            Some(json) => decode(&json),
+            Some(json) => {
+                let program = decode(&json)?;
+                coherence.keep_program(generation, viewer, id, &program);
+                Ok(program)
+            }
             None => Err(StoreError::ProgramNotFound {
                 id: id.clone(),
                 session: viewer.cloned(),
@@ -189,13 +225,14 @@ impl ProgramStore for RedisProgramStore {
     async fn delete(&self, namespace: &Namespace, id: &ProgramId) -> Result<(), StoreError> {
         let key = keys::programs(&self.prefix, namespace);
         let field = id.as_str().to_owned();
-        let removed: usize = self
+        let removed: Result<usize, StoreError> = self
             .redis
             .run("program delete", |mut connection| async move {
                 connection.hdel(&key, &field).await
             })
-            .await?;
-        if removed > 0 {
+            .await;
+        self.forget(namespace);
+        if removed? > 0 {
             Ok(())
         } else {
             Err(StoreError::ProgramNotFound {
