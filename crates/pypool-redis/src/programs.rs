@@ -26,11 +26,9 @@ use crate::keys;
 /// tracking is not known to be on (Redis away, reconnecting) no copy is
 /// served.
 ///
-/// Failures are typed: a fallible method returns
-/// [`StoreError::StoreUnavailable`]; the trait's infallible methods
-/// (`list`, `delete_session`) log a warning and answer empty / 0 while Redis
-/// is away. [`try_list`](Self::try_list) and
-/// [`try_delete_session`](Self::try_delete_session) report the error instead.
+/// Failures are typed: while Redis is away every method fails with
+/// [`StoreError::StoreUnavailable`] naming the operation — never an empty
+/// answer that looks like "no programs".
 #[derive(Debug, Clone)]
 pub struct RedisProgramStore {
     redis: Redis,
@@ -48,10 +46,7 @@ impl RedisProgramStore {
     }
 
     /// Every program `viewer` sees, or why Redis could not say.
-    pub async fn try_list(
-        &self,
-        viewer: Option<&SessionId>,
-    ) -> Result<Vec<StoredProgram>, StoreError> {
+    async fn try_list(&self, viewer: Option<&SessionId>) -> Result<Vec<StoredProgram>, StoreError> {
         let global = keys::programs(&self.prefix, &Namespace::Global);
         let own = viewer.map(|session| keys::session_programs(&self.prefix, session));
         let (global, own): (Fields, Fields) = self
@@ -81,7 +76,7 @@ impl RedisProgramStore {
 
     /// Deletes all of `session`'s programs and returns how many there were,
     /// or why Redis could not.
-    pub async fn try_delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
+    async fn try_delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
         let key = keys::session_programs(&self.prefix, session);
         let deleted: Result<(usize, usize), StoreError> = self
             .redis
@@ -215,11 +210,8 @@ impl ProgramStore for RedisProgramStore {
         }
     }
 
-    async fn list(&self, viewer: Option<&SessionId>) -> Vec<StoredProgram> {
-        self.try_list(viewer).await.unwrap_or_else(|error| {
-            tracing::warn!(%error, "listing programs failed; answering with none");
-            Vec::new()
-        })
+    async fn list(&self, viewer: Option<&SessionId>) -> Result<Vec<StoredProgram>, StoreError> {
+        self.try_list(viewer).await
     }
 
     async fn delete(&self, namespace: &Namespace, id: &ProgramId) -> Result<(), StoreError> {
@@ -242,10 +234,7 @@ impl ProgramStore for RedisProgramStore {
         }
     }
 
-    async fn delete_session(&self, session: &SessionId) -> usize {
-        self.try_delete_session(session).await.unwrap_or_else(|error| {
-            tracing::warn!(%error, session = session.as_str(), "deleting a session's programs failed");
-            0
-        })
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
+        self.try_delete_session(session).await
     }
 }

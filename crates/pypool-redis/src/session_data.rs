@@ -32,10 +32,9 @@ static SET: LazyLock<Script> = LazyLock::new(|| {
 /// validation as the in-memory store (the limits are checked before any
 /// round trip; the key count atomically, in a Lua script).
 ///
-/// `set` fails with [`StoreError::StoreUnavailable`] while Redis is away;
-/// the trait's infallible methods (`get`, `remove`, `all`,
-/// `delete_session`) log a warning and answer empty. The `try_*` methods
-/// report the error instead.
+/// While Redis is away every method fails with
+/// [`StoreError::StoreUnavailable`] naming the operation; none answers
+/// "absent" or "empty" for "could not look".
 #[derive(Debug, Clone)]
 pub struct RedisSessionDataStore {
     redis: Redis,
@@ -58,11 +57,7 @@ impl RedisSessionDataStore {
     }
 
     /// The value under `key` in `session`, or why Redis could not say.
-    pub async fn try_get(
-        &self,
-        session: &SessionId,
-        key: &str,
-    ) -> Result<Option<Value>, StoreError> {
+    async fn try_get(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
         let hash = keys::session_data(&self.prefix, session);
         let field = key.to_owned();
         let json: Option<String> = self
@@ -75,7 +70,7 @@ impl RedisSessionDataStore {
     }
 
     /// Removes `key` from `session` and returns its value, or why Redis could not.
-    pub async fn try_remove(
+    async fn try_remove(
         &self,
         session: &SessionId,
         key: &str,
@@ -97,7 +92,7 @@ impl RedisSessionDataStore {
     }
 
     /// Everything `session` holds, or why Redis could not say.
-    pub async fn try_all(&self, session: &SessionId) -> Result<Map<String, Value>, StoreError> {
+    async fn try_all(&self, session: &SessionId) -> Result<Map<String, Value>, StoreError> {
         let hash = keys::session_data(&self.prefix, session);
         let fields: Vec<(String, String)> = self
             .redis
@@ -113,7 +108,7 @@ impl RedisSessionDataStore {
 
     /// Deletes everything `session` holds and returns how many keys there
     /// were, or why Redis could not.
-    pub async fn try_delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
+    async fn try_delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
         let hash = keys::session_data(&self.prefix, session);
         let (count, _deleted): (usize, usize) = self
             .redis
@@ -137,17 +132,10 @@ fn decode(json: &str) -> Result<Value, StoreError> {
     })
 }
 
-fn warn_empty<T: Default>(result: Result<T, StoreError>, session: &SessionId) -> T {
-    result.unwrap_or_else(|error| {
-        tracing::warn!(%error, session = session.as_str(), "session data unavailable; answering empty");
-        T::default()
-    })
-}
-
 #[async_trait]
 impl SessionDataStore for RedisSessionDataStore {
-    async fn get(&self, session: &SessionId, key: &str) -> Option<Value> {
-        warn_empty(self.try_get(session, key).await, session)
+    async fn get(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
+        self.try_get(session, key).await
     }
 
     async fn set(&self, session: &SessionId, key: &str, value: Value) -> Result<(), StoreError> {
@@ -175,15 +163,15 @@ impl SessionDataStore for RedisSessionDataStore {
         }
     }
 
-    async fn remove(&self, session: &SessionId, key: &str) -> Option<Value> {
-        warn_empty(self.try_remove(session, key).await, session)
+    async fn remove(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
+        self.try_remove(session, key).await
     }
 
-    async fn all(&self, session: &SessionId) -> Map<String, Value> {
-        warn_empty(self.try_all(session).await, session)
+    async fn all(&self, session: &SessionId) -> Result<Map<String, Value>, StoreError> {
+        self.try_all(session).await
     }
 
-    async fn delete_session(&self, session: &SessionId) -> usize {
-        warn_empty(self.try_delete_session(session).await, session)
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
+        self.try_delete_session(session).await
     }
 }

@@ -133,7 +133,7 @@ fn main() {
         assert_eq!(result["echo"]["inputs"], json!({"after": "kill"}));
         let rebound = stores_b.affinity.locate(&session).await.unwrap().unwrap();
         assert_eq!(rebound.host, "host-b");
-        assert_eq!(on_b.get("turns").await, Some(json!(1)), "the data outlived its host");
+        assert_eq!(on_b.get("turns").await.unwrap(), Some(json!(1)), "the data outlived its host");
         eprintln!(
             "host A killed: its binding read as absent after {absent_after:?} (heartbeat TTL {HEARTBEAT:?}); \
              the session's next call on host B succeeded and rebound it to host B's worker {}",

@@ -106,7 +106,10 @@ fn a_program_created_through_host_a_runs_on_host_b_every_time() {
         );
         // Data set through A is read through B.
         alice.set("history", json!(["hi"])).await.unwrap();
-        assert_eq!(alice_on_b.get("history").await, Some(json!(["hi"])));
+        assert_eq!(
+            alice_on_b.get("history").await.unwrap(),
+            Some(json!(["hi"]))
+        );
     });
 }
 
@@ -164,7 +167,7 @@ fn a_session_bound_to_a_host_that_dies_rebinds_on_the_other() {
         let rebound = b.stores.affinity.locate(&session).await.unwrap().unwrap();
         assert_eq!(rebound.host, "host-b");
         assert_eq!(
-            on_b.get("turns").await,
+            on_b.get("turns").await.unwrap(),
             Some(json!(1)),
             "the data outlived its host"
         );

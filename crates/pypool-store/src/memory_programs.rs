@@ -32,7 +32,7 @@ use crate::{Namespace, ProgramId, ProgramSpec, ProgramStore, StoreError, StoredP
 ///
 /// assert_eq!(store.get(Some(&alice), &id).await?, own, "alice's program shadows the global one");
 /// assert_eq!(store.get(Some(&bob), &id).await?.owner, Namespace::Global);
-/// assert_eq!(store.delete_session(&alice).await, 1);
+/// assert_eq!(store.delete_session(&alice).await?, 1);
 /// assert_eq!(store.get(Some(&alice), &id).await?.owner, Namespace::Global);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
@@ -129,13 +129,13 @@ impl ProgramStore for InMemoryProgramStore {
             })
     }
 
-    async fn list(&self, viewer: Option<&SessionId>) -> Vec<StoredProgram> {
+    async fn list(&self, viewer: Option<&SessionId>) -> Result<Vec<StoredProgram>, StoreError> {
         let programs = self.lock();
         let mut visible: BTreeMap<&ProgramId, &StoredProgram> = programs.global.iter().collect();
         if let Some(own) = viewer.and_then(|session| programs.sessions.get(session)) {
             visible.extend(own.iter());
         }
-        visible.into_values().cloned().collect()
+        Ok(visible.into_values().cloned().collect())
     }
 
     async fn delete(&self, namespace: &Namespace, id: &ProgramId) -> Result<(), StoreError> {
@@ -163,10 +163,11 @@ impl ProgramStore for InMemoryProgramStore {
         }
     }
 
-    async fn delete_session(&self, session: &SessionId) -> usize {
-        self.lock()
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()
             .sessions
             .remove(session)
-            .map_or(0, |own| own.len())
+            .map_or(0, |own| own.len()))
     }
 }

@@ -21,8 +21,8 @@ use crate::{SessionDataLimits, SessionDataStore, StoreError};
 /// let store = InMemorySessionDataStore::new();
 /// let session = SessionId::new("chat-1")?;
 /// store.set(&session, "history", json!(["hi"])).await?;
-/// assert_eq!(store.get(&session, "history").await, Some(json!(["hi"])));
-/// assert_eq!(store.delete_session(&session).await, 1);
+/// assert_eq!(store.get(&session, "history").await?, Some(json!(["hi"])));
+/// assert_eq!(store.delete_session(&session).await?, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -60,8 +60,12 @@ impl InMemorySessionDataStore {
 
 #[async_trait]
 impl SessionDataStore for InMemorySessionDataStore {
-    async fn get(&self, session: &SessionId, key: &str) -> Option<Value> {
-        self.lock().get(session)?.get(key).cloned()
+    async fn get(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self
+            .lock()
+            .get(session)
+            .and_then(|map| map.get(key))
+            .cloned())
     }
 
     async fn set(&self, session: &SessionId, key: &str, value: Value) -> Result<(), StoreError> {
@@ -77,21 +81,23 @@ impl SessionDataStore for InMemorySessionDataStore {
         Ok(())
     }
 
-    async fn remove(&self, session: &SessionId, key: &str) -> Option<Value> {
+    async fn remove(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
         let mut sessions = self.lock();
-        let map = sessions.get_mut(session)?;
+        let Some(map) = sessions.get_mut(session) else {
+            return Ok(None);
+        };
         let removed = map.remove(key);
         if map.is_empty() {
             sessions.remove(session);
         }
-        removed
+        Ok(removed)
     }
 
-    async fn all(&self, session: &SessionId) -> Map<String, Value> {
-        self.lock().get(session).cloned().unwrap_or_default()
+    async fn all(&self, session: &SessionId) -> Result<Map<String, Value>, StoreError> {
+        Ok(self.lock().get(session).cloned().unwrap_or_default())
     }
 
-    async fn delete_session(&self, session: &SessionId) -> usize {
-        self.lock().remove(session).map_or(0, |map| map.len())
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
+        Ok(self.lock().remove(session).map_or(0, |map| map.len()))
     }
 }

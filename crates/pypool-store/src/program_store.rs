@@ -76,14 +76,17 @@ pub trait ProgramStore: Send + Sync + std::fmt::Debug {
     ) -> Result<StoredProgram, StoreError>;
 
     /// Every program `viewer` sees (its own and the global ones it does not
-    /// shadow), sorted by id.
-    async fn list(&self, viewer: Option<&SessionId>) -> Vec<StoredProgram>;
+    /// shadow), sorted by id. Fails only when the store cannot be reached
+    /// ([`StoreError::StoreUnavailable`]): "no programs" is never a stand-in
+    /// for "could not look".
+    async fn list(&self, viewer: Option<&SessionId>) -> Result<Vec<StoredProgram>, StoreError>;
 
     /// Deletes the program `id` from `namespace` (only there: deleting a
     /// session's program uncovers a global one it shadowed).
     async fn delete(&self, namespace: &Namespace, id: &ProgramId) -> Result<(), StoreError>;
 
     /// Deletes all of `session`'s programs (the session ended) and returns
-    /// how many there were.
-    async fn delete_session(&self, session: &SessionId) -> usize;
+    /// how many there were. Fails when the store cannot be reached, so a
+    /// caller never believes a session's programs gone when they are not.
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError>;
 }

@@ -103,8 +103,11 @@ impl io::Write for CappedCounter {
 /// bounded by [`SessionDataLimits`].
 #[async_trait]
 pub trait SessionDataStore: Send + Sync + std::fmt::Debug {
-    /// The value under `key` in `session`, if any.
-    async fn get(&self, session: &SessionId, key: &str) -> Option<Value>;
+    /// The value under `key` in `session`, if any. Fails only when the store
+    /// cannot be reached ([`StoreError::StoreUnavailable`]), so "absent" is
+    /// never a stand-in for "could not look" (a read-modify-write across an
+    /// outage would otherwise overwrite the data).
+    async fn get(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError>;
 
     /// Stores `value` under `key` in `session`, replacing any earlier value.
     /// Fails with a typed error if the key is invalid, the value too large or
@@ -112,14 +115,14 @@ pub trait SessionDataStore: Send + Sync + std::fmt::Debug {
     async fn set(&self, session: &SessionId, key: &str, value: Value) -> Result<(), StoreError>;
 
     /// Removes `key` from `session` and returns its value, if it had one.
-    async fn remove(&self, session: &SessionId, key: &str) -> Option<Value>;
+    async fn remove(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError>;
 
-    /// Everything `session` holds.
-    async fn all(&self, session: &SessionId) -> Map<String, Value>;
+    /// Everything `session` holds; fails only when the store cannot be reached.
+    async fn all(&self, session: &SessionId) -> Result<Map<String, Value>, StoreError>;
 
     /// Deletes everything `session` holds (the session ended) and returns how
-    /// many keys there were.
-    async fn delete_session(&self, session: &SessionId) -> usize;
+    /// many keys there were; fails when the store cannot be reached.
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError>;
 }
 
 #[cfg(test)]

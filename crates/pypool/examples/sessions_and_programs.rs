@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("alice: {}", result["summary"]);
     }
     alice.set("turns", json!(2)).await?;
-    println!("alice's data: {:?}", alice.data().await);
+    println!("alice's data: {:?}", alice.data().await?);
 
     // Isolation: bob cannot run alice's program.
     let bob = pool.session("bob")?;
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("a missing input should be refused")?;
     println!("missing input: {} error: {error}", error.kind());
 
-    println!("deleted: {:?}", alice.delete().await);
+    println!("deleted: {:?}", alice.delete().await?);
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -142,20 +142,32 @@ impl Inner {
         };
         for session in expired {
             tracing::debug!(session = session.as_str(), "session expired");
-            self.delete_session(&session).await;
+            if let Err(error) = self.delete_session(&session).await {
+                // Kept for the next sweep: an expired session's data is never
+                // forgotten while it could not be deleted.
+                tracing::warn!(session = session.as_str(), %error, "deleting an expired session failed; retrying at the next sweep");
+                self.session_last_used
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(session)
+                    .or_insert(now.checked_sub(self.config.session_ttl).unwrap_or(now));
+            }
         }
     }
 
-    pub(crate) async fn delete_session(&self, session: &SessionId) -> SessionDeleted {
+    pub(crate) async fn delete_session(
+        &self,
+        session: &SessionId,
+    ) -> Result<SessionDeleted, PoolError> {
         self.session_last_used
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(session);
         self.stores.affinity.remove_session(session).await;
-        SessionDeleted {
-            programs: self.stores.programs.delete_session(session).await,
-            data_keys: self.stores.session_data.delete_session(session).await,
-        }
+        Ok(SessionDeleted {
+            programs: self.stores.programs.delete_session(session).await?,
+            data_keys: self.stores.session_data.delete_session(session).await?,
+        })
     }
 }
 
@@ -251,15 +263,17 @@ impl Session {
             .await
     }
 
-    /// The programs this session can see.
-    pub async fn programs(&self) -> Vec<StoredProgram> {
+    /// The programs this session can see. Fails with
+    /// [`PoolError::Store`] only when the program store cannot be reached.
+    pub async fn programs(&self) -> Result<Vec<StoredProgram>, PoolError> {
         self.touch();
-        self.pool
+        Ok(self
+            .pool
             .inner()
             .stores
             .programs
             .list(Some(&self.route.session))
-            .await
+            .await?)
     }
 
     /// Deletes one of this session's programs.
@@ -280,15 +294,18 @@ impl Session {
             .await
     }
 
-    /// A value from the session's data map.
-    pub async fn get(&self, key: &str) -> Option<Value> {
+    /// A value from the session's data map (`None`: no such key). Fails
+    /// only when the store cannot be reached — "could not look" is never
+    /// answered as "absent".
+    pub async fn get(&self, key: &str) -> Result<Option<Value>, PoolError> {
         self.touch();
-        self.pool
+        Ok(self
+            .pool
             .inner()
             .stores
             .session_data
             .get(&self.route.session, key)
-            .await
+            .await?)
     }
 
     /// Stores a value in the session's data map (kept by the host, not a worker).
@@ -303,15 +320,16 @@ impl Session {
             .await?)
     }
 
-    /// The session's whole data map.
-    pub async fn data(&self) -> Map<String, Value> {
+    /// The session's whole data map; fails only when the store cannot be reached.
+    pub async fn data(&self) -> Result<Map<String, Value>, PoolError> {
         self.touch();
-        self.pool
+        Ok(self
+            .pool
             .inner()
             .stores
             .session_data
             .all(&self.route.session)
-            .await
+            .await?)
     }
 
     /// Counts as a use of the session, for data expiry.
@@ -320,7 +338,9 @@ impl Session {
     }
 
     /// Deletes the session: its worker binding, its programs and its data.
-    pub async fn delete(self) -> SessionDeleted {
+    /// Fails when a store cannot be reached (nothing is then known to be
+    /// gone; deleting again later is safe).
+    pub async fn delete(self) -> Result<SessionDeleted, PoolError> {
         self.pool.inner().delete_session(&self.route.session).await
     }
 }
@@ -476,9 +496,9 @@ impl Pool {
         self.inner().find_program(None, id).await
     }
 
-    /// The global programs.
-    pub async fn programs(&self) -> Vec<StoredProgram> {
-        self.inner().stores.programs.list(None).await
+    /// The global programs; fails only when the program store cannot be reached.
+    pub async fn programs(&self) -> Result<Vec<StoredProgram>, PoolError> {
+        Ok(self.inner().stores.programs.list(None).await?)
     }
 
     /// Deletes a global program.

@@ -93,7 +93,7 @@ impl ProgramStore for Counting<InMemoryProgramStore> {
         self.calls.hit();
         self.inner.get(viewer, id).await
     }
-    async fn list(&self, viewer: Option<&SessionId>) -> Vec<StoredProgram> {
+    async fn list(&self, viewer: Option<&SessionId>) -> Result<Vec<StoredProgram>, StoreError> {
         self.calls.hit();
         self.inner.list(viewer).await
     }
@@ -101,7 +101,7 @@ impl ProgramStore for Counting<InMemoryProgramStore> {
         self.calls.hit();
         self.inner.delete(namespace, id).await
     }
-    async fn delete_session(&self, session: &SessionId) -> usize {
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
         self.calls.hit();
         self.inner.delete_session(session).await
     }
@@ -109,7 +109,7 @@ impl ProgramStore for Counting<InMemoryProgramStore> {
 
 #[async_trait]
 impl SessionDataStore for Counting<InMemorySessionDataStore> {
-    async fn get(&self, session: &SessionId, key: &str) -> Option<Value> {
+    async fn get(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
         self.calls.hit();
         self.inner.get(session, key).await
     }
@@ -117,15 +117,15 @@ impl SessionDataStore for Counting<InMemorySessionDataStore> {
         self.calls.hit();
         self.inner.set(session, key, value).await
     }
-    async fn remove(&self, session: &SessionId, key: &str) -> Option<Value> {
+    async fn remove(&self, session: &SessionId, key: &str) -> Result<Option<Value>, StoreError> {
         self.calls.hit();
         self.inner.remove(session, key).await
     }
-    async fn all(&self, session: &SessionId) -> Map<String, Value> {
+    async fn all(&self, session: &SessionId) -> Result<Map<String, Value>, StoreError> {
         self.calls.hit();
         self.inner.all(session).await
     }
-    async fn delete_session(&self, session: &SessionId) -> usize {
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
         self.calls.hit();
         self.inner.delete_session(session).await
     }
@@ -176,7 +176,7 @@ async fn the_pool_uses_the_stores_given_to_its_builder() {
     );
 
     alice.set("k", json!("v")).await.unwrap();
-    assert_eq!(alice.get("k").await, Some(json!("v")));
+    assert_eq!(alice.get("k").await.unwrap(), Some(json!("v")));
     assert!(
         data.count() >= data_before + 2,
         "set and get go to the injected session data store ({} calls)",

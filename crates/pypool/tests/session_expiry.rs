@@ -76,7 +76,7 @@ async fn by_default_an_expired_session_keeps_its_programs_and_data() {
     tokio::time::advance(TTL * 3).await;
     pool.sweep_sessions().await;
 
-    assert_eq!(alice.get("turns").await, Some(json!(3)));
+    assert_eq!(alice.get("turns").await.unwrap(), Some(json!(3)));
     let result = alice.execute_program("mine", json!({})).await.unwrap();
     assert_eq!(result["program_id"], "mine");
 }
@@ -103,7 +103,7 @@ async fn when_configured_an_idle_session_loses_its_programs_and_data_and_an_acti
     // `active` is used every half TTL; the others are not used at all.
     for _ in 0..4 {
         tokio::time::advance(TTL / 2).await;
-        assert_eq!(active.get("key").await, Some(json!("value")));
+        assert_eq!(active.get("key").await.unwrap(), Some(json!("value")));
     }
     // The periodic sweeper (every TTL / 4) has run since they passed the TTL;
     // let its task finish the sweep it started.
@@ -113,10 +113,13 @@ async fn when_configured_an_idle_session_loses_its_programs_and_data_and_an_acti
     for (name, session) in [("idle", &idle), ("never-executed", &never_executed)] {
         let error = session.program("mine").await.unwrap_err();
         assert_eq!(error.kind(), "program_not_found", "{name}: {error:?}");
-        assert!(session.data().await.is_empty(), "{name}'s data expired");
+        assert!(
+            session.data().await.unwrap().is_empty(),
+            "{name}'s data expired"
+        );
     }
     assert_eq!(active.program("mine").await.unwrap().id.as_str(), "mine");
-    assert_eq!(active.data().await.len(), 1);
+    assert_eq!(active.data().await.unwrap().len(), 1);
     assert_eq!(
         pool.program("global").await.unwrap().id.as_str(),
         "global",

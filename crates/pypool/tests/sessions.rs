@@ -44,13 +44,13 @@ async fn a_session_program_is_invisible_to_other_sessions_and_to_anonymous_calls
         bob_message,
     );
     assert_not_found(&bob.delete_program("p").await.unwrap_err(), bob_message);
-    assert!(bob.programs().await.is_empty());
+    assert!(bob.programs().await.unwrap().is_empty());
     assert_not_found(&pool.program("p").await.unwrap_err(), global_message);
     assert_not_found(
         &pool.execute_program("p", json!({})).await.unwrap_err(),
         global_message,
     );
-    assert!(pool.programs().await.is_empty());
+    assert!(pool.programs().await.unwrap().is_empty());
     let runs_after: usize = runtime
         .workers()
         .iter()
@@ -102,9 +102,9 @@ async fn a_global_program_is_visible_to_every_session_and_to_anonymous_calls() {
             .map(|program| program.id.into_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(listed(alice.programs().await), ["g", "own"]);
-    assert_eq!(listed(bob.programs().await), ["g"]);
-    assert_eq!(listed(pool.programs().await), ["g"]);
+    assert_eq!(listed(alice.programs().await.unwrap()), ["g", "own"]);
+    assert_eq!(listed(bob.programs().await.unwrap()), ["g"]);
+    assert_eq!(listed(pool.programs().await.unwrap()), ["g"]);
 
     let taken = pool
         .create_program("g", ProgramSpec::python("other:g"))
@@ -144,12 +144,12 @@ async fn a_session_program_shadows_a_global_one_of_the_same_id() {
         "shared.tools:s"
     );
     assert_eq!(
-        alice.programs().await.len(),
+        alice.programs().await.unwrap().len(),
         1,
         "the shadowed global program is listed once, as alice's"
     );
     assert_eq!(
-        alice.programs().await[0].owner,
+        alice.programs().await.unwrap()[0].owner,
         Namespace::Session(alice.id().clone())
     );
 
@@ -190,7 +190,7 @@ async fn deleting_a_session_deletes_its_programs_and_data_and_nothing_else() {
     bob.set("k1", json!("bob's")).await.unwrap();
     alice.execute_program("a1", json!({})).await.unwrap();
 
-    let deleted = alice.delete().await;
+    let deleted = alice.delete().await.unwrap();
     assert_eq!(
         deleted,
         pypool::SessionDeleted {
@@ -212,11 +212,12 @@ async fn deleting_a_session_deletes_its_programs_and_data_and_nothing_else() {
             .kind(),
         "program_not_found"
     );
-    assert!(alice.data().await.is_empty());
-    assert_eq!(alice.get("k1").await, None);
+    assert!(alice.data().await.unwrap().is_empty());
+    assert_eq!(alice.get("k1").await.unwrap(), None);
     let visible: Vec<_> = alice
         .programs()
         .await
+        .unwrap()
         .into_iter()
         .map(|p| p.id.into_string())
         .collect();
@@ -224,11 +225,11 @@ async fn deleting_a_session_deletes_its_programs_and_data_and_nothing_else() {
     // The session can be used again from scratch.
     assert!(alice.execute_program("g", json!({})).await.is_ok());
 
-    assert_eq!(bob.get("k1").await, Some(json!("bob's")));
+    assert_eq!(bob.get("k1").await.unwrap(), Some(json!("bob's")));
     assert!(bob.execute_program("b1", json!({})).await.is_ok());
 
     assert_eq!(
-        alice.delete().await,
+        alice.delete().await.unwrap(),
         pypool::SessionDeleted {
             programs: 0,
             data_keys: 0
@@ -242,21 +243,31 @@ async fn session_data_is_kept_per_session_and_bounded() {
     let (pool, _spawns, runtime) = fake_pool(2).await;
     let alice = pool.session("alice").unwrap();
     let bob = pool.session("bob").unwrap();
-    assert_eq!(alice.get("history").await, None);
-    assert!(alice.data().await.is_empty());
+    assert_eq!(alice.get("history").await.unwrap(), None);
+    assert!(alice.data().await.unwrap().is_empty());
 
     alice.set("history", json!(["hi"])).await.unwrap();
     alice.set("turns", json!(1)).await.unwrap();
     alice.set("history", json!(["hi", "there"])).await.unwrap();
-    assert_eq!(alice.get("history").await, Some(json!(["hi", "there"])));
+    assert_eq!(
+        alice.get("history").await.unwrap(),
+        Some(json!(["hi", "there"]))
+    );
     let mut expected = Map::new();
     expected.insert("history".into(), json!(["hi", "there"]));
     expected.insert("turns".into(), json!(1));
-    assert_eq!(alice.data().await, expected);
-    assert_eq!(bob.get("history").await, None, "data is per session");
-    assert!(bob.data().await.is_empty());
+    assert_eq!(alice.data().await.unwrap(), expected);
+    assert_eq!(
+        bob.get("history").await.unwrap(),
+        None,
+        "data is per session"
+    );
+    assert!(bob.data().await.unwrap().is_empty());
     // A clone of the handle, or a new handle on the same id, is the same session.
-    assert_eq!(pool.session("alice").unwrap().data().await, expected);
+    assert_eq!(
+        pool.session("alice").unwrap().data().await.unwrap(),
+        expected
+    );
 
     // The limit is 64 KiB of JSON: a string of 65,534 characters plus its quotes fits.
     let max = 64 * 1024;
@@ -279,7 +290,14 @@ async fn session_data_is_kept_per_session_and_bounded() {
         "value for session data key `big` is larger than 65536 bytes as JSON; keep large data elsewhere and store a reference"
     );
     assert_eq!(
-        alice.get("big").await.unwrap().as_str().unwrap().len(),
+        alice
+            .get("big")
+            .await
+            .unwrap()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .len(),
         max - 2,
         "a refused value leaves the old one"
     );

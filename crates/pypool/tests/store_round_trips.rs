@@ -101,13 +101,13 @@ impl ProgramStore for WaitingPrograms {
         }
         self.inner.get(viewer, id).await
     }
-    async fn list(&self, viewer: Option<&SessionId>) -> Vec<StoredProgram> {
+    async fn list(&self, viewer: Option<&SessionId>) -> Result<Vec<StoredProgram>, StoreError> {
         self.inner.list(viewer).await
     }
     async fn delete(&self, namespace: &Namespace, id: &ProgramId) -> Result<(), StoreError> {
         self.inner.delete(namespace, id).await
     }
-    async fn delete_session(&self, session: &SessionId) -> usize {
+    async fn delete_session(&self, session: &SessionId) -> Result<usize, StoreError> {
         self.inner.delete_session(session).await
     }
 }

@@ -110,7 +110,7 @@ async fn sessions_see_their_own_programs_and_global_ones_only() {
         .await
         .expect_err("isolated");
     assert_eq!(error.kind(), "program_not_found");
-    let deleted = alice.delete().await;
+    let deleted = alice.delete().await.unwrap();
     assert_eq!(deleted.programs, 1);
     pool.shutdown(Duration::from_secs(5)).await;
 }

@@ -279,7 +279,7 @@ pub async fn run_creator(
     for index in 0..(settings.sessions as u64).min(settings.requests) {
         if let Some(session) = session_name(index, settings.sessions) {
             if let Ok(session) = pypool::SessionId::new(session) {
-                let _ = stores.programs.try_delete_session(&session).await;
+                let _ = pypool::ProgramStore::delete_session(&stores.programs, &session).await;
             }
         }
     }

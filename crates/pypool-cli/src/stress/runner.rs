@@ -111,7 +111,10 @@ impl Target {
     /// Deletes the sessions and global programs the run created.
     pub async fn clean_up(self) {
         for session in self.sessions {
-            session.delete().await;
+            // Best effort: a store that is away leaves the run's sessions behind.
+            if let Err(error) = session.delete().await {
+                tracing::warn!(%error, "could not delete a stress-run session");
+            }
         }
         for index in 0..GLOBAL_PROGRAMS {
             let _ = self.pool.delete_program(&global_program_id(index)).await;

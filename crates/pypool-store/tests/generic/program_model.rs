@@ -237,6 +237,7 @@ pub async fn run<B: Backend>(backend: &B, ops: &[Op]) -> Result<(), TestCaseErro
                     let listed: Vec<Seen> = store
                         .list(names.viewer(viewer))
                         .await
+                        .unwrap()
                         .iter()
                         .map(|p| names.seen(p))
                         .collect();
@@ -264,7 +265,10 @@ pub async fn run<B: Backend>(backend: &B, ops: &[Op]) -> Result<(), TestCaseErro
                         .programs
                         .retain(|(owner, _), _| *owner != Some(session));
                     prop_assert_eq!(
-                        store.delete_session(&names.sessions[session]).await,
+                        store
+                            .delete_session(&names.sessions[session])
+                            .await
+                            .unwrap(),
                         expected,
                         "step {}",
                         step
@@ -276,6 +280,7 @@ pub async fn run<B: Backend>(backend: &B, ops: &[Op]) -> Result<(), TestCaseErro
             let listed: Vec<Seen> = store
                 .list(names.viewer(viewer))
                 .await
+                .unwrap()
                 .iter()
                 .map(|p| names.seen(p))
                 .collect();

@@ -47,19 +47,19 @@ pub async fn a_session_cannot_see_get_list_or_delete_another_sessions_program<S:
             store.get(None, &program("secret")).await,
             Err(not_found("secret", None))
         );
-        assert!(store.list(Some(&a)).await.is_empty());
-        assert!(store.list(None).await.is_empty());
+        assert!(store.list(Some(&a)).await.unwrap().is_empty());
+        assert!(store.list(None).await.unwrap().is_empty());
         assert_eq!(
             store.delete(&own("a"), &program("secret")).await,
             Err(not_found("secret", Some("a")))
         );
-        assert_eq!(store.delete_session(&a).await, 0);
+        assert_eq!(store.delete_session(&a).await.unwrap(), 0);
 
         assert_eq!(
             store.get(Some(&b), &program("secret")).await,
             Ok(stored.clone())
         );
-        assert_eq!(store.list(Some(&b)).await, vec![stored]);
+        assert_eq!(store.list(Some(&b)).await.unwrap(), vec![stored]);
 
         // The same id in both sessions: each sees its own.
         let mine = store
@@ -117,11 +117,14 @@ pub async fn a_sessions_program_shadows_a_global_one_until_deleted<S: ProgramSto
         );
         assert_eq!(store.get(None, &program("qa")).await.unwrap(), global);
         assert_eq!(
-            store.list(Some(&a)).await,
+            store.list(Some(&a)).await.unwrap(),
             vec![extra.clone(), other.clone(), mine],
             "sorted by id, shadowed once"
         );
-        assert_eq!(store.list(None).await, vec![other.clone(), global.clone()]);
+        assert_eq!(
+            store.list(None).await.unwrap(),
+            vec![other.clone(), global.clone()]
+        );
 
         store.delete(&own("a"), &program("qa")).await.unwrap();
         assert_eq!(
@@ -129,7 +132,10 @@ pub async fn a_sessions_program_shadows_a_global_one_until_deleted<S: ProgramSto
             global,
             "the global one reappears"
         );
-        assert_eq!(store.list(Some(&a)).await, vec![extra, other, global]);
+        assert_eq!(
+            store.list(Some(&a)).await.unwrap(),
+            vec![extra, other, global]
+        );
     }
 }
 
@@ -210,7 +216,7 @@ pub async fn invalid_definitions_are_not_stored<S: ProgramStore>(store: S) {
             .await
             .unwrap_err();
         assert!(matches!(error, StoreError::InvalidSpec { .. }), "{error:?}");
-        assert!(store.list(Some(&session("a"))).await.is_empty());
+        assert!(store.list(Some(&session("a"))).await.unwrap().is_empty());
     }
 }
 
@@ -232,14 +238,14 @@ pub async fn delete_session_removes_only_that_sessions_programs<S: ProgramStore>
             .await
             .unwrap();
 
-        assert_eq!(store.delete_session(&session("a")).await, 3);
-        assert_eq!(store.delete_session(&session("a")).await, 0);
+        assert_eq!(store.delete_session(&session("a")).await.unwrap(), 3);
+        assert_eq!(store.delete_session(&session("a")).await.unwrap(), 0);
         assert_eq!(
-            store.list(Some(&session("a"))).await.len(),
+            store.list(Some(&session("a"))).await.unwrap().len(),
             1,
             "only the global one"
         );
-        assert_eq!(store.list(Some(&session("b"))).await.len(), 2);
+        assert_eq!(store.list(Some(&session("b"))).await.unwrap().len(), 2);
     }
 }
 
@@ -299,6 +305,6 @@ pub async fn stores_are_usable_as_trait_objects<S: ProgramStore + 'static>(store
             .put(Namespace::Global, program("p"), ProgramSpec::python("m:f"))
             .await
             .unwrap();
-        assert_eq!(store.list(None).await.len(), 1);
+        assert_eq!(store.list(None).await.unwrap().len(), 1);
     }
 }

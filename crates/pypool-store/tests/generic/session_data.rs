@@ -23,21 +23,24 @@ pub async fn each_session_has_its_own_map<S: SessionDataStore>(
         store.set(&a, "k", json!({"replaced": true})).await.unwrap();
         store.set(&a, "other", json!(null)).await.unwrap();
 
-        assert_eq!(store.get(&a, "k").await, Some(json!({"replaced": true})));
-        assert_eq!(store.get(&b, "k").await, Some(json!(2)));
-        assert_eq!(store.get(&a, "missing").await, None);
-        assert_eq!(store.get(&session("c"), "k").await, None);
+        assert_eq!(
+            store.get(&a, "k").await.unwrap(),
+            Some(json!({"replaced": true}))
+        );
+        assert_eq!(store.get(&b, "k").await.unwrap(), Some(json!(2)));
+        assert_eq!(store.get(&a, "missing").await.unwrap(), None);
+        assert_eq!(store.get(&session("c"), "k").await.unwrap(), None);
 
         let mut expected = Map::new();
         expected.insert("k".to_owned(), json!({"replaced": true}));
         expected.insert("other".to_owned(), Value::Null);
-        assert_eq!(store.all(&a).await, expected);
+        assert_eq!(store.all(&a).await.unwrap(), expected);
 
-        assert_eq!(store.remove(&a, "other").await, Some(Value::Null));
-        assert_eq!(store.remove(&a, "other").await, None);
-        assert_eq!(store.delete_session(&a).await, 1);
-        assert!(store.all(&a).await.is_empty());
-        assert_eq!(store.all(&b).await.len(), 1, "b untouched");
+        assert_eq!(store.remove(&a, "other").await.unwrap(), Some(Value::Null));
+        assert_eq!(store.remove(&a, "other").await.unwrap(), None);
+        assert_eq!(store.delete_session(&a).await.unwrap(), 1);
+        assert!(store.all(&a).await.unwrap().is_empty());
+        assert_eq!(store.all(&b).await.unwrap().len(), 1, "b untouched");
     }
 }
 
@@ -76,7 +79,7 @@ pub async fn values_are_limited_to_64_kib_of_json<S: SessionDataStore>(
             Err(StoreError::SessionValueTooLarge { .. })
         ));
         assert_eq!(
-            store.all(&a).await.len(),
+            store.all(&a).await.unwrap().len(),
             1,
             "rejected values are not stored"
         );
@@ -109,11 +112,11 @@ pub async fn a_session_holds_at_most_256_keys<S: SessionDataStore>(
             "session `a` already holds 256 session data keys, the maximum; remove one or reuse an existing key"
         );
         store.set(&a, "k7", json!("replaced")).await.unwrap();
-        assert_eq!(store.get(&a, "k7").await, Some(json!("replaced")));
-        store.remove(&a, "k0").await.unwrap();
+        assert_eq!(store.get(&a, "k7").await.unwrap(), Some(json!("replaced")));
+        store.remove(&a, "k0").await.unwrap().unwrap();
         store.set(&a, "one-more", json!(0)).await.unwrap();
         store.set(&session("b"), "k", json!(0)).await.unwrap();
-        assert_eq!(store.delete_session(&a).await, 256);
+        assert_eq!(store.delete_session(&a).await.unwrap(), 256);
     }
 }
 
@@ -138,7 +141,7 @@ pub async fn keys_follow_the_id_rules<S: SessionDataStore>(
             error.to_string(),
             "session data key is 129 bytes long, the maximum is 128"
         );
-        assert!(store.all(&a).await.is_empty());
+        assert!(store.all(&a).await.unwrap().is_empty());
     }
 }
 

@@ -72,9 +72,9 @@ pub async fn the_store_applies_the_definition_rules<S: ProgramStore>(store: S) {
         "the list mixes valid and invalid definitions"
     );
     assert_eq!(
-        store.list(None).await.len(),
+        store.list(None).await.unwrap().len(),
         valid,
         "only valid definitions are stored"
     );
-    assert_eq!(store.list(Some(&session)).await.len(), valid);
+    assert_eq!(store.list(Some(&session)).await.unwrap().len(), valid);
 }
