@@ -3,7 +3,8 @@
 ``serial`` requests run on the main thread (the server's loop); ``async``
 ones as tasks on :class:`EventLoopThread`, one long-lived loop on its own
 thread; ``threads`` ones on :class:`ThreadRunner`, a bounded
-``ThreadPoolExecutor``. Both are started on first use, so a worker whose
+``ThreadPoolExecutor``. Each thread first runs an optional initializer (the
+server passes one keeping the stop signals for the main thread). Both are started on first use, so a worker whose
 commands are all serial starts no extra thread. This module must NOT know
 frames, commands or replies.
 """
@@ -17,8 +18,9 @@ from typing import Any, Awaitable, Callable, Optional
 class EventLoopThread:
     """One asyncio event loop running forever on a daemon thread."""
 
-    def __init__(self, name: str = "pypool-event-loop") -> None:
+    def __init__(self, name: str = "pypool-event-loop", initializer: Optional[Callable[[], None]] = None) -> None:
         self._name = name
+        self._initializer = initializer
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
@@ -32,6 +34,8 @@ class EventLoopThread:
                 ready = threading.Event()
 
                 def run() -> None:
+                    if self._initializer is not None:
+                        self._initializer()
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     loop.run_forever()
@@ -67,12 +71,15 @@ class EventLoopThread:
 class ThreadRunner:
     """A bounded ``ThreadPoolExecutor`` created on first use."""
 
-    def __init__(self, max_threads: int, name: str = "pypool-handler") -> None:
+    def __init__(
+        self, max_threads: int, name: str = "pypool-handler", initializer: Optional[Callable[[], None]] = None
+    ) -> None:
         if max_threads < 1:
             raise ValueError("the thread pool needs at least 1 thread, got %d" % max_threads)
         #: The most threads that run handlers at once.
         self.max_threads = max_threads
         self._name = name
+        self._initializer = initializer
         self._lock = threading.Lock()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
 
@@ -80,7 +87,9 @@ class ThreadRunner:
         """Runs ``function(*args)`` on a pool thread (it must handle its own exceptions)."""
         with self._lock:
             if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(self.max_threads, thread_name_prefix=self._name)
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.max_threads, thread_name_prefix=self._name, initializer=self._initializer
+                )
             executor = self._executor
         executor.submit(function, *args)
 

@@ -38,7 +38,7 @@ from .errors import CommandError
 from .log import logger as default_logger
 from .registry import ASYNC, SERIAL, THREADS, Command, Registry
 from .runners import EventLoopThread, ThreadRunner
-from .signals import StopSignal
+from .signals import StopSignal, block_stop_signals_in_this_thread
 from .state import WorkerState
 
 #: Exit status: stdin reached EOF, a stop signal was honoured, or the host went away.
@@ -133,8 +133,8 @@ class Server:
         self._inbox: Deque[Tuple[Any, ...]] = collections.deque()
         self._wake_read = -1
         self._wake_write = -1
-        self._loop = EventLoopThread()
-        self._threads = ThreadRunner(self.capacity)
+        self._loop = EventLoopThread(initializer=block_stop_signals_in_this_thread)
+        self._threads = ThreadRunner(self.capacity, initializer=block_stop_signals_in_this_thread)
 
     # -- frames --------------------------------------------------------------
 
@@ -242,18 +242,19 @@ class Server:
             self._answer_not_started(held.id, held.name)
             with self._lock:
                 self._held.pop(held.id, None)
-        if not finished:
-            self.log.info("received %s while idle; exiting", name)
-        elif not running:
-            self._log_stopped_during(name, finished)
-        else:
+        if running:
             self.log.info(
                 "received %s with %d request(s) running (%s); finishing them (%d not started)",
                 name, len(running), ", ".join(str(r) for r in running), len(unstarted),
             )
-            if not self._wait_idle(watch_stop=False):
-                return self._host_went_away()
+        # Also waits for replies being written right now (their requests are
+        # done but still held): `draining` must follow every reply.
+        if not self._wait_idle(watch_stop=False):
+            return self._host_went_away()
+        if finished:
             self._log_stopped_during(name, finished)
+        else:
+            self.log.info("received %s while idle; exiting", name)
         return self._drain()
 
     def _log_stopped_during(self, name: str, finished: List[int]) -> None:
@@ -355,6 +356,7 @@ class Server:
 
     def _read_loop(self) -> None:
         """Reads frames until EOF or a protocol error; never waits for a handler."""
+        block_stop_signals_in_this_thread()
         try:
             self._post(("end", self._read_frames()))
         except HostGone:
