@@ -523,3 +523,83 @@ def test_eof_with_requests_in_hand_finishes_and_answers_them_before_exiting():
     assert _result(live.recv(), 1) == "done"
     live._thread.join(WAIT)
     assert live.status == EXIT_OK
+
+
+# -- programs --------------------------------------------------------------------
+
+PROGRAM_MODULE = "test_concurrency_programs"
+
+
+@pytest.fixture
+def program_module(monkeypatch, tmp_path):
+    """A module of program callables the test controls (events, a barrier)."""
+    import sys
+    import types
+
+    module = types.ModuleType(PROGRAM_MODULE)
+    module.barrier = threading.Barrier(4, timeout=WAIT)
+    module.started = threading.Event()
+
+    def meet(n):
+        module.barrier.wait()
+        return {"n": n, "thread": threading.current_thread().name}
+
+    def plain(n):
+        return {"n": n, "thread": threading.current_thread().name}
+
+    async def forever():
+        module.started.set()
+        await asyncio.Event().wait()
+
+    module.meet, module.plain, module.forever = meet, plain, forever
+    monkeypatch.setitem(sys.modules, PROGRAM_MODULE, module)
+    return module
+
+
+def _definition(function, concurrency=None):
+    spec = {"callable": "%s:%s" % (PROGRAM_MODULE, function)}
+    if concurrency is not None:
+        spec["concurrency"] = concurrency
+    return {"kind": "python", "spec": spec}
+
+
+def test_a_python_program_declared_threads_runs_concurrently(program_module):
+    live = LiveServer(Registry(), capacity=8)
+    args = dict(program_id="meet", version="v1", namespace="global")
+    for n in range(4):
+        live.request(n + 1, "pypool.run_program", definition=_definition("meet", "threads"), inputs={"n": n}, **args)
+    replies = [live.recv() for _ in range(4)]
+    assert sorted(_result(r, r["id"])["n"] for r in replies) == [0, 1, 2, 3]
+    # Cached: later requests without the definition run on the pool too.
+    program_module.barrier = threading.Barrier(1)
+    live.request(9, "pypool.run_program", inputs={"n": 9}, **args)
+    assert _result(live.recv(), 9)["thread"].startswith("pypool-handler")
+    live.close()
+
+
+def test_a_python_program_is_serial_unless_its_spec_says_otherwise(program_module):
+    live = LiveServer(Registry(), capacity=8)
+    live.request(1, "pypool.run_program", program_id="plain", version="v1", definition=_definition("plain"), inputs={"n": 1})
+    assert _result(live.recv(), 1)["thread"] == live._thread.name, "on the main thread"
+    live.close()
+
+
+def test_an_async_python_program_can_be_cancelled(program_module):
+    live = LiveServer(Registry(), capacity=8)
+    live.request(1, "pypool.run_program", program_id="f", version="v1", definition=_definition("forever", "async"))
+    _wait(program_module.started, "the async program started")
+    live.cancel(1)
+    assert _error(live.recv(), 1)["kind"] == "cancelled"
+    live.close()
+
+
+@pytest.mark.parametrize(
+    "function, concurrency, complaint",
+    [("plain", "async", "async def"), ("plain", "fibres", "spec.concurrency must be one of")],
+)
+def test_a_python_program_with_an_impossible_concurrency_is_invalid_arguments(program_module, function, concurrency, complaint):
+    live = LiveServer(Registry())
+    live.request(1, "pypool.run_program", program_id="x", version="v1", definition=_definition(function, concurrency))
+    error = _error(live.recv(), 1)
+    assert error["kind"] == "invalid_arguments" and complaint in error["message"], error
+    live.close()
