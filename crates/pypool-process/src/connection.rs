@@ -579,4 +579,88 @@ mod tests {
         let _ = stand_in.kill();
         let _ = stand_in.wait();
     }
+
+    #[tokio::test]
+    async fn cancel_writes_a_frame_after_its_request_only_while_it_is_pending() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let connection = Arc::new(connection);
+        let pending = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move {
+                connection
+                    .call(Request {
+                        id: 7,
+                        command: "slow".into(),
+                        args: serde_json::Map::new(),
+                    })
+                    .await
+            }
+        });
+        let Some(Ok(Message::Request(request))) = worker_in.next().await else {
+            panic!("the request reaches the worker")
+        };
+        assert_eq!(request.id, 7);
+        connection.cancel(99); // not pending: nothing is written
+        connection.cancel(7);
+        let written = tokio::time::timeout(Duration::from_secs(30), worker_in.next()).await;
+        let Ok(Some(Ok(Message::Cancel(cancel)))) = written else {
+            panic!("the cancel follows its request, got {written:?}")
+        };
+        assert_eq!(cancel.id, 7);
+        // The call still ends with the worker's one reply.
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 7,
+                outcome: Outcome::Error {
+                    error: RemoteError {
+                        kind: RemoteErrorKind::Cancelled,
+                        message: "cancelled".into(),
+                        exception_type: None,
+                        traceback: None,
+                    },
+                },
+            }),
+        )
+        .await;
+        let outcome = pending.await.unwrap();
+        assert!(
+            matches!(&outcome, Ok(Outcome::Error { error }) if error.kind == RemoteErrorKind::Cancelled),
+            "{outcome:?}"
+        );
+        assert_eq!(connection.in_flight(), 0);
+        // Answered: a late cancel writes nothing; the next frame is the next request.
+        connection.cancel(7);
+        let next = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move {
+                connection
+                    .call(Request {
+                        id: 8,
+                        command: "ping".into(),
+                        args: serde_json::Map::new(),
+                    })
+                    .await
+            }
+        });
+        let Some(Ok(Message::Request(request))) = worker_in.next().await else {
+            panic!("only the next request was written")
+        };
+        assert_eq!(request.id, 8);
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 8,
+                outcome: Outcome::Ok {
+                    result: serde_json::json!(null),
+                },
+            }),
+        )
+        .await;
+        assert!(next.await.unwrap().is_ok());
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
 }
