@@ -131,6 +131,7 @@ class Server:
         self._reader_end: Any = _TIMEOUT  # None: EOF; an int: the exit status
         self._stopped_during: List[int] = []  # serial requests that ran when the stop signal came
         self._inbox: Deque[Tuple[Any, ...]] = collections.deque()
+        self._main_waiting = False
         self._wake_read = -1
         self._wake_write = -1
         self._loop = EventLoopThread(initializer=block_stop_signals_in_this_thread)
@@ -320,7 +321,15 @@ class Server:
         while True:
             if self._inbox:
                 return self._inbox.popleft()
+            # Say so before looking again: a thread posting after this look
+            # sees the flag and writes a wake-up byte (none is written while
+            # the main thread is busy, which saves two system calls a request).
+            self._main_waiting = True
+            if self._inbox:
+                self._main_waiting = False
+                return self._inbox.popleft()
             if watch_stop and self._stop_requested():
+                self._main_waiting = False
                 return None
             timeout = None
             if deadline is not None:
@@ -333,6 +342,7 @@ class Server:
                 self.stop.rearm()
                 fds.append(stop_fd)
             readable, _, _ = select.select(fds, [], [], timeout)
+            self._main_waiting = False
             if stop_fd >= 0 and stop_fd in readable:
                 assert self.stop is not None
                 self.stop.drain()
@@ -342,6 +352,8 @@ class Server:
     def _post(self, item: Tuple[Any, ...]) -> None:
         """Hands ``item`` to the main thread (from any thread)."""
         self._inbox.append(item)
+        if not self._main_waiting:
+            return
         try:
             os.write(self._wake_write, b"\0")
         except (BlockingIOError, InterruptedError):

@@ -96,7 +96,7 @@ def measure_dspy(calls, window, latency_ms):
 
 
 def measure_trivial(calls, window):
-    worker = Worker("--worker-id", "2", "--log-level", "warning", "--handlers", str(FIXTURES_DIR / "handlers_bench.py"),
+    worker = Worker("--worker-id", "2", "--log-level", "warning", "--handlers", str(REPO_FIXTURES_DIR / "handlers_bench.py"),
                     "--capacity", str(window))
     figures = {}
     try:
@@ -114,12 +114,14 @@ def main():
     parser.add_argument("--trivial-calls", type=int, default=20000, help="trivial requests per mode (default 20000)")
     parser.add_argument("--window", type=int, default=64, help="requests in flight (and --capacity; default 64)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="the fake LM's latency (default 100)")
+    parser.add_argument("--skip-dspy", action="store_true", help="measure the trivial commands only")
     args = parser.parse_args()
-    dspy = measure_dspy(args.calls, args.window, args.latency_ms)
-    print("DSPy Predict, 1 worker, %d in flight, LM latency %.0f ms:" % (args.window, args.latency_ms))
-    for mode, rate in dspy.items():
-        print("  %-8s %8.1f calls/s" % (mode, rate))
-    print("  async/threads = %.2f" % (dspy["async"] / dspy["threads"]))
+    if not args.skip_dspy:
+        dspy = measure_dspy(args.calls, args.window, args.latency_ms)
+        print("DSPy Predict, 1 worker, %d in flight, LM latency %.0f ms:" % (args.window, args.latency_ms))
+        for mode, rate in dspy.items():
+            print("  %-8s %8.1f calls/s" % (mode, rate))
+        print("  async/threads = %.2f" % (dspy["async"] / dspy["threads"]))
     trivial = measure_trivial(args.trivial_calls, args.window)
     print("trivial command, 1 worker, %d in flight:" % args.window)
     for command, rate in trivial.items():
