@@ -68,7 +68,7 @@ def test_sigterm_with_several_requests_in_hand_finishes_the_running_ones_then_dr
     assert worker.wait() == 0
     stderr = worker.stderr.wait_closed()
     assert "running-s5" not in stderr
-    assert "received SIGTERM during requests" in stderr
+    assert "received SIGTERM during request" in stderr  # which ones depends on who finished first
     assert worker.read_to_eof() == b""
 
 
