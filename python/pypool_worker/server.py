@@ -36,7 +36,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 from . import builtins, wire
 from .errors import CommandError
 from .log import logger as default_logger
-from .registry import ASYNC, SERIAL, THREADS, Command, Registry
+from .registry import SERIAL, THREADS, Command, Registry
 from .runners import EventLoopThread, ThreadRunner
 from .signals import StopSignal, block_stop_signals_in_this_thread
 from .state import WorkerState

@@ -14,12 +14,11 @@ by this script over the worker's pipes; compare them within one run.
 """
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 
-from harness import FIXTURES_DIR, REPO_FIXTURES_DIR, Worker
+from harness import REPO_FIXTURES_DIR, Worker
 
 LATENCY_SERVER = r"""
 import sys, time
