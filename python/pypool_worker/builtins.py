@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 from . import programs, settings_store
 from .log import logger
 from .programs import ProgramCache, ProgramRunner
-from .registry import Registry
+from .registry import SERIAL, THREADS, Registry
 from .settings_command import make_apply_settings
 from .state import WorkerState, rss_bytes
 
@@ -23,6 +23,33 @@ APPLY_SETTINGS = "pypool.apply_settings"
 
 #: Names of the built-in commands; handler modules cannot reuse them.
 BUILTIN_NAMES = ("ping", "info", RUN_PROGRAM, APPLY_SETTINGS)
+
+#: The capacity of a worker that runs requests concurrently (``--capacity``'s
+#: default unless every handler is serial): enough for an LM-bound worker to
+#: keep dozens of calls waiting on the network at once, bounded so one worker
+#: never holds (and, if it crashes, loses) an unbounded share of the load.
+CONCURRENT_CAPACITY = 64
+
+
+def default_capacity(registry: Registry) -> int:
+    """How many requests a worker holds at once unless ``--capacity`` says otherwise.
+
+    1 when the handler modules registered commands and every one of them is
+    ``serial``: such a worker runs one request at a time anyway, and a request
+    queued inside it would be lost with it if a handler crashed the process,
+    where a request queued in the host goes to the replacement worker.
+    Otherwise (a ``threads`` or ``async`` handler, or no handler modules: a
+    worker for ``ping`` and programs, DSPy's run concurrently)
+    :data:`CONCURRENT_CAPACITY`.
+    """
+    handlers = [command for command in registry if command.name not in BUILTIN_NAMES]
+    if handlers and all(command.concurrency == SERIAL for command in handlers):
+        return 1
+    return CONCURRENT_CAPACITY
+
+
+#: How ``ping`` runs (see docs/PROTOCOL.md for the measurement behind it).
+PING_CONCURRENCY = SERIAL
 
 
 def install(
@@ -60,8 +87,16 @@ def install(
             "dspy_loaded": programs.dspy_loaded(),
         }
 
-    registry.add("ping", ping, idempotent=True, quiet=True)
-    registry.add("info", info, idempotent=True, quiet=True)
-    registry.add(RUN_PROGRAM, program_runner.run_program, idempotent=False)
-    registry.add(APPLY_SETTINGS, make_apply_settings(store, logger), idempotent=True)
+    registry.add("ping", ping, idempotent=True, quiet=True, concurrency=PING_CONCURRENCY)
+    registry.add("info", info, idempotent=True, quiet=True, concurrency=SERIAL)
+    # Announced as `threads`; each request runs as its program says (a
+    # `python` program is serial unless its spec says otherwise).
+    registry.add(
+        RUN_PROGRAM,
+        program_runner.run_program,
+        idempotent=False,
+        concurrency=THREADS,
+        router=program_runner.concurrency_for,
+    )
+    registry.add(APPLY_SETTINGS, make_apply_settings(store, logger), idempotent=True, concurrency=THREADS)
     return program_runner

@@ -7,6 +7,7 @@ modules, then hand over to the server, which sends the handshake and serves.
 """
 
 import argparse
+import os
 import sys
 import time
 from typing import Any, List, NoReturn, Optional, Sequence
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many built programs to keep (LRU; default: %d)" % programs.DEFAULT_CAPACITY,
     )
     parser.add_argument(
+        "--capacity",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="how many requests the worker holds at once (default: 1 when every handler is serial, "
+        "else %d); serial commands still run one at a time" % builtins.CONCURRENT_CAPACITY,
+    )
+    parser.add_argument(
         "--preload",
         nargs="+",
         action="append",
@@ -145,15 +154,24 @@ def main(argv: Optional[Sequence[str]] = None, registry: Optional[Registry] = No
         _send_startup_error(streams, "handler_import", message, trace, args.max_frame_bytes)
         return EXIT_STARTUP_ERROR
 
-    server = Server(commands, state, streams.reader, streams.write_all, args.max_frame_bytes, stop, logger)
+    server = Server(
+        commands, state, streams.reader, streams.write_all, args.max_frame_bytes, stop, logger, capacity=args.capacity
+    )
     try:
-        return server.serve()
+        status = server.serve()
     except wire.WireError as exc:
         logger.error("cannot send a frame: %s", exc)
-        return EXIT_INTERNAL_ERROR
+        status = EXIT_INTERNAL_ERROR
     except Exception:
         logger.exception("internal error in pypool_worker; exiting")
-        return EXIT_INTERNAL_ERROR
+        status = EXIT_INTERNAL_ERROR
+    if server.abandoned:
+        # Handlers still run (the host went away mid-request): the interpreter
+        # would wait for their threads at exit; nobody is left to answer.
+        logger.debug("exiting with handlers still running")
+        stdio.flush_or_silence()
+        os._exit(status)
+    return status
 
 
 def _send_startup_error(

@@ -10,6 +10,44 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union
 
 Handler = Callable[..., Any]
 
+#: One at a time, in arrival order, on the worker's main thread (default for plain functions).
+SERIAL = "serial"
+#: Concurrently on the worker's bounded thread pool (the handler must be thread-safe).
+THREADS = "threads"
+#: Concurrently as coroutines on the worker's one event loop (default for ``async def``).
+ASYNC = "async"
+#: The ways a command's requests may run, as announced in the handshake.
+CONCURRENCY_MODES = (SERIAL, THREADS, ASYNC)
+
+#: Picks, per request, how a command's request runs (from its arguments);
+#: used by built-ins whose requests differ (``pypool.run_program``).
+Router = Callable[[Dict[str, Any]], str]
+
+
+def default_concurrency(handler: Handler) -> str:
+    """``async`` for an ``async def`` handler, ``serial`` for anything else."""
+    return ASYNC if inspect.iscoroutinefunction(handler) else SERIAL
+
+
+def check_concurrency(name: str, handler: Handler, concurrency: Optional[str]) -> str:
+    """The concurrency ``handler`` runs with: ``concurrency`` validated, or the default.
+
+    Raises ``ValueError`` for an unknown mode, or ``async`` for a handler that
+    is not an ``async def`` (it would block the event loop every request shares).
+    """
+    if concurrency is None:
+        return default_concurrency(handler)
+    if concurrency not in CONCURRENCY_MODES:
+        raise ValueError(
+            "command %r: concurrency must be one of %s, got %r" % (name, ", ".join(CONCURRENCY_MODES), concurrency)
+        )
+    if concurrency == ASYNC and not inspect.iscoroutinefunction(handler):
+        raise ValueError(
+            "command %r: concurrency 'async' needs an 'async def' handler (a plain function would block the "
+            "event loop every async request shares); use 'threads' for a thread-safe plain function" % (name,)
+        )
+    return concurrency
+
 #: A handler's own type, kept by the decorators.
 F = TypeVar("F", bound=Handler)
 
@@ -19,11 +57,19 @@ class DuplicateCommand(ValueError):
 
 
 class Command:
-    """One registered command: a name, its handler and how it may be retried."""
+    """One registered command: a name, its handler, how it may be retried and how it runs."""
 
-    __slots__ = ("name", "handler", "idempotent", "quiet", "_signature")
+    __slots__ = ("name", "handler", "idempotent", "quiet", "concurrency", "router", "_signature")
 
-    def __init__(self, name: str, handler: Handler, idempotent: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        idempotent: bool = False,
+        quiet: bool = False,
+        concurrency: Optional[str] = None,
+        router: Optional[Router] = None,
+    ) -> None:
         #: The name requests use.
         self.name = name
         #: The callable invoked as ``handler(**args)``.
@@ -32,6 +78,11 @@ class Command:
         self.idempotent = idempotent
         #: Routine traffic (health checks): logged at debug level only.
         self.quiet = quiet
+        #: How its requests run: ``serial``, ``threads`` or ``async`` (see :data:`CONCURRENCY_MODES`).
+        self.concurrency = check_concurrency(name, handler, concurrency)
+        #: When set, picks the concurrency of each request from its arguments
+        #: (then :attr:`concurrency` is what the handshake announces).
+        self.router = router
         try:
             self._signature: Optional[inspect.Signature] = inspect.signature(handler)
         except (TypeError, ValueError):
@@ -43,12 +94,22 @@ class Command:
         if self._signature is not None:
             self._signature.bind(**args)
 
+    def concurrency_for(self, args: Dict[str, Any]) -> str:
+        """How the request with ``args`` runs: the router's choice, else :attr:`concurrency`."""
+        if self.router is None:
+            return self.concurrency
+        try:
+            mode = self.router(args)
+        except Exception:  # a router never fails a request; the handler reports bad arguments
+            return self.concurrency
+        return mode if mode in CONCURRENCY_MODES else self.concurrency
+
     def describe(self) -> Dict[str, Any]:
         """The command as announced in the handshake."""
-        return {"name": self.name, "idempotent": self.idempotent, "concurrency": "serial"}
+        return {"name": self.name, "idempotent": self.idempotent, "concurrency": self.concurrency}
 
     def __repr__(self) -> str:
-        return "Command(%r, idempotent=%r)" % (self.name, self.idempotent)
+        return "Command(%r, idempotent=%r, concurrency=%r)" % (self.name, self.idempotent, self.concurrency)
 
 
 class Registry:
@@ -57,8 +118,17 @@ class Registry:
     def __init__(self) -> None:
         self._commands: Dict[str, Command] = {}
 
-    def add(self, name: str, handler: Handler, idempotent: bool = False, quiet: bool = False) -> Command:
-        """Registers ``handler`` under ``name``; raises :class:`DuplicateCommand` if the name is taken."""
+    def add(
+        self,
+        name: str,
+        handler: Handler,
+        idempotent: bool = False,
+        quiet: bool = False,
+        concurrency: Optional[str] = None,
+        router: Optional[Router] = None,
+    ) -> Command:
+        """Registers ``handler`` under ``name``; raises :class:`DuplicateCommand` if the name is taken
+        and ``ValueError`` for a concurrency the handler cannot run with."""
         if not isinstance(name, str) or not name:
             raise ValueError("a command name must be a non-empty string, got %r" % (name,))
         if not callable(handler):
@@ -69,31 +139,40 @@ class Registry:
                 "command %r is already registered (by %s); choose another name"
                 % (name, _describe_callable(existing.handler))
             )
-        command = Command(name, handler, idempotent=bool(idempotent), quiet=bool(quiet))
+        command = Command(
+            name, handler, idempotent=bool(idempotent), quiet=bool(quiet), concurrency=concurrency, router=router
+        )
         self._commands[name] = command
         return command
 
     @overload
-    def command(self, name: F, *, idempotent: bool = False) -> F: ...
+    def command(self, name: F, *, idempotent: bool = False, concurrency: Optional[str] = None) -> F: ...
 
     @overload
-    def command(self, name: Optional[str] = None, *, idempotent: bool = False) -> Callable[[F], F]: ...
+    def command(
+        self, name: Optional[str] = None, *, idempotent: bool = False, concurrency: Optional[str] = None
+    ) -> Callable[[F], F]: ...
 
     def command(
-        self, name: Union[str, Handler, None] = None, *, idempotent: bool = False
+        self, name: Union[str, Handler, None] = None, *, idempotent: bool = False, concurrency: Optional[str] = None
     ) -> Union[Handler, Callable[[F], F]]:
         """Decorator registering a function as a command.
 
         Usable bare (``@command``, named after the function) or with arguments
-        (``@command("name", idempotent=True)``, ``@command(idempotent=True)``).
+        (``@command("name", idempotent=True)``, ``@command(concurrency="threads")``).
+        ``concurrency`` is how the worker runs the command's requests:
+        ``"serial"`` (default for plain functions: one at a time, in arrival
+        order, on the main thread), ``"threads"`` (concurrently on a bounded
+        thread pool: the function must be thread-safe) or ``"async"`` (default
+        for ``async def``: concurrently on the worker's one event loop).
         The decorated function is returned unchanged.
         """
         if callable(name):
-            self.add(name.__name__, name, idempotent=idempotent)
+            self.add(name.__name__, name, idempotent=idempotent, concurrency=concurrency)
             return name
 
         def decorate(func: F) -> F:
-            self.add(name if name is not None else func.__name__, func, idempotent=idempotent)
+            self.add(name if name is not None else func.__name__, func, idempotent=idempotent, concurrency=concurrency)
             return func
 
         return decorate
@@ -131,15 +210,17 @@ registry = Registry()
 
 
 @overload
-def command(name: F, *, idempotent: bool = False) -> F: ...
+def command(name: F, *, idempotent: bool = False, concurrency: Optional[str] = None) -> F: ...
 
 
 @overload
-def command(name: Optional[str] = None, *, idempotent: bool = False) -> Callable[[F], F]: ...
+def command(
+    name: Optional[str] = None, *, idempotent: bool = False, concurrency: Optional[str] = None
+) -> Callable[[F], F]: ...
 
 
 def command(
-    name: Union[str, Handler, None] = None, *, idempotent: bool = False
+    name: Union[str, Handler, None] = None, *, idempotent: bool = False, concurrency: Optional[str] = None
 ) -> Union[Handler, Callable[[F], F]]:
     """Registers a function in the default :data:`registry`; see :meth:`Registry.command`."""
-    return registry.command(name, idempotent=idempotent)
+    return registry.command(name, idempotent=idempotent, concurrency=concurrency)

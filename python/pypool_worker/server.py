@@ -1,4 +1,18 @@
-"""The serve loop: read a request, run its handler, send the reply, repeat.
+"""The serve loop: read requests, run each where its command runs, send the replies.
+
+A worker holds up to ``capacity`` requests at once (protocol version 2):
+
+* a **reader** thread reads frames and never waits for a handler: it checks
+  each request (unknown command, arguments that do not bind, a stopping
+  worker: answered at once), then hands it over; it also applies ``cancel``;
+* ``serial`` requests run one at a time, in arrival order, on the **main
+  thread** (which also watches the stop signals);
+* ``threads`` requests run on a bounded thread pool, ``async`` ones as tasks
+  on **one** long-lived event loop (:mod:`.runners`);
+* replies are written by whichever thread finished the request, one frame at
+  a time under a lock, so frames are never interleaved; every request is
+  answered exactly once (the :class:`Held` state under the server's lock
+  decides who answers).
 
 The server owns the request lifecycle and the exit statuses of PROTOCOL.md.
 It reaches the frame format only through :mod:`pypool_worker.wire`, and the
@@ -6,19 +20,25 @@ process's streams only through the reader and writer it is given, so tests can
 drive it with pipes or in-memory buffers and an explicit registry.
 """
 
+import asyncio
+import collections
+import concurrent.futures
 import inspect
 import io
 import logging
+import os
 import select
+import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
-from . import wire
+from . import builtins, wire
 from .errors import CommandError
 from .log import logger as default_logger
-from .registry import Command, Registry
-from .signals import StopSignal
+from .registry import SERIAL, THREADS, Command, Registry
+from .runners import EventLoopThread, ThreadRunner
+from .signals import StopSignal, block_stop_signals_in_this_thread
 from .state import WorkerState
 
 #: Exit status: stdin reached EOF, a stop signal was honoured, or the host went away.
@@ -37,9 +57,41 @@ _TRUNCATION_FLOOR = 64
 #: will not start with ``not_started``, before it exits anyway.
 DRAIN_GRACE_SECONDS = 2.0
 
+#: The ``error.kind`` of a request the host cancelled before it finished.
+CANCELLED = "cancelled"
+#: The ``error.kind`` of a request a stopping worker did not start.
+NOT_STARTED = "not_started"
+
+# A held request's states: handed over but not started; its handler running;
+# its reply decided (being written, or written).
+QUEUED, RUNNING, DONE = "queued", "running", "done"
+
+_TIMEOUT = object()
+
 
 class HostGone(Exception):
     """Writing a frame failed because the host closed its end of the pipe."""
+
+
+class Held:
+    """One request the worker holds, from hand-over to reply."""
+
+    __slots__ = ("id", "name", "command", "args", "mode", "state", "task", "future", "cancel_requested")
+
+    def __init__(self, request_id: int, name: str, command: Command, args: Dict[str, Any], mode: str) -> None:
+        self.id = request_id
+        self.name = name
+        self.command = command
+        self.args = args
+        #: Where it runs: ``serial``, ``threads`` or ``async``.
+        self.mode = mode
+        self.state = QUEUED
+        #: The asyncio task of an ``async`` request (set on the loop before it starts).
+        self.task: Optional["asyncio.Task[Any]"] = None
+        #: The future of a coroutine a sync handler returned, awaited on the loop.
+        self.future: Optional["concurrent.futures.Future[Any]"] = None
+        #: The host sent ``cancel`` while it ran.
+        self.cancel_requested = False
 
 
 class Server:
@@ -54,6 +106,7 @@ class Server:
         max_frame_bytes: int = wire.DEFAULT_MAX_FRAME_BYTES,
         stop: Optional[StopSignal] = None,
         logger: Optional[logging.Logger] = None,
+        capacity: Optional[int] = None,
     ) -> None:
         self.registry = registry
         self.state = state
@@ -61,7 +114,28 @@ class Server:
         self.max_frame_bytes = max_frame_bytes
         self.stop = stop
         self.log = logger if logger is not None else default_logger
+        #: How many requests the worker holds at once (announced in the handshake).
+        self.capacity = capacity if capacity is not None else builtins.default_capacity(registry)
+        if self.capacity < 1:
+            raise ValueError("a worker's capacity must be at least 1, got %d" % self.capacity)
+        #: Whether :meth:`serve` returned while handlers were still running (the
+        #: process must then exit without waiting for their threads).
+        self.abandoned = False
         self._write = write
+        self._write_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._held: Dict[int, Held] = {}
+        self._stopping = False
+        self._want_idle = False
+        self._host_gone = False
+        self._reader_end: Any = _TIMEOUT  # None: EOF; an int: the exit status
+        self._stopped_during: List[int] = []  # serial requests that ran when the stop signal came
+        self._inbox: Deque[Tuple[Any, ...]] = collections.deque()
+        self._main_waiting = False
+        self._wake_read = -1
+        self._wake_write = -1
+        self._loop = EventLoopThread(initializer=block_stop_signals_in_this_thread)
+        self._threads = ThreadRunner(self.capacity, initializer=block_stop_signals_in_this_thread)
 
     # -- frames --------------------------------------------------------------
 
@@ -70,14 +144,16 @@ class Server:
         self.send_bytes(wire.encode(message, self.max_frame_bytes))
 
     def send_bytes(self, frame: bytes) -> None:
-        """Writes an encoded frame; raises :class:`HostGone` if the host has closed the pipe."""
-        try:
-            self._write(frame)
-        except BrokenPipeError as exc:
-            raise HostGone(str(exc)) from exc
+        """Writes an encoded frame whole (one writer at a time); raises :class:`HostGone`
+        if the host has closed the pipe."""
+        with self._write_lock:
+            try:
+                self._write(frame)
+            except BrokenPipeError as exc:
+                raise HostGone(str(exc)) from exc
 
     def handshake(self) -> Dict[str, Any]:
-        """The handshake message announcing this worker's commands."""
+        """The handshake message announcing this worker's commands and capacity."""
         return {
             "type": "handshake",
             "protocol": wire.PROTOCOL_VERSION,
@@ -85,33 +161,224 @@ class Server:
             "pid": self.state.pid,
             "python_version": self.state.python_version,
             "commands": self.registry.describe(),
-            "capacity": 1,
+            "capacity": self.capacity,
         }
 
-    # -- the loop ------------------------------------------------------------
+    # -- the main thread -----------------------------------------------------
 
     def serve(self) -> int:
         """Sends the handshake, then serves; returns the process exit status."""
         try:
             self.send(self.handshake())
-            self.log.info(
-                "worker %d ready (pid %d), serving: %s",
-                self.state.worker_id,
-                self.state.pid,
-                ", ".join(self.registry.names()),
-            )
-            return self._serve_requests()
         except HostGone:
             self.log.debug("the host closed the frame pipe; exiting")
             return EXIT_OK
+        self.log.info(
+            "worker %d ready (pid %d, capacity %d), serving: %s",
+            self.state.worker_id,
+            self.state.pid,
+            self.capacity,
+            ", ".join(self.registry.names()),
+        )
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        reader = threading.Thread(target=self._read_loop, name="pypool-reader", daemon=True)
+        reader.start()
+        try:
+            return self._serve_requests()
+        finally:
+            with self._lock:
+                self.abandoned = bool(self._held)
+            self._threads.shutdown()
+            if not self.abandoned:
+                self._loop.stop()
+            reader.join(0.5 if self._reader_end is not _TIMEOUT else 0.0)
+            if not reader.is_alive():
+                # Closed only when no thread can write to it any more.
+                os.close(self._wake_read)
+                os.close(self._wake_write)
 
     def _serve_requests(self) -> int:
         while True:
+            if self._host_gone:
+                return self._host_went_away()
             if self._stop_requested():
-                self.log.info("received %s while idle; exiting", self.stop.name if self.stop else "stop")
-                return self._drain()
-            if not self._wait_for_input():
-                continue
+                return self._stop_serving()
+            if self._reader_end is not _TIMEOUT:
+                return self._finish(self._reader_end)
+            item = self._next_item(None, watch_stop=True)
+            if item is not None:
+                self._handle(item)
+
+    def _handle(self, item: Tuple[Any, ...]) -> None:
+        """Acts on one item the other threads posted to the main thread."""
+        kind = item[0]
+        if kind == "serial":
+            self._run_held(item[1])
+            if self._stop_requested() and not self._stopping:
+                self._stopped_during.append(item[1].id)
+        elif kind == "end":
+            self._reader_end = item[1]
+        elif kind == "gone":
+            self._host_gone = True
+        # "idle": only wakes a wait for the last reply.
+
+    def _host_went_away(self) -> int:
+        self.log.debug("the host closed the frame pipe; exiting")
+        return EXIT_OK
+
+    def _stop_serving(self) -> int:
+        """A stop signal arrived: answer what has not started ``not_started``, finish
+        what runs, reply, say ``draining``, then refuse until stdin closes."""
+        name = self.stop.name if self.stop is not None else "stop"
+        with self._lock:
+            self._stopping = True
+            unstarted = [held for held in self._held.values() if held.state == QUEUED]
+            for held in unstarted:
+                held.state = DONE
+            running = sorted(request_id for request_id, held in self._held.items() if held.state != DONE)
+        finished = sorted(set(self._stopped_during + running))
+        for held in unstarted:
+            self._answer_not_started(held.id, held.name)
+            with self._lock:
+                self._held.pop(held.id, None)
+        if running:
+            self.log.info(
+                "received %s with %d request(s) running (%s); finishing them (%d not started)",
+                name, len(running), ", ".join(str(r) for r in running), len(unstarted),
+            )
+        # Also waits for replies being written right now (their requests are
+        # done but still held): `draining` must follow every reply.
+        if not self._wait_idle(watch_stop=False):
+            return self._host_went_away()
+        if finished:
+            self._log_stopped_during(name, finished)
+        else:
+            self.log.info("received %s while idle; exiting", name)
+        return self._drain()
+
+    def _log_stopped_during(self, name: str, finished: List[int]) -> None:
+        if len(finished) == 1:
+            self.log.info("received %s during request %d; replied, exiting", name, finished[0])
+        else:
+            self.log.info(
+                "received %s during requests %s; replied to each, exiting", name, ", ".join(str(r) for r in finished)
+            )
+
+    def _drain(self) -> int:
+        """Tells the host (``draining``), then waits for it to close stdin (the reader
+        answers every request still arriving ``not_started``), at most
+        :data:`DRAIN_GRACE_SECONDS`. The host retries those elsewhere."""
+        try:
+            self.send({"type": "draining"})
+        except HostGone:
+            return self._host_went_away()
+        deadline = time.monotonic() + DRAIN_GRACE_SECONDS
+        while self._reader_end is _TIMEOUT and not self._host_gone:
+            item = self._next_item(deadline, watch_stop=False)
+            if item is _TIMEOUT:
+                self.log.info("the host did not close stdin within %.1f s of draining; exiting", DRAIN_GRACE_SECONDS)
+                return EXIT_OK
+            if item is not None:
+                self._handle(item)
+        if self._reader_end is None:
+            self.log.info("stdin closed by the host after draining; exiting")
+        return EXIT_OK
+
+    def _finish(self, status: Optional[int]) -> int:
+        """The reader stopped (EOF, or a protocol error it logged): finish and answer
+        what the worker holds, then exit with ``status`` (0 for EOF)."""
+        with self._lock:
+            holding = len(self._held)
+        if holding:
+            self.log.info("no more requests will arrive; finishing the %d held", holding)
+            if not self._wait_idle(watch_stop=False):
+                return self._host_went_away()
+        if status is None:
+            self.log.info("stdin closed by the host; exiting")
+            return EXIT_OK
+        return status
+
+    def _wait_idle(self, watch_stop: bool) -> bool:
+        """Runs serial requests as they come until nothing is held; False if the host went away."""
+        while True:
+            with self._lock:
+                if not self._held:
+                    self._want_idle = False
+                    return True
+                self._want_idle = True
+            if self._host_gone:
+                return False
+            item = self._next_item(None, watch_stop=watch_stop)
+            if item is not None:
+                self._handle(item)
+
+    def _next_item(self, deadline: Optional[float], watch_stop: bool) -> Any:
+        """The next item posted to the main thread; ``None`` when a stop signal
+        arrived (if ``watch_stop``); ``_TIMEOUT`` after ``deadline``."""
+        stop_fd = self.stop.fileno() if self.stop is not None else -1
+        while True:
+            if self._inbox:
+                return self._inbox.popleft()
+            # Say so before looking again: a thread posting after this look
+            # sees the flag and writes a wake-up byte (none is written while
+            # the main thread is busy, which saves two system calls a request).
+            self._main_waiting = True
+            if self._inbox:
+                self._main_waiting = False
+                return self._inbox.popleft()
+            if watch_stop and self._stop_requested():
+                self._main_waiting = False
+                return None
+            timeout = None
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return _TIMEOUT
+            fds = [self._wake_read]
+            if stop_fd >= 0:
+                assert self.stop is not None
+                self.stop.rearm()
+                fds.append(stop_fd)
+            readable, _, _ = select.select(fds, [], [], timeout)
+            self._main_waiting = False
+            if stop_fd >= 0 and stop_fd in readable:
+                assert self.stop is not None
+                self.stop.drain()
+            if self._wake_read in readable:
+                _drain_pipe(self._wake_read)
+
+    def _post(self, item: Tuple[Any, ...]) -> None:
+        """Hands ``item`` to the main thread (from any thread)."""
+        self._inbox.append(item)
+        if not self._main_waiting:
+            return
+        try:
+            os.write(self._wake_write, b"\0")
+        except (BlockingIOError, InterruptedError):
+            pass  # the pipe is full: the main thread is awake anyway
+        except OSError:
+            pass  # serving has ended
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.requested
+
+    # -- the reader thread ---------------------------------------------------
+
+    def _read_loop(self) -> None:
+        """Reads frames until EOF or a protocol error; never waits for a handler."""
+        block_stop_signals_in_this_thread()
+        try:
+            self._post(("end", self._read_frames()))
+        except HostGone:
+            self._post(("gone",))
+        except BaseException:  # a bug in this runtime
+            self.log.exception("internal error in the request reader; exiting")
+            self._post(("end", EXIT_INTERNAL_ERROR))
+
+    def _read_frames(self) -> Optional[int]:
+        while True:
             try:
                 message = wire.read_frame(self.reader, self.max_frame_bytes)
             except wire.NestingTooDeep as exc:
@@ -119,10 +386,11 @@ class Server:
                     self.log.error("protocol error: %s, and no request id could be read; exiting", exc)
                     return EXIT_PROTOCOL_ERROR
                 # The frame was read whole: the stream is still in step.
-                self.send(
-                    _error_reply(exc.request_id, "invalid_arguments", "command %r: %s" % (exc.command, exc))
+                self._answer_now(
+                    exc.request_id,
+                    exc.command or "?",
+                    _error_reply(exc.request_id, "invalid_arguments", "command %r: %s" % (exc.command, exc)),
                 )
-                self.log.warning("request %d %r refused: %s", exc.request_id, exc.command, exc)
                 continue
             except wire.WireError as exc:
                 self.log.error(
@@ -131,138 +399,240 @@ class Server:
                     exc,
                 )
                 return EXIT_PROTOCOL_ERROR
+            except (OSError, ValueError) as exc:  # the stream was closed under the reader
+                self.log.debug("reading requests failed (%s); treating it as the end of stdin", exc)
+                return None
             if message is None:
-                self.log.info("stdin closed by the host; exiting")
-                return EXIT_OK
-            if message["type"] != "request":
+                return None
+            kind = message["type"]
+            if kind == "request":
+                if not self._accept(message):
+                    return EXIT_PROTOCOL_ERROR
+            elif kind == "cancel":
+                self._cancel(message["id"])
+            else:
                 self.log.error(
-                    "protocol error: the host sent a %r message, only requests are allowed; exiting",
-                    message["type"],
+                    "protocol error: the host sent a %r message, only requests and cancels are allowed; exiting",
+                    kind,
                 )
                 return EXIT_PROTOCOL_ERROR
-            frame = self.respond(message)
-            self.send_bytes(frame)
-            self.state.requests_served += 1
-            if self._stop_requested():
-                self.log.info(
-                    "received %s during request %d; replied, exiting", self.stop.name if self.stop else "stop",
-                    message["id"],
-                )
-                return self._drain()
 
-    def _drain(self) -> int:
-        """Stops serving: tells the host (``draining``), then answers every request
-        already on its way with ``not_started`` until the host closes stdin (or
-        :data:`DRAIN_GRACE_SECONDS` pass). The host retries those elsewhere."""
-        self.send({"type": "draining"})
-        deadline = time.monotonic() + DRAIN_GRACE_SECONDS
-        while True:
-            if not self._readable_before(deadline):
-                self.log.info("the host did not close stdin within %.1f s of draining; exiting", DRAIN_GRACE_SECONDS)
-                return EXIT_OK
-            try:
-                message = wire.read_frame(self.reader, self.max_frame_bytes)
-            except wire.NestingTooDeep as exc:
-                if exc.request_id is None:
-                    return EXIT_OK
-                message = {"type": "request", "id": exc.request_id, "command": exc.command}
-            except wire.WireError:
-                return EXIT_OK
-            if message is None:
-                self.log.info("stdin closed by the host after draining; exiting")
-                return EXIT_OK
-            if message.get("type") != "request":
-                return EXIT_OK
-            self.log.info("request %d %r not started: this worker is stopping", message["id"], message["command"])
-            self.send(
-                _error_reply(
-                    message["id"],
-                    "not_started",
-                    "worker %d is stopping and did not start %r; run it elsewhere"
-                    % (self.state.worker_id, message["command"]),
-                )
-            )
-
-    def _readable_before(self, deadline: float) -> bool:
-        """Whether the reader has data (or EOF) before ``deadline``; True when it cannot be polled."""
-        try:
-            source = self.reader.fileno()
-        except (AttributeError, OSError, ValueError):
-            return True  # an in-memory stream: reading never blocks
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                readable, _, _ = select.select([source], [], [], remaining)
-            except InterruptedError:
-                continue
-            return bool(readable)
-
-    def _stop_requested(self) -> bool:
-        return self.stop is not None and self.stop.requested
-
-    def _wait_for_input(self) -> bool:
-        """Blocks until the reader has data (True) or a stop signal arrives (False)."""
-        if self.stop is None or self.stop.fileno() < 0:
-            return True
-        self.stop.rearm()
-        wake = self.stop.fileno()
-        source = self.reader.fileno()
-        readable, _, _ = select.select([source, wake], [], [])
-        if wake in readable:
-            self.stop.drain()
-        if self.stop.requested:
-            return False
-        return source in readable
-
-    # -- one request ---------------------------------------------------------
-
-    def respond(self, request: Dict[str, Any]) -> bytes:
-        """Runs ``request`` and returns its encoded reply frame (never raises for handler faults)."""
+    def _accept(self, request: Dict[str, Any]) -> bool:
+        """Answers ``request`` at once or hands it over; False on a protocol violation."""
         request_id = request["id"]
         name = request["command"]
         args = request.get("args", {})
-        started = time.monotonic()
         command = self.registry.get(name)
-        try:
-            reply = self._run(request_id, name, command, args)
-        except Exception as exc:  # a bug in this runtime, not in the handler
-            self.log.exception("internal error while handling request %d %r", request_id, name)
-            reply = _error_reply(request_id, "internal", "pypool_worker failed: %s" % _text_of(exc))
-        frame = self._encode_reply(reply, name)
-        self._log_outcome(request_id, name, command, reply, time.monotonic() - started, frame)
-        return frame
-
-    def _run(self, request_id: int, name: str, command: Optional[Command], args: Dict[str, Any]) -> Dict[str, Any]:
+        if self._stopping or self._stop_requested():
+            self._answer_not_started(request_id, name)
+            return True
         if command is None:
-            return _error_reply(
+            self._answer_now(
                 request_id,
-                "unknown_command",
-                "no command named %r; this worker serves: %s" % (name, ", ".join(self.registry.names())),
+                name,
+                _error_reply(
+                    request_id,
+                    "unknown_command",
+                    "no command named %r; this worker serves: %s" % (name, ", ".join(self.registry.names())),
+                ),
             )
+            return True
         try:
             command.check_arguments(args)
         except TypeError as exc:
-            return _error_reply(request_id, "invalid_arguments", "command %r: %s" % (name, exc))
+            self._answer_now(request_id, name, _error_reply(request_id, "invalid_arguments", "command %r: %s" % (name, exc)))
+            return True
+        held = Held(request_id, name, command, args, command.concurrency_for(args))
+        with self._lock:
+            if request_id in self._held:
+                self.log.error(
+                    "protocol error: the host sent request id %d while request %d is still held; exiting",
+                    request_id, request_id,
+                )
+                return False
+            if self._stopping:
+                stopping = True
+            else:
+                stopping = False
+                self._held[request_id] = held
+        if stopping:
+            self._answer_not_started(request_id, name)
+        elif held.mode == SERIAL:
+            self._post(("serial", held))
+        elif held.mode == THREADS:
+            self._threads.submit(self._run_held, held)
+        else:
+            self._loop.call_soon(self._start_task, held)
+        return True
+
+    def _cancel(self, request_id: int) -> None:
+        """Applies ``cancel``: answers an unstarted request ``cancelled``, interrupts
+        a running coroutine; a running plain function finishes; an unknown id is ignored."""
+        with self._lock:
+            held = self._held.get(request_id)
+            if held is None or held.state == DONE:
+                action = "unknown"
+            elif held.state == QUEUED:
+                held.state = DONE
+                action = "unstarted"
+            else:
+                held.cancel_requested = True
+                action = "task" if held.task is not None else "future" if held.future is not None else "sync"
+        if action == "unknown":
+            self.log.debug("cancel for request %d, which this worker does not hold (answered already?): ignored", request_id)
+            return
+        assert held is not None
+        if action == "unstarted":
+            self.log.info("request %d %r cancelled before it started", request_id, held.name)
+            message = "request %d %r was cancelled by the host before it started; it did not run" % (request_id, held.name)
+            self._reply_then_release(held, wire.encode(_error_reply(request_id, CANCELLED, message), self.max_frame_bytes))
+        elif action == "task":
+            task = held.task
+            assert task is not None
+            self._loop.call_soon(task.cancel)
+        elif action == "future":
+            future = held.future
+            assert future is not None
+            future.cancel()
+        else:
+            self.log.info(
+                "request %d %r cannot be cancelled: it runs a plain function, which is not interruptible; "
+                "it finishes and its reply is sent",
+                request_id, held.name,
+            )
+
+    def _answer_now(self, request_id: int, name: str, reply: Dict[str, Any]) -> None:
+        """Sends a reply decided without running anything (counted as served)."""
+        frame = self._encode_reply(reply, name)
+        self._log_outcome(request_id, name, None, reply, 0.0, frame)
+        self.send_bytes(frame)
+        with self._lock:
+            self.state.requests_served += 1
+
+    def _answer_not_started(self, request_id: int, name: str) -> None:
+        self.log.info("request %d %r not started: this worker is stopping", request_id, name)
+        reply = _error_reply(
+            request_id,
+            NOT_STARTED,
+            "worker %d is stopping and did not start %r; run it elsewhere" % (self.state.worker_id, name),
+        )
         try:
-            result = command.handler(**args)
+            self.send_bytes(wire.encode(reply, self.max_frame_bytes))
+        except HostGone:
+            self._host_gone = True
+            self._post(("gone",))
+
+    # -- running a request ---------------------------------------------------
+
+    def _begin(self, held: Held) -> bool:
+        """QUEUED -> RUNNING; False when it was answered already (cancelled, not started)."""
+        with self._lock:
+            if held.state != QUEUED:
+                return False
+            held.state = RUNNING
+            return True
+
+    def _run_held(self, held: Held) -> None:
+        """Runs a ``serial`` (main thread) or ``threads`` (pool thread) request and replies."""
+        if not self._begin(held):
+            return
+        started = time.monotonic()
+        try:
+            reply = self._call_sync(held)
+        except Exception as exc:  # a bug in this runtime, not in the handler
+            self.log.exception("internal error while handling request %d %r", held.id, held.name)
+            reply = _error_reply(held.id, "internal", "pypool_worker failed: %s" % _text_of(exc))
+        self._complete(held, reply, started)
+
+    def _call_sync(self, held: Held) -> Dict[str, Any]:
+        request_id = held.id
+        try:
+            result = held.command.handler(**held.args)
             if inspect.isawaitable(result):
-                result = _run_awaitable(result)
+                # A coroutine from a plain function (or a serial `async def`):
+                # it runs on the event loop while this thread waits for it.
+                future = self._loop.wait_for(result)
+                with self._lock:
+                    held.future = future
+                    cancel = held.cancel_requested
+                if cancel:
+                    future.cancel()
+                try:
+                    result = future.result()
+                except concurrent.futures.CancelledError:
+                    return self._cancelled_reply(held)
         except CommandError as exc:
             return _error_reply(request_id, exc.kind, exc.message, traceback_text=exc.traceback_text)
         except BaseException as exc:  # noqa: B036 - KeyboardInterrupt, GeneratorExit, SystemExit too
             # The runtime's own stop signals never raise here (signals.py only
             # records them); whatever a handler raises is the handler's fault and
             # gets an error reply, and the worker keeps serving.
-            return _error_reply(
-                request_id,
-                "python_exception",
-                _text_of(exc),
-                exception_type=type(exc).__name__,
-                traceback_text=_format_traceback(exc),
-            )
+            return _exception_reply(request_id, exc)
         return {"type": "reply", "id": request_id, "status": "ok", "result": result}
+
+    def _start_task(self, held: Held) -> None:
+        """On the event loop: starts an ``async`` request as a task."""
+        held.task = asyncio.ensure_future(self._run_async(held))
+
+    async def _run_async(self, held: Held) -> None:
+        if not self._begin(held):
+            return
+        started = time.monotonic()
+        try:
+            reply = await self._call_async(held)
+        except Exception as exc:  # a bug in this runtime, not in the handler
+            self.log.exception("internal error while handling request %d %r", held.id, held.name)
+            reply = _error_reply(held.id, "internal", "pypool_worker failed: %s" % _text_of(exc))
+        self._complete(held, reply, started)
+
+    async def _call_async(self, held: Held) -> Dict[str, Any]:
+        request_id = held.id
+        try:
+            result = held.command.handler(**held.args)
+            if inspect.isawaitable(result):
+                result = await result
+        except asyncio.CancelledError as exc:
+            if held.cancel_requested:
+                return self._cancelled_reply(held)
+            return _exception_reply(request_id, exc)
+        except CommandError as exc:
+            return _error_reply(request_id, exc.kind, exc.message, traceback_text=exc.traceback_text)
+        except BaseException as exc:  # noqa: B036 - as in _call_sync
+            return _exception_reply(request_id, exc)
+        return {"type": "reply", "id": request_id, "status": "ok", "result": result}
+
+    def _cancelled_reply(self, held: Held) -> Dict[str, Any]:
+        return _error_reply(
+            held.id,
+            CANCELLED,
+            "request %d %r was cancelled by the host while it ran (its coroutine got CancelledError)"
+            % (held.id, held.name),
+        )
+
+    def _complete(self, held: Held, reply: Dict[str, Any], started: float) -> None:
+        """Encodes, logs and sends the reply of a request that ran."""
+        frame = self._encode_reply(reply, held.name)
+        self._log_outcome(held.id, held.name, held.command, reply, time.monotonic() - started, frame)
+        with self._lock:
+            if held.state == DONE:  # cannot happen: only the runner ends a running request
+                return
+            held.state = DONE
+        self._reply_then_release(held, frame)
+
+    def _reply_then_release(self, held: Held, frame: bytes) -> None:
+        """Sends the reply of a request already marked DONE, then forgets it
+        (in that order: the main thread says ``draining`` only once every reply is out)."""
+        try:
+            self.send_bytes(frame)
+        except HostGone:
+            self._host_gone = True
+            self._post(("gone",))
+        with self._lock:
+            self._held.pop(held.id, None)
+            self.state.requests_served += 1
+            wake = self._want_idle and not self._held
+        if wake:
+            self._post(("idle",))
 
     def _encode_reply(self, reply: Dict[str, Any], name: str) -> bytes:
         problem: Exception
@@ -348,13 +718,23 @@ def _error_reply(
     return {"type": "reply", "id": request_id, "status": "error", "error": error}
 
 
-def _run_awaitable(awaitable: Any) -> Any:
-    import asyncio
+def _exception_reply(request_id: int, exc: BaseException) -> Dict[str, Any]:
+    return _error_reply(
+        request_id,
+        "python_exception",
+        _text_of(exc),
+        exception_type=type(exc).__name__,
+        traceback_text=_format_traceback(exc),
+    )
 
-    async def wait() -> Any:
-        return await awaitable
 
-    return asyncio.run(wait())
+def _drain_pipe(fd: int) -> None:
+    while True:
+        try:
+            if not os.read(fd, 4096):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
 
 
 def _format_traceback(exc: BaseException) -> str:

@@ -16,6 +16,18 @@ from typing import Optional
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def block_stop_signals_in_this_thread() -> None:
+    """Keeps SIGTERM and SIGINT away from the calling (helper) thread.
+
+    The kernel then delivers them to the main thread, whose blocking calls
+    (a serial handler reading a pipe, ``select``) are interrupted so the
+    handler records the stop at once; delivered to a helper thread, they
+    would wait until the main thread next runs Python code.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
 class StopSignal:
     """Records whether (and by which signal) the worker was asked to stop."""
 

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
     Protocol = object  # type: ignore[assignment]
 
 #: The protocol version this module speaks.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Default maximum body size, the same on both sides of the pipe.
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024

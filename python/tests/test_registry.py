@@ -102,3 +102,42 @@ def test_var_keyword_handlers_accept_anything():
     reg = Registry()
     reg.add("echo", lambda **kwargs: kwargs)
     reg.get("echo").check_arguments({"anything": 1, "goes": 2})
+
+
+def test_the_decorator_takes_the_concurrency_and_async_def_defaults_to_async():
+    from pypool_worker.registry import Registry
+
+    reg = Registry()
+
+    @reg.command
+    def plain():
+        return 1
+
+    @reg.command(concurrency="threads")
+    def pooled():
+        return 2
+
+    @reg.command
+    async def coroutine():
+        return 3
+
+    @reg.command(concurrency="serial")
+    async def one_at_a_time():
+        return 4
+
+    modes = {c["name"]: c["concurrency"] for c in reg.describe()}
+    assert modes == {"plain": "serial", "pooled": "threads", "coroutine": "async", "one_at_a_time": "serial"}
+
+
+@pytest.mark.parametrize("concurrency, complaint", [("async", "async def"), ("parallel", "must be one of")])
+def test_an_impossible_concurrency_is_refused_at_registration(concurrency, complaint):
+    from pypool_worker.registry import Registry
+
+    reg = Registry()
+    with pytest.raises(ValueError, match=complaint):
+
+        @reg.command(concurrency=concurrency)
+        def plain():
+            return 1
+
+    assert "plain" not in reg

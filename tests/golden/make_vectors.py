@@ -63,16 +63,16 @@ message("reply_error_minimal", {"type": "reply", "id": 42, "status": "error",
                                 "error": {"kind": "unknown_command", "message": "no command named 'nope'"}})
 message("reply_error_unknown_kind", {"type": "reply", "id": 43, "status": "error",
                                      "error": {"kind": "from_the_future", "message": "a kind this host does not know"}})
-message("handshake", {"type": "handshake", "protocol": 1, "worker_id": 3, "pid": 41234,
+message("handshake", {"type": "handshake", "protocol": 2, "worker_id": 3, "pid": 41234,
                       "python_version": "3.11.7",
                       "commands": [{"name": "ping", "idempotent": True, "concurrency": "serial"},
                                    {"name": "summarise", "idempotent": False, "concurrency": "threads"},
                                    {"name": "ask", "idempotent": False, "concurrency": "async"}],
                       "capacity": 64})
-message("handshake_unknown_fields", {"type": "handshake", "protocol": 1, "worker_id": 0, "pid": 1,
+message("handshake_unknown_fields", {"type": "handshake", "protocol": 2, "worker_id": 0, "pid": 1,
                                      "python_version": "3.9.0", "commands": [{"name": "ping"}],
                                      "zygote": {"preloaded": ["dspy"]}, "extra": 1},
-        normalized={"type": "handshake", "protocol": 1, "worker_id": 0, "pid": 1,
+        normalized={"type": "handshake", "protocol": 2, "worker_id": 0, "pid": 1,
                     "python_version": "3.9.0",
                     "commands": [{"name": "ping", "idempotent": False, "concurrency": "serial"}],
                     "capacity": 1})

@@ -93,6 +93,10 @@ pub struct PythonSpawnerConfig {
     /// Heavy modules the worker imports at start rather than on first use
     /// (`--preload`, e.g. `dspy`).
     pub preload: Vec<String>,
+    /// How many requests each worker holds at once (`--capacity`; `None`,
+    /// the default, lets the worker decide: 1 when every handler it loaded is
+    /// `serial`, else 64). Its handshake announces the value in force.
+    pub capacity: Option<u32>,
     /// Whether the runtime embedded in this crate is put on the worker's
     /// `PYTHONPATH`, after [`python_path`](Self::python_path) (default true:
     /// no clone and no pip step needed). Turn it off to use a
@@ -118,6 +122,7 @@ impl Default for PythonSpawnerConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             stderr_tail_lines: 20,
             preload: Vec::new(),
+            capacity: None,
             embedded_runtime: true,
             check_environment: true,
         }
@@ -186,6 +191,13 @@ impl PythonSpawnerConfig {
     /// Imports `module` (e.g. `dspy`) at worker start instead of on first use.
     pub fn with_preload(mut self, module: impl Into<String>) -> Self {
         self.preload.push(module.into());
+        self
+    }
+
+    /// Makes each worker hold up to `capacity` requests at once (at least 1;
+    /// `serial` commands still run one at a time, in order).
+    pub fn with_capacity(mut self, capacity: u32) -> Self {
+        self.capacity = Some(capacity.max(1));
         self
     }
 

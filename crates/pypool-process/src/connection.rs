@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
-use pypool_seam::{CallError, Handshake, Outcome, Request, WorkerConnection, WorkerExit, WorkerId};
-use pypool_wire::{Message, MessageCodec, NOT_STARTED, PendingTable, WireError};
+use pypool_seam::{
+    CallError, Handshake, Outcome, Request, RequestId, WorkerConnection, WorkerExit, WorkerId,
+};
+use pypool_wire::{Cancel, Message, MessageCodec, NOT_STARTED, PendingTable, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -103,7 +105,8 @@ impl Shared {
 pub struct ProcessConnection {
     handshake: Handshake,
     shared: Arc<Shared>,
-    requests: mpsc::UnboundedSender<Request>,
+    /// Requests and cancels for the writer, in the order they are written.
+    outgoing: mpsc::UnboundedSender<Message>,
 }
 
 impl ProcessConnection {
@@ -134,37 +137,39 @@ impl ProcessConnection {
             reader_done: watch::Sender::new(false),
             drained: tokio::sync::Notify::new(),
         });
-        let (requests, queued) = mpsc::unbounded_channel();
+        let (outgoing, queued) = mpsc::unbounded_channel();
         let writer = FramedWrite::new(stdin, MessageCodec::new(max_frame_bytes));
         tokio::spawn(write_requests(Arc::clone(&shared), writer, queued));
         tokio::spawn(read_replies(Arc::clone(&shared), frames));
         Self {
             handshake,
             shared,
-            requests,
+            outgoing,
         }
     }
 }
 
-/// Writes queued requests as frames, in order, until the queue closes or a write fails.
+/// Writes queued requests and cancels as frames, in order (a cancel always
+/// after the request it cancels), until the queue closes or a write fails.
+/// It is the only writer of the worker's stdin, so frames never interleave.
 async fn write_requests<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
     mut writer: FramedWrite<W, MessageCodec>,
-    mut queued: mpsc::UnboundedReceiver<Request>,
+    mut queued: mpsc::UnboundedReceiver<Message>,
 ) {
     loop {
-        let request = tokio::select! {
+        let message = tokio::select! {
             biased;
-            request = queued.recv() => match request {
-                Some(request) => request,
+            message = queued.recv() => match message {
+                Some(message) => message,
                 None => return,
             },
             () = shared.drained.notified() => {
                 // The worker is draining: nothing is queued after the flag was
                 // set, so write what is left (the worker answers `not_started`)
                 // and close its stdin, which lets it exit.
-                while let Ok(request) = queued.try_recv() {
-                    if writer.send(Message::Request(request)).await.is_err() {
+                while let Ok(message) = queued.try_recv() {
+                    if writer.send(message).await.is_err() {
                         break;
                     }
                 }
@@ -172,8 +177,13 @@ async fn write_requests<W: AsyncWrite + Unpin>(
                 return;
             }
         };
-        let request_id = request.id;
-        match writer.send(Message::Request(request)).await {
+        let request_id = match &message {
+            Message::Request(request) => request.id,
+            Message::Cancel(cancel) => cancel.id,
+            _ => continue,
+        };
+        let is_request = matches!(message, Message::Request(_));
+        match writer.send(message).await {
             Ok(()) => {}
             Err(WireError::Io(error)) => {
                 // The worker closed its stdin: it is exiting. The reader sees
@@ -185,7 +195,12 @@ async fn write_requests<W: AsyncWrite + Unpin>(
                 // Nothing was written (the codec never writes a partial
                 // frame), but the protocol says the connection is dead.
                 let reason = error.to_string();
-                if let Ok(reply) = shared.lock().pending.take(request_id) {
+                let taken = if is_request {
+                    shared.lock().pending.take(request_id).ok()
+                } else {
+                    None
+                };
+                if let Some(reply) = taken {
                     let _ = reply.send(Err(CallError::NotSent {
                         worker_id: shared.worker_id,
                         request_id,
@@ -326,7 +341,7 @@ impl WorkerConnection for ProcessConnection {
             }
             // Queued while holding the lock, so a concurrent `die` either saw
             // this entry (and fails it) or happened before (and we returned).
-            if self.requests.send(request).is_err() {
+            if self.outgoing.send(Message::Request(request)).is_err() {
                 // The writer is gone; the reader will report why when the
                 // stream ends. The entry stays pending until then.
                 tracing::debug!(
@@ -347,6 +362,29 @@ impl WorkerConnection for ProcessConnection {
 
     fn in_flight(&self) -> usize {
         self.shared.lock().pending.len()
+    }
+
+    fn cancel(&self, request_id: RequestId) {
+        let state = self.shared.lock();
+        // Only a request still waiting for its reply is worth a frame; the
+        // call itself stays pending until the worker answers it (exactly once:
+        // `cancelled`, or its result if it finished first) or dies. A
+        // draining worker finishes or refuses everything it holds anyway.
+        if state.dead.is_some() || state.draining || !state.pending.contains(request_id) {
+            return;
+        }
+        // Queued under the lock, like a request, so the cancel follows its request.
+        if self
+            .outgoing
+            .send(Message::Cancel(Cancel { id: request_id }))
+            .is_err()
+        {
+            tracing::debug!(
+                worker_id = self.shared.worker_id,
+                request_id,
+                "writer already stopped; cancel not sent"
+            );
+        }
     }
 
     async fn exited(&self) -> WorkerExit {
@@ -537,6 +575,90 @@ mod tests {
         let mut rest = Vec::new();
         let _ = worker_in.get_mut().read_to_end(&mut rest).await;
         assert!(rest.is_empty());
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
+
+    #[tokio::test]
+    async fn cancel_writes_a_frame_after_its_request_only_while_it_is_pending() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let connection = Arc::new(connection);
+        let pending = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move {
+                connection
+                    .call(Request {
+                        id: 7,
+                        command: "slow".into(),
+                        args: serde_json::Map::new(),
+                    })
+                    .await
+            }
+        });
+        let Some(Ok(Message::Request(request))) = worker_in.next().await else {
+            panic!("the request reaches the worker")
+        };
+        assert_eq!(request.id, 7);
+        connection.cancel(99); // not pending: nothing is written
+        connection.cancel(7);
+        let written = tokio::time::timeout(Duration::from_secs(30), worker_in.next()).await;
+        let Ok(Some(Ok(Message::Cancel(cancel)))) = written else {
+            panic!("the cancel follows its request, got {written:?}")
+        };
+        assert_eq!(cancel.id, 7);
+        // The call still ends with the worker's one reply.
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 7,
+                outcome: Outcome::Error {
+                    error: RemoteError {
+                        kind: RemoteErrorKind::Cancelled,
+                        message: "cancelled".into(),
+                        exception_type: None,
+                        traceback: None,
+                    },
+                },
+            }),
+        )
+        .await;
+        let outcome = pending.await.unwrap();
+        assert!(
+            matches!(&outcome, Ok(Outcome::Error { error }) if error.kind == RemoteErrorKind::Cancelled),
+            "{outcome:?}"
+        );
+        assert_eq!(connection.in_flight(), 0);
+        // Answered: a late cancel writes nothing; the next frame is the next request.
+        connection.cancel(7);
+        let next = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move {
+                connection
+                    .call(Request {
+                        id: 8,
+                        command: "ping".into(),
+                        args: serde_json::Map::new(),
+                    })
+                    .await
+            }
+        });
+        let Some(Ok(Message::Request(request))) = worker_in.next().await else {
+            panic!("only the next request was written")
+        };
+        assert_eq!(request.id, 8);
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 8,
+                outcome: Outcome::Ok {
+                    result: serde_json::json!(null),
+                },
+            }),
+        )
+        .await;
+        assert!(next.await.unwrap().is_ok());
         drop(connection);
         let _ = stand_in.kill();
         let _ = stand_in.wait();

@@ -91,6 +91,9 @@ impl PythonSpawner {
         for module in &config.preload {
             command.arg("--preload").arg(module);
         }
+        if let Some(capacity) = config.capacity {
+            command.arg("--capacity").arg(capacity.to_string());
+        }
         if !config.handlers.is_empty() {
             command.arg("--handlers").args(&config.handlers);
         }

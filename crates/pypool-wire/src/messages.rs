@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// The protocol version this crate speaks; a worker announcing another is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The identifier the host gives a request; unique per connection.
 pub type RequestId = u64;

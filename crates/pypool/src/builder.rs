@@ -328,6 +328,13 @@ impl PoolBuilder {
         self
     }
 
+    /// How many requests each worker holds at once (default: the worker
+    /// decides, 1 when every handler is `serial`, else 64).
+    pub fn worker_capacity(mut self, capacity: u32) -> Self {
+        self.python.capacity = Some(capacity.max(1));
+        self
+    }
+
     /// The workers' log level (`debug`, `info`, `warning`, `error`).
     pub fn log_level(mut self, level: impl Into<String>) -> Self {
         self.python.log_level = level.into();

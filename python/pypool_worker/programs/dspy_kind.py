@@ -15,18 +15,37 @@ Inputs are checked against the signature's input fields before anything
 reaches the LM (DSPy itself would only log a warning and prompt the LM with
 an empty field). The LM comes from :mod:`.lm_config` on every run, so new
 worker settings apply to cached programs at once.
+
+DSPy programs run concurrently: by default (:data:`CONCURRENCY`, ``threads``)
+each request calls the module on the worker's thread pool; with
+``PYPOOL_DSPY_CONCURRENCY=async`` each awaits ``module.acall`` on the worker's
+event loop instead (docs/PROTOCOL.md gives the measurement behind the default).
 """
 
 import hashlib
 import json
 import logging
 import os
+import threading
 import traceback
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Tuple
 
 from ..errors import invalid_arguments
+from ..registry import ASYNC, THREADS
 from . import dspy_types, lm_config, validate
+
+#: The environment variable choosing how dspy programs run (``threads`` or ``async``).
+CONCURRENCY_ENV = "PYPOOL_DSPY_CONCURRENCY"
+
+
+def _concurrency_from_env() -> str:
+    chosen = os.environ.get(CONCURRENCY_ENV, THREADS).strip().lower()
+    return chosen if chosen in (THREADS, ASYNC) else THREADS
+
+
+#: How dspy programs' requests run: ``threads`` (the default) or ``async``.
+CONCURRENCY = _concurrency_from_env()
 
 _SPEC_REQUIRED = ("module", "signature")
 # dspy.Predict takes these keyword arguments for itself: an input field so named never reaches the prompt.
@@ -36,6 +55,7 @@ _LM_CACHE_SIZE = 16
 
 _log = logging.getLogger("pypool_worker.programs")
 _lms: "OrderedDict[Tuple[str, Any], Any]" = OrderedDict()
+_lms_lock = threading.Lock()
 
 
 def load_dspy() -> Any:
@@ -65,21 +85,33 @@ class DspyProgram:
         self._signature_text = signature_text
         self._inputs = inputs
         self._program_lm = lm
+        #: How the worker runs its requests (:data:`CONCURRENCY`).
+        self.concurrency = CONCURRENCY
 
     @property
     def input_fields(self) -> Tuple[str, ...]:
         """The signature's input field names, in order."""
         return tuple(self._inputs)
 
-    def run(self, inputs: Dict[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
-        """Validates ``inputs``, picks the LM, runs the module; returns the prediction's fields."""
+    def run(self, inputs: Dict[str, Any], settings: Mapping[str, Any]) -> Any:
+        """Validates ``inputs``, picks the LM, runs the module; returns the prediction's fields.
+
+        With ``async`` concurrency it returns a coroutine (awaiting
+        ``module.acall``) that the worker runtime runs on its event loop."""
         validate.check_dspy_inputs(self._inputs, inputs, self.where)
         config, source = lm_config.resolve(self._program_lm, settings.get("lm"))
         dspy = load_dspy()
         lm = _language_model(dspy, config)
         _log.debug("%s runs on %s (from %s)", self.where, config["model"], source)
+        if self.concurrency == ASYNC:
+            return self._acall(dspy, lm, inputs)
         with dspy.context(lm=lm, disable_history=True):
             prediction = self.module(**inputs)
+        return _prediction_fields(prediction)
+
+    async def _acall(self, dspy: Any, lm: Any, inputs: Dict[str, Any]) -> Dict[str, Any]:
+        with dspy.context(lm=lm, disable_history=True):
+            prediction = await self.module.acall(**inputs)
         return _prediction_fields(prediction)
 
     def describe(self) -> str:
@@ -242,10 +274,11 @@ def _language_model(dspy: Any, config: Dict[str, Any]) -> Any:
         json.dumps(config, sort_keys=True),
         hashlib.sha256(key.encode("utf-8")).hexdigest() if key is not None else None,
     )
-    lm = _lms.get(cache_key)
-    if lm is not None:
-        _lms.move_to_end(cache_key)
-        return lm
+    with _lms_lock:
+        lm = _lms.get(cache_key)
+        if lm is not None:
+            _lms.move_to_end(cache_key)
+            return lm
     kwargs: Dict[str, Any] = {"cache": config["cache"], "num_retries": config["num_retries"]}
     for option in ("api_base", "temperature", "max_tokens"):
         if option in config:
@@ -253,9 +286,11 @@ def _language_model(dspy: Any, config: Dict[str, Any]) -> Any:
     if key is not None:
         kwargs["api_key"] = key
     lm = dspy.LM(config["model"], **kwargs)
-    _lms[cache_key] = lm
-    while len(_lms) > _LM_CACHE_SIZE:
-        _lms.popitem(last=False)
+    with _lms_lock:
+        lm = _lms.setdefault(cache_key, lm)
+        _lms.move_to_end(cache_key)
+        while len(_lms) > _LM_CACHE_SIZE:
+            _lms.popitem(last=False)
     return lm
 
 

@@ -1,6 +1,11 @@
 """Programs of kind ``python``: a plain function named ``"package.module:function"``.
 
-Definition: ``{"kind": "python", "spec": {"callable": "package.module:function"}}``.
+Definition: ``{"kind": "python", "spec": {"callable": "package.module:function",
+"concurrency": "serial"}}``. ``concurrency`` (optional) says how the worker
+runs the program's requests, as for a handler: ``serial`` (the default: one at
+a time, in arrival order, on the main thread), ``threads`` (a thread-safe
+function, on the bounded thread pool) or ``async`` (an ``async def``, on the
+worker's event loop).
 The module is imported normally (handler folders are already on ``sys.path``)
 and the attribute after the colon is looked up (dots allowed:
 ``module:Class.method``). The program's inputs are its keyword arguments,
@@ -13,7 +18,6 @@ A definition is code: ``os:system`` is a callable too. When the host sets
 refused before its module is imported.
 """
 
-import asyncio
 import importlib
 import os
 import inspect
@@ -21,9 +25,11 @@ import traceback
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from ..errors import invalid_arguments
+from ..registry import CONCURRENCY_MODES, SERIAL, check_concurrency
 from . import validate
 
 _SPEC_REQUIRED = ("callable",)
+_SPEC_OPTIONAL = ("concurrency",)
 
 #: The environment variable naming the modules programs may use.
 ALLOWED_MODULES_VAR = "PYPOOL_ALLOWED_PROGRAM_MODULES"
@@ -49,31 +55,45 @@ class PythonProgram:
 
     kind = "python"
 
-    def __init__(self, where: str, path: str, function: Callable[..., Any], signature: Optional[inspect.Signature]) -> None:
+    def __init__(
+        self,
+        where: str,
+        path: str,
+        function: Callable[..., Any],
+        signature: Optional[inspect.Signature],
+        concurrency: str = SERIAL,
+    ) -> None:
         #: How messages name the program.
         self.where = where
         #: The ``module:attribute`` path it was built from.
         self.path = path
         self._function = function
         self._signature = signature
+        #: How the worker runs its requests (``spec.concurrency``).
+        self.concurrency = concurrency
 
     def run(self, inputs: Dict[str, Any], settings: Mapping[str, Any]) -> Any:
-        """Calls the function with ``inputs`` as keyword arguments (``settings`` are not used)."""
+        """Calls the function with ``inputs`` as keyword arguments (``settings`` are not used).
+
+        An ``async def`` function's coroutine is returned as is: the worker
+        runtime awaits it on its event loop."""
         if self._signature is not None:
             validate.check_python_inputs(self._signature, inputs, self.where)
-        result = self._function(**inputs)
-        if inspect.isawaitable(result):
-            result = _wait(result)
-        return result
+        return self._function(**inputs)
 
     def describe(self) -> str:
         """A one-line description for logs."""
-        return "python %s" % self.path
+        return "python %s (%s)" % (self.path, self.concurrency)
 
 
 def build(spec: Dict[str, Any], where: str) -> PythonProgram:
     """Imports the function a spec names; raises ``invalid_arguments`` when it cannot."""
-    validate.check_spec_keys(spec, _SPEC_REQUIRED, (), where)
+    validate.check_spec_keys(spec, _SPEC_REQUIRED, _SPEC_OPTIONAL, where)
+    concurrency = spec.get("concurrency", SERIAL)
+    if concurrency not in CONCURRENCY_MODES:
+        raise invalid_arguments(
+            "%s: spec.concurrency must be one of %s, got %r" % (where, ", ".join(CONCURRENCY_MODES), concurrency)
+        )
     path = spec["callable"]
     if not isinstance(path, str) or path.count(":") != 1:
         raise invalid_arguments(
@@ -114,11 +134,18 @@ def build(spec: Dict[str, Any], where: str) -> PythonProgram:
                 "%s: %s takes positional-only parameter(s) %s, which keyword inputs cannot fill"
                 % (where, path, ", ".join(positional))
             )
-    return PythonProgram(where, path, target, signature)
+    try:
+        check_concurrency(path, target, concurrency)
+    except ValueError as exc:
+        raise invalid_arguments("%s: spec.concurrency: %s" % (where, exc)) from exc
+    return PythonProgram(where, path, target, signature, concurrency)
 
 
-def _wait(awaitable: Any) -> Any:
-    async def wait() -> Any:
-        return await awaitable
-
-    return asyncio.run(wait())
+def concurrency_of(definition: Any) -> Optional[str]:
+    """The concurrency a ``python`` definition declares (``serial`` when absent), or ``None``
+    when it is malformed (building it reports why)."""
+    spec = definition.get("spec") if isinstance(definition, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    concurrency = spec.get("concurrency", SERIAL)
+    return concurrency if concurrency in CONCURRENCY_MODES else None

@@ -12,6 +12,7 @@ import logging
 from typing import Any, Callable, Dict, Optional, Union
 
 from ..errors import PROGRAM_NOT_CACHED, CommandError
+from ..registry import THREADS
 from ..settings_store import SettingsStore
 from . import dspy_kind, python_kind, validate
 from .cache import ProgramCache
@@ -59,6 +60,30 @@ class ProgramRunner:
                 raise CommandError(PROGRAM_NOT_CACHED, self._not_cached_message(where))
             program = cached
         return program.run(inputs, self.settings.snapshot())
+
+    def concurrency_for(self, args: Dict[str, Any]) -> str:
+        """How a ``pypool.run_program`` request runs (the server asks before running it).
+
+        A ``python`` program runs as its spec says (``serial`` by default), a
+        ``dspy`` program as :data:`dspy_kind.CONCURRENCY` says; a program known
+        only by id runs as its cached build says; anything else (not cached,
+        malformed) on the thread pool: it only produces an error reply.
+        """
+        definition = args.get("definition")
+        if isinstance(definition, dict):
+            kind = definition.get("kind")
+            if kind == "python":
+                return python_kind.concurrency_of(definition) or THREADS
+            if kind == "dspy":
+                return dspy_kind.CONCURRENCY
+            return THREADS
+        namespace = args.get("namespace", DEFAULT_NAMESPACE)
+        program_id, version = args.get("program_id"), args.get("version")
+        if isinstance(namespace, str) and isinstance(program_id, str) and isinstance(version, str):
+            cached = self.cache.peek(namespace, program_id, version)
+            if cached is not None:
+                return cached.concurrency
+        return THREADS
 
     def build(self, definition: Dict[str, Any], where: str) -> Program:
         """Builds a program from its definition; raises ``invalid_arguments``/``invalid_input`` when it cannot."""
