@@ -54,6 +54,19 @@ impl WorkerConnection for MockConnection {
         self.core.in_flight()
     }
 
+    /// The handshake's capacity (see [`Behaviour::capacity`](crate::Behaviour::capacity)).
+    fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// Passes the cancel to the worker side: a scripted test sees it with
+    /// [`WorkerHandle::next_cancel`](crate::WorkerHandle::next_cancel) and
+    /// answers as it likes; a behaviour-mode worker answers the request
+    /// `cancelled` at once. A cancel for an id not in flight is ignored.
+    fn cancel(&self, request_id: pypool_seam::RequestId) {
+        self.core.cancel(request_id);
+    }
+
     async fn exited(&self) -> WorkerExit {
         self.core.exited().await
     }

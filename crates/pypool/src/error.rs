@@ -11,6 +11,13 @@ use pypool_store::StoreError;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
+    /// `Pool::configure` was given settings a worker would refuse; the
+    /// settings in force are unchanged.
+    #[error("invalid settings, not applied: {detail}")]
+    InvalidSettings {
+        /// What is wrong, naming the field.
+        detail: String,
+    },
     /// The queue of waiting requests is full; back off and retry.
     #[error(
         "pool overloaded: {queued} requests already wait for a worker (queue bound {bound}); retry later or raise the queue bound"
@@ -178,6 +185,7 @@ impl PoolError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Overloaded { .. } => "overloaded",
+            Self::InvalidSettings { .. } => "invalid_settings",
             Self::CheckoutTimeout { .. } => "checkout_timeout",
             Self::ShuttingDown { .. } => "shutting_down",
             Self::Spawn(_) => "spawn",

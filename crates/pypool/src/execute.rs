@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pypool_breaker::{CallOutcome, CircuitBreaker, Permit};
-use pypool_recovery::{AttemptContext, FailureClass, RandomSource, WorkerAction};
+use pypool_breaker::CallOutcome;
+use pypool_recovery::{AttemptContext, Decision, FailureClass, RandomSource, WorkerAction};
 use pypool_seam::{CallError, Outcome, RemoteError, RemoteErrorKind, WorkerId};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::inner::Inner;
-use crate::job::Job;
-use crate::lease::Lease;
+use crate::inner::{Inner, State};
+use crate::job::{Job, JobKey};
+use crate::lease::{CommandPermit, Lease};
 use crate::session::Route;
 use crate::{PoolError, metrics};
 
@@ -24,6 +24,11 @@ struct AttemptResult {
     retry_after: Option<Duration>,
     /// The worker that produced a result (for session affinity).
     worker_id: Option<WorkerId>,
+    /// Whether the attempt ran on a worker and was settled (counters
+    /// included) by [`Inner::finish_attempt`].
+    settled: bool,
+    /// The request's metric label, when settled.
+    label: String,
 }
 
 impl AttemptResult {
@@ -32,40 +37,29 @@ impl AttemptResult {
             result: Err(error),
             retry_after: None,
             worker_id: None,
+            settled: false,
+            label: String::new(),
         }
     }
 }
 
-/// A command breaker's permit that is always settled: recorded with the
-/// attempt's outcome, or released if the attempt never ran.
-struct CommandPermit {
-    inner: Arc<Inner>,
-    command: String,
-    permit: Option<Permit>,
+/// How one attempt on a worker ended, for [`Inner::finish_attempt`].
+struct Ending {
+    /// `None`: the request succeeded.
+    failure: Option<FailureClass>,
+    /// Whether the worker replied.
+    replied: bool,
+    /// Whether the request reached the worker.
+    reached_worker: bool,
+    attempt: u32,
+    started: Instant,
 }
 
-impl CommandPermit {
-    fn record(mut self, outcome: CallOutcome) {
-        if let Some(permit) = self.permit.take() {
-            let mut state = self.inner.lock();
-            let label = metrics::command_label(&state, &self.command);
-            if let Some(breaker) = state.command_breakers.get_mut(&self.command) {
-                breaker.record(permit, outcome);
-                metrics::breaker_state(&self.inner.config.name, &label, breaker.state());
-            }
-        }
-    }
-}
-
-impl Drop for CommandPermit {
-    fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            let mut state = self.inner.lock();
-            if let Some(breaker) = state.command_breakers.get_mut(&self.command) {
-                breaker.release(permit);
-            }
-        }
-    }
+/// What [`Inner::finish_attempt`] decided.
+struct Settled {
+    retry_after: Option<Duration>,
+    label: String,
+    decision: Option<Decision>,
 }
 
 impl Inner {
@@ -106,16 +100,16 @@ impl Inner {
     ) -> Result<Value, PoolError> {
         let label = job.label();
         let command = label.as_str();
+        let key = job.key();
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
             let outcome = self
-                .attempt(job, &label, route, binding.take(), attempt, started)
+                .attempt(job, &label, &key, route, binding.take(), attempt, started)
                 .await;
             match outcome.result {
                 Ok(value) => {
-                    self.lock().counters.requests_ok += 1;
                     if let (Some(route), Some(worker_id)) = (route, outcome.worker_id) {
                         self.stores.affinity.bind(&route.session, worker_id).await;
                     }
@@ -124,11 +118,13 @@ impl Inner {
                 Err(error) => match outcome.retry_after {
                     Some(delay) => {
                         tracing::debug!(command, attempt, %error, ?delay, "retrying");
-                        self.lock().counters.retries += 1;
                         tokio::time::sleep(delay).await;
                     }
                     None => {
-                        let label = {
+                        let label = if outcome.settled {
+                            // Counted when the attempt was settled.
+                            outcome.label
+                        } else {
                             let mut state = self.lock();
                             state.counters.requests_failed += 1;
                             metrics::command_label(&state, command)
@@ -141,30 +137,39 @@ impl Inner {
         }
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt of one request: every argument is its own fact"
+    )]
     async fn attempt(
         self: &Arc<Self>,
         job: &Job,
         command: &str,
+        key: &JobKey,
         route: Option<&Route>,
         binding: Option<Option<WorkerId>>,
         attempt: u32,
         started: Instant,
     ) -> AttemptResult {
-        let permit = match self.admit(command) {
-            Ok(permit) => permit,
-            Err(error) => return AttemptResult::failed(error),
-        };
         let waiting = Instant::now();
         let checked_out = match route {
-            Some(route) => self.checkout_routed(command, route, binding).await,
-            None => self.checkout(command).await,
+            Some(route) => match self.admit(command, key) {
+                Ok(permit) => self
+                    .checkout_routed(command, route, binding)
+                    .await
+                    .map(|lease| (lease, permit)),
+                Err(error) => Err(error),
+            },
+            // One lock take: breaker admission and checkout together.
+            None => self.checkout_admitted(command, key).await,
         };
-        let lease = match checked_out {
-            Ok(lease) => lease,
+        let (lease, permit) = match checked_out {
+            Ok(checked_out) => checked_out,
             Err(error) => return AttemptResult::failed(error),
         };
         metrics::checkout_wait(&self.config.name, waiting.elapsed());
         let job = job.clone();
+        let key = key.clone();
         let span = tracing::info_span!(
             "pypool.request",
             worker_id = lease.worker_id(),
@@ -178,55 +183,48 @@ impl Inner {
         let task = tokio::spawn(
             async move {
                 inner
-                    .run_on_worker(lease, job, permit, attempt, started)
+                    .run_on_worker(lease, job, key, permit, attempt, started)
                     .await
             }
             .instrument(span),
         );
         match task.await {
             Ok(result) => result,
-            Err(join_error) => AttemptResult {
-                result: Err(PoolError::Connection {
-                    worker_id: 0,
-                    command: command.to_owned(),
-                    request_id: 0,
-                    detail: format!("the request task ended abnormally: {join_error}"),
-                }),
-                retry_after: None,
-                worker_id: None,
-            },
+            Err(join_error) => AttemptResult::failed(PoolError::Connection {
+                worker_id: 0,
+                command: command.to_owned(),
+                request_id: 0,
+                detail: format!("the request task ended abnormally: {join_error}"),
+            }),
         }
     }
 
-    /// Takes a permit from `command`'s circuit breaker.
+    /// Takes a permit from the breaker guarding `key`.
     #[allow(
         clippy::result_large_err,
         reason = "the error becomes the caller's result at once; boxing it would only be undone"
     )]
-    fn admit(self: &Arc<Self>, command: &str) -> Result<CommandPermit, PoolError> {
+    fn admit(self: &Arc<Self>, command: &str, key: &JobKey) -> Result<CommandPermit, PoolError> {
         let mut state = self.lock();
-        if !state.command_breakers.contains_key(command) {
-            let breaker = CircuitBreaker::new(self.config.command_breaker, Arc::clone(&self.clock));
-            state.command_breakers.insert(command.to_owned(), breaker);
-        }
-        let admitted = state
-            .command_breakers
-            .get_mut(command)
-            .map(CircuitBreaker::try_acquire);
-        match admitted {
-            Some(Ok(permit)) => Ok(CommandPermit {
-                inner: Arc::clone(self),
-                command: command.to_owned(),
-                permit: Some(permit),
-            }),
-            Some(Err(rejected)) => Err(PoolError::CircuitOpen {
+        self.admit_locked(&mut state, command, key)
+    }
+
+    /// [`Inner::admit`] under a lock the caller holds.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error becomes the caller's result at once; boxing it would only be undone"
+    )]
+    pub(crate) fn admit_locked(
+        self: &Arc<Self>,
+        state: &mut State,
+        command: &str,
+        key: &JobKey,
+    ) -> Result<CommandPermit, PoolError> {
+        match state.admit(key, self.config.command_breaker, &self.clock) {
+            Ok(permit) => Ok(CommandPermit::new(Arc::clone(self), permit)),
+            Err(rejected) => Err(PoolError::CircuitOpen {
                 command: command.to_owned(),
                 retry_after: rejected.retry_after,
-            }),
-            None => Ok(CommandPermit {
-                inner: Arc::clone(self),
-                command: command.to_owned(),
-                permit: None,
             }),
         }
     }
@@ -235,6 +233,7 @@ impl Inner {
         self: Arc<Self>,
         lease: Lease,
         job: Job,
+        key: JobKey,
         permit: CommandPermit,
         attempt: u32,
         started: Instant,
@@ -279,42 +278,88 @@ impl Inner {
                 (Err(error), Some(FailureClass::DeadlineExceeded), false)
             }
         };
-        let label = metrics::command_label(&self.lock(), &command);
-        metrics::request_duration(&self.config.name, label, sent.elapsed(), result.is_ok());
-        let Some(failure) = failure else {
-            lease.finish(true, WorkerAction::Keep);
-            permit.record(CallOutcome::Success);
-            return AttemptResult {
-                result,
-                retry_after: None,
-                worker_id: Some(worker_id),
-            };
-        };
-        let decision = {
-            let mut state = self.lock();
-            let idempotent = state.idempotent.get(&command).copied().unwrap_or(false);
-            let context = AttemptContext {
-                attempt,
-                elapsed: started.elapsed(),
+        let took = sent.elapsed();
+        let succeeded = failure.is_none();
+        let settled = self.finish_attempt(
+            lease,
+            permit,
+            &key,
+            &command,
+            Ending {
+                failure,
+                replied,
                 reached_worker,
-                idempotent,
-            };
-            let rng: &mut dyn RandomSource = &mut state.rng;
-            self.recovery.decide(&failure, &context, rng)
-        };
-        if let Err(error) = &result {
+                attempt,
+                started,
+            },
+        );
+        metrics::request_duration(
+            &self.config.name,
+            settled.label.clone(),
+            took,
+            result.is_ok(),
+        );
+        if let (Err(error), Some(decision)) = (&result, &settled.decision) {
             tracing::debug!(%error, ?decision, "attempt failed");
         }
-        lease.finish(replied, decision.worker);
-        permit.record(if counts_against_command(&failure) {
-            CallOutcome::Failure
-        } else {
-            CallOutcome::Success
-        });
         AttemptResult {
             result,
-            worker_id: None,
-            retry_after: decision.retry_delay(),
+            worker_id: succeeded.then_some(worker_id),
+            retry_after: settled.retry_after,
+            settled: true,
+            label: settled.label,
+        }
+    }
+
+    /// Settles one attempt in one lock take: the recovery policy's verdict,
+    /// the worker's state machine and its next use, the breaker, the
+    /// counters and the metric label.
+    fn finish_attempt(
+        self: &Arc<Self>,
+        lease: Lease,
+        permit: CommandPermit,
+        key: &JobKey,
+        command: &str,
+        ending: Ending,
+    ) -> Settled {
+        let worker_id = lease.worker_id();
+        lease.disarm();
+        let permit = permit.take();
+        let mut state = self.lock();
+        let decision = ending.failure.as_ref().map(|failure| {
+            let context = AttemptContext {
+                attempt: ending.attempt,
+                elapsed: ending.started.elapsed(),
+                reached_worker: ending.reached_worker,
+                idempotent: state.is_idempotent(key),
+            };
+            let rng: &mut dyn RandomSource = &mut state.rng;
+            self.recovery.decide(failure, &context, rng)
+        });
+        let action = decision
+            .as_ref()
+            .map_or(WorkerAction::Keep, |decision| decision.worker);
+        self.release_locked(&mut state, worker_id, ending.replied, action);
+        let outcome = match &ending.failure {
+            Some(failure) if counts_against_command(failure) => CallOutcome::Failure,
+            _ => CallOutcome::Success,
+        };
+        let label = metrics::command_label(&state, command);
+        let breaker = permit.and_then(|(key, permit)| state.record_permit(&key, permit, outcome));
+        let retry_after = decision.as_ref().and_then(Decision::retry_delay);
+        match (&ending.failure, retry_after) {
+            (None, _) => state.counters.requests_ok += 1,
+            (Some(_), Some(_)) => state.counters.retries += 1,
+            (Some(_), None) => state.counters.requests_failed += 1,
+        }
+        drop(state);
+        if let Some(breaker) = breaker {
+            metrics::breaker_state(&self.config.name, &label, breaker);
+        }
+        Settled {
+            retry_after,
+            label,
+            decision,
         }
     }
 }

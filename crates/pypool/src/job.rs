@@ -49,6 +49,34 @@ impl Job {
             Self::Program { program, .. } => format!("program:{}", program.id.as_str()),
         }
     }
+
+    /// What the request's circuit breaker and idempotency entry are keyed
+    /// by: a command name, or a program *in its namespace* (session `a`'s
+    /// program `p` is not session `b`'s, nor the global `p`).
+    pub(crate) fn key(&self) -> JobKey {
+        match self {
+            Self::Command { command, .. } => JobKey::Command(command.clone()),
+            Self::Program { program, .. } => JobKey::Program {
+                namespace: wire_namespace(&program.owner),
+                id: program.id.as_str().to_owned(),
+            },
+        }
+    }
+}
+
+/// See [`Job::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum JobKey {
+    /// A command, by name.
+    Command(String),
+    /// A program: its namespace as the wire names it (`global`,
+    /// `session:<id>`) and its id.
+    Program {
+        /// `global` or `session:<id>`.
+        namespace: String,
+        /// The program's id.
+        id: String,
+    },
 }
 
 impl Inner {
@@ -133,18 +161,15 @@ impl Inner {
         in_flight_id: &AtomicU64,
     ) -> Option<Result<Outcome, CallError>> {
         let worker_id = lease.worker_id();
-        let (version, settings) = {
-            let current = self.settings_snapshot();
-            let applied = self
-                .lock()
-                .workers
-                .get(&worker_id)
-                .map_or(0, |slot| slot.settings_version);
-            if current.0 <= applied {
-                return None;
-            }
-            current
-        };
+        // The fast path takes no lock: the version is an atomic, and the
+        // worker's applied version came with the lease.
+        if self.settings_version() <= lease.settings_applied() {
+            return None;
+        }
+        let (version, settings) = self.settings_snapshot();
+        if version <= lease.settings_applied() {
+            return None;
+        }
         let args = json!({ "version": version, "settings": settings });
         let Value::Object(args) = args else {
             return None;

@@ -140,14 +140,26 @@ pub(crate) fn queue_depth(pool: &str, depth: usize) {
 }
 
 pub(crate) fn publish_gauges(pool: &str, state: &State) {
-    for (worker_state, label) in [
-        (WorkerState::Starting, "starting"),
-        (WorkerState::Ready, "ready"),
-        (WorkerState::Busy, "busy"),
-        (WorkerState::Degraded, "degraded"),
-        (WorkerState::Draining, "draining"),
-    ] {
+    // One pass over the workers for all five gauges.
+    let mut counts = [0_usize; 5];
+    for state in state.worker_states() {
+        let index = match state {
+            WorkerState::Starting => 0,
+            WorkerState::Ready => 1,
+            WorkerState::Busy => 2,
+            WorkerState::Degraded => 3,
+            WorkerState::Draining => 4,
+            WorkerState::Terminating | WorkerState::Terminated => continue,
+        };
+        if let Some(count) = counts.get_mut(index) {
+            *count += 1;
+        }
+    }
+    for (count, label) in counts
+        .into_iter()
+        .zip(["starting", "ready", "busy", "degraded", "draining"])
+    {
         metrics::gauge!(names::WORKERS, "pool" => pool.to_owned(), "state" => label)
-            .set(state.count_in(worker_state) as f64);
+            .set(count as f64);
     }
 }

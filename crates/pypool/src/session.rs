@@ -121,9 +121,6 @@ impl Inner {
     /// deletes the programs and data of sessions idle that long.
     pub(crate) async fn sweep_sessions(&self) {
         self.stores.affinity.sweep().await;
-        if !self.config.expire_session_data {
-            return;
-        }
         let now = tokio::time::Instant::now();
         let expired: Vec<SessionId> = {
             let mut seen = self
@@ -140,6 +137,11 @@ impl Inner {
             }
             expired
         };
+        // Without data expiry the map only needs the sessions still live:
+        // the pruning above keeps it bounded either way.
+        if !self.config.expire_session_data {
+            return;
+        }
         for session in expired {
             tracing::debug!(session = session.as_str(), "session expired");
             self.delete_session(&session).await;
@@ -494,8 +496,19 @@ impl Pool {
     /// Replaces the pool's worker-wide settings (for example `{"lm": {...}}`
     /// for DSPy). Every worker applies them before its next request —
     /// including workers started or replaced later. Returns the new version.
-    pub fn configure(&self, settings: Map<String, Value>) -> u64 {
-        self.inner().replace_settings(settings)
+    ///
+    /// Settings a worker would refuse (an `lm` without a model, an unknown
+    /// `lm` key, an `api_key` anywhere) are refused here with
+    /// [`PoolError::InvalidSettings`], and the settings in force stay.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the pool's one error type, as every call returns"
+    )]
+    pub fn configure(&self, settings: Map<String, Value>) -> Result<u64, PoolError> {
+        if let Some(detail) = crate::settings_check::problem(&settings) {
+            return Err(PoolError::InvalidSettings { detail });
+        }
+        Ok(self.inner().replace_settings(settings))
     }
 
     /// The pool's current settings and their version (0: never configured).
