@@ -59,9 +59,11 @@ pub enum PoolError {
         /// How the worker ended.
         exit: WorkerExit,
     },
-    /// The request ran past its deadline; the worker was killed and is being replaced.
+    /// The request ran past its deadline: it was cancelled on its worker, and
+    /// the worker is killed and replaced if the request has not ended within
+    /// `Timeouts::cancel_grace`.
     #[error(
-        "`{command}` (request {request_id}) on worker {worker_id} did not finish within {deadline:?}; the worker was killed and is being replaced"
+        "`{command}` (request {request_id}) on worker {worker_id} did not finish within {deadline:?}; it was cancelled, and its worker is killed and replaced unless the request ends within the cancel grace"
     )]
     DeadlineExceeded {
         /// The worker.

@@ -9,6 +9,7 @@ use pypool_breaker::CallOutcome;
 use pypool_recovery::{AttemptContext, Decision, FailureClass, RandomSource, WorkerAction};
 use pypool_seam::{CallError, Outcome, RemoteError, RemoteErrorKind, WorkerId};
 use serde_json::{Map, Value};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -180,21 +181,24 @@ impl Inner {
         // still finishes (or hits the deadline and is killed) and is checked
         // back in — never handed out with a reply pending.
         let inner = Arc::clone(self);
-        let task = tokio::spawn(
+        // The task answers through `answer` as soon as the caller's result
+        // is known (at a deadline, before the cancel's grace period ends).
+        let (answer, answered) = oneshot::channel();
+        tokio::spawn(
             async move {
                 inner
-                    .run_on_worker(lease, job, key, permit, attempt, started)
-                    .await
+                    .run_on_worker(lease, job, key, permit, attempt, started, answer)
+                    .await;
             }
             .instrument(span),
         );
-        match task.await {
+        match answered.await {
             Ok(result) => result,
-            Err(join_error) => AttemptResult::failed(PoolError::Connection {
+            Err(_task_gone) => AttemptResult::failed(PoolError::Connection {
                 worker_id: 0,
                 command: command.to_owned(),
                 request_id: 0,
-                detail: format!("the request task ended abnormally: {join_error}"),
+                detail: "the request task ended abnormally without an answer".to_owned(),
             }),
         }
     }
@@ -229,6 +233,10 @@ impl Inner {
         }
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt of one request: every argument is its own fact"
+    )]
     async fn run_on_worker(
         self: Arc<Self>,
         lease: Lease,
@@ -237,19 +245,74 @@ impl Inner {
         permit: CommandPermit,
         attempt: u32,
         started: Instant,
-    ) -> AttemptResult {
+        answer: oneshot::Sender<AttemptResult>,
+    ) {
         let worker_id = lease.worker_id();
         let command = job.label();
         let deadline = self.config.timeouts.request;
         let sent = Instant::now();
         let in_flight_id = AtomicU64::new(0);
-        let called =
-            tokio::time::timeout(deadline, self.perform(&lease, &job, &in_flight_id)).await;
+        let mut answer = Some(answer);
+        let (called, late) = {
+            let call = self.perform(&lease, &job, &in_flight_id);
+            tokio::pin!(call);
+            match tokio::time::timeout(deadline, &mut call).await {
+                Ok(called) => (Some(called), None),
+                Err(_elapsed) => {
+                    // The deadline: cancel the request, answer the caller now,
+                    // and give the request a grace period to end.
+                    let request_id = in_flight_id.load(Ordering::Relaxed);
+                    lease.connection().cancel(request_id);
+                    let (retry_after, label) =
+                        self.settle_deadline(&key, &command, attempt, started);
+                    metrics::request_duration(
+                        &self.config.name,
+                        label.clone(),
+                        sent.elapsed(),
+                        false,
+                    );
+                    let error = PoolError::DeadlineExceeded {
+                        worker_id,
+                        command: command.clone(),
+                        request_id,
+                        deadline,
+                    };
+                    tracing::debug!(%error, ?retry_after, "request cancelled at its deadline");
+                    if let Some(answer) = answer.take() {
+                        let _caller_gone = answer.send(AttemptResult {
+                            result: Err(error),
+                            retry_after,
+                            worker_id: None,
+                            settled: true,
+                            label,
+                        });
+                    }
+                    let grace = self.config.timeouts.cancel_grace;
+                    let late = if grace.is_zero() {
+                        None
+                    } else {
+                        tokio::time::timeout(grace, &mut call).await.ok()
+                    };
+                    (None, Some(late))
+                }
+            }
+        };
+        if let Some(late) = late {
+            // An answer (its result, or `cancelled`) within the grace: the
+            // worker is fine. None: it is killed (the other requests it
+            // holds end with `worker_exited`) and replaced.
+            let (replied, action) = match late {
+                Some(Ok(_answered)) => (true, WorkerAction::Keep),
+                Some(Err(_)) | None => (false, WorkerAction::Remove { replace: true }),
+            };
+            self.settle_after_grace(lease, permit, replied, action, &command);
+            return;
+        }
         let request_id = in_flight_id.load(Ordering::Relaxed);
         let mut reached_worker = true;
         let (result, failure, replied) = match called {
-            Ok(Ok(Outcome::Ok { result })) => (Ok(result), None, true),
-            Ok(Ok(Outcome::Error { error })) => {
+            Some(Ok(Outcome::Ok { result })) => (Ok(result), None, true),
+            Some(Ok(Outcome::Error { error })) => {
                 let class = class_of_remote(&error);
                 let error = PoolError::Remote {
                     worker_id,
@@ -259,7 +322,7 @@ impl Inner {
                 };
                 (Err(error), Some(class), true)
             }
-            Ok(Err(call_error)) => {
+            Some(Err(call_error)) => {
                 reached_worker = !matches!(call_error, CallError::NotSent { .. });
                 let class = class_of_call(&call_error);
                 (
@@ -268,15 +331,7 @@ impl Inner {
                     false,
                 )
             }
-            Err(_elapsed) => {
-                let error = PoolError::DeadlineExceeded {
-                    worker_id,
-                    command: command.clone(),
-                    request_id,
-                    deadline,
-                };
-                (Err(error), Some(FailureClass::DeadlineExceeded), false)
-            }
+            None => return,
         };
         let took = sent.elapsed();
         let succeeded = failure.is_none();
@@ -302,12 +357,69 @@ impl Inner {
         if let (Err(error), Some(decision)) = (&result, &settled.decision) {
             tracing::debug!(%error, ?decision, "attempt failed");
         }
-        AttemptResult {
-            result,
-            worker_id: succeeded.then_some(worker_id),
-            retry_after: settled.retry_after,
-            settled: true,
-            label: settled.label,
+        if let Some(answer) = answer.take() {
+            let _caller_gone = answer.send(AttemptResult {
+                result,
+                worker_id: succeeded.then_some(worker_id),
+                retry_after: settled.retry_after,
+                settled: true,
+                label: settled.label,
+            });
+        }
+    }
+
+    /// At a request's deadline: the recovery policy's verdict for the caller
+    /// (retry or not) and the counters, in one lock take; returns the retry
+    /// delay and the metric label. The worker is settled after the grace
+    /// ([`Inner::settle_after_grace`]).
+    fn settle_deadline(
+        &self,
+        key: &JobKey,
+        command: &str,
+        attempt: u32,
+        started: Instant,
+    ) -> (Option<Duration>, String) {
+        let mut state = self.lock();
+        let context = AttemptContext {
+            attempt,
+            elapsed: started.elapsed(),
+            reached_worker: true,
+            idempotent: state.is_idempotent(key),
+        };
+        let rng: &mut dyn RandomSource = &mut state.rng;
+        let decision = self
+            .recovery
+            .decide(&FailureClass::DeadlineExceeded, &context, rng);
+        let retry_after = decision.retry_delay();
+        if retry_after.is_some() {
+            state.counters.retries += 1;
+        } else {
+            state.counters.requests_failed += 1;
+        }
+        (retry_after, metrics::command_label(&state, command))
+    }
+
+    /// After a cancelled request's grace period: its worker and its breaker
+    /// permit (a deadline counts against the command), in one lock take.
+    fn settle_after_grace(
+        &self,
+        lease: Lease,
+        permit: CommandPermit,
+        replied: bool,
+        action: WorkerAction,
+        command: &str,
+    ) {
+        let worker_id = lease.worker_id();
+        lease.disarm();
+        let permit = permit.take();
+        let mut state = self.lock();
+        self.release_locked(&mut state, worker_id, replied, action);
+        let breaker = permit
+            .and_then(|(key, permit)| state.record_permit(&key, permit, CallOutcome::Failure));
+        let label = metrics::command_label(&state, command);
+        drop(state);
+        if let Some(breaker) = breaker {
+            metrics::breaker_state(&self.config.name, &label, breaker);
         }
     }
 

@@ -240,6 +240,9 @@ pub(crate) struct Inner {
     pub(crate) readiness: watch::Sender<Readiness>,
     pub(crate) myself: Weak<Inner>,
     state: Mutex<State>,
+    /// How many times the state lock was taken (tests count a request's takes).
+    #[cfg(test)]
+    pub(crate) lock_takes: AtomicU64,
     next_request_id: AtomicU64,
     next_worker_id: AtomicU64,
 }
@@ -281,6 +284,8 @@ impl Inner {
             readiness: watch::Sender::new(Readiness::default()),
             myself: myself.clone(),
             state: Mutex::new(state),
+            #[cfg(test)]
+            lock_takes: AtomicU64::new(0),
             next_request_id: AtomicU64::new(1),
             next_worker_id: AtomicU64::new(1),
         })
@@ -322,6 +327,8 @@ impl Inner {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        #[cfg(test)]
+        self.lock_takes.fetch_add(1, Ordering::Relaxed);
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

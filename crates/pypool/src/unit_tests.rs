@@ -89,3 +89,30 @@ async fn a_lease_dropped_while_the_pool_lock_is_held_does_not_deadlock() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Lock takes of one request, counted by the pool's own lock function.
+async fn lock_takes_of(pool: &Pool, run: impl std::future::Future<Output = ()>) -> u64 {
+    let takes = || {
+        pool.inner()
+            .lock_takes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = takes();
+    run.await;
+    takes() - before
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_request_takes_the_pool_lock_twice() {
+    let pool = behaviour_pool(2, Behaviour::default().command("echo", true)).await;
+    // Settings configured and applied: the up-to-date check takes no lock.
+    pool.configure(serde_json::Map::new()).unwrap();
+    for _ in 0..4 {
+        pool.execute("echo", json!({})).await.unwrap();
+    }
+    let takes = lock_takes_of(&pool, async {
+        pool.execute("echo", json!({"n": 1})).await.unwrap();
+    })
+    .await;
+    assert_eq!(takes, 2, "one take to check out, one to settle");
+}
