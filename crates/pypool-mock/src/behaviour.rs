@@ -143,6 +143,10 @@ pub struct Behaviour {
     /// `capacity`; 0 counts as 1). Above 1, a worker serves up to that many
     /// requests concurrently, each after its own latency.
     pub capacity: u32,
+    /// Answer every request inside `call`, in the caller's task, without a
+    /// worker task: the fastest mock, for measuring the pool's own overhead.
+    /// `latency`, `failure_rate` and `crash_every` are ignored.
+    pub instant: bool,
 }
 
 impl Default for Behaviour {
@@ -160,6 +164,7 @@ impl Default for Behaviour {
             rss_bytes: DEFAULT_RSS_BYTES,
             rss_growth_per_request: 0,
             capacity: 1,
+            instant: false,
         }
     }
 }
@@ -235,6 +240,12 @@ impl Behaviour {
         self
     }
 
+    /// Sets [`instant`](Self::instant).
+    pub fn instant(mut self, instant: bool) -> Self {
+        self.instant = instant;
+        self
+    }
+
     /// Checks that this behaviour can be run.
     pub fn validate(&self) -> Result<(), BehaviourError> {
         if !(0.0..=1.0).contains(&self.failure_rate) {
@@ -275,6 +286,7 @@ impl fmt::Debug for Behaviour {
             .field("rss_bytes", &self.rss_bytes)
             .field("rss_growth_per_request", &self.rss_growth_per_request)
             .field("capacity", &self.capacity)
+            .field("instant", &self.instant)
             .finish()
     }
 }

@@ -96,12 +96,16 @@ impl BehaviourShared {
         handshake.capacity = behaviour.capacity.max(1);
         let (core, requests) = WorkerCore::start(handshake, Arc::clone(&self.stats));
         core.set_resident_memory(Some(behaviour.rss_bytes));
+        if behaviour.instant {
+            drop(requests);
+            return Ok(Arc::new(MockConnection::instant(core, Arc::clone(self))));
+        }
         tokio::spawn(serve(Arc::clone(&core), requests, Arc::clone(self)));
         Ok(Arc::new(MockConnection::new(core)))
     }
 
     /// The answer a healthy worker gives to `request`.
-    fn answer(&self, core: &WorkerCore, request: &Request) -> Outcome {
+    pub(crate) fn answer(&self, core: &WorkerCore, request: &Request) -> Outcome {
         let handshake = core.handshake();
         let result = match (request.command.as_str(), &self.behaviour.handler) {
             ("ping", _) => Ok(json!({"pong": true, "worker_id": handshake.worker_id})),

@@ -126,6 +126,30 @@ impl WorkerCore {
         self.handshake.worker_id
     }
 
+    /// Whether a call may be made now: `Err` with the reason if the worker
+    /// exited or its connection closed.
+    pub(crate) fn check_open(&self, request_id: RequestId) -> Result<(), CallError> {
+        let worker_id = self.worker_id();
+        match &self.lock().refusal {
+            Some(Refusal::Exited(exit)) => Err(CallError::WorkerExited {
+                worker_id,
+                request_id,
+                exit: *exit,
+            }),
+            Some(Refusal::Closed(reason)) => Err(CallError::Closed {
+                worker_id,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a request answered inside `call` (instant behaviour).
+    pub(crate) fn count_instant(&self) {
+        self.requests_seen.fetch_add(1, Ordering::Relaxed);
+        self.stats.request_answered();
+    }
+
     /// Registers `request` as in flight and hands it to the worker side; the
     /// returned receiver yields its outcome.
     pub(crate) fn send(

@@ -11,7 +11,9 @@
 //!
 //! Options: `--workers N` (8), `--in-flight N` (256), `--requests N` per
 //! concurrent phase (200000), `--single N` requests of the lone caller
-//! (20000), `--threads N` runtime worker threads (2).
+//! (20000), `--threads N` runtime worker threads (2), `--instant 1|0`
+//! (1: mock workers answer inside the call, so only the pool is measured;
+//! 0: each mock worker is a task answering through a channel).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,6 +34,7 @@ struct Options {
     requests: u64,
     single: usize,
     threads: usize,
+    instant: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -41,6 +44,7 @@ fn options() -> Result<Options, String> {
         requests: 200_000,
         single: 20_000,
         threads: 2,
+        instant: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -55,6 +59,7 @@ fn options() -> Result<Options, String> {
             "--requests" => options.requests = number.max(1),
             "--single" => options.single = as_usize.max(1),
             "--threads" => options.threads = as_usize.max(1),
+            "--instant" => options.instant = number != 0,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -113,7 +118,8 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let spawner = MockSpawner::with_behaviour(Behaviour::default()).expect("behaviour");
+        let spawner = MockSpawner::with_behaviour(Behaviour::default().instant(options.instant))
+            .expect("behaviour");
         let pool = Pool::builder()
             .size(options.workers)
             .queue_bound(options.in_flight * 2)
@@ -143,6 +149,7 @@ fn main() {
             "workers": options.workers,
             "in_flight": options.in_flight,
             "threads": options.threads,
+            "instant_mock": options.instant,
             "requests": options.requests,
             "seconds": took.as_secs_f64(),
             "requests_per_second": per_second.round(),

@@ -123,7 +123,7 @@ impl Inner {
                 wants: wanted,
             });
             self.grow_for_demand(&mut state);
-            metrics::queue_depth(&self.config.name, state.waiters.len());
+            self.metrics.queue_depth(state.waiters.len());
             // `Pool::wait_until` watchers see the queue grow.
             self.publish(&state);
             (waiting, permit)
@@ -303,6 +303,13 @@ impl Inner {
         let Some(slot) = state.workers.get(&id) else {
             return false;
         };
+        let limits = &self.config.recycle;
+        if limits.max_requests.is_none()
+            && limits.max_age.is_none()
+            && limits.max_memory_bytes.is_none()
+        {
+            return false;
+        }
         // Reading a process tree's memory costs a few /proc reads: only
         // when there is a limit to compare it with.
         let rss = match (&self.config.recycle.max_memory_bytes, &slot.connection) {
@@ -347,7 +354,7 @@ impl Inner {
             };
             match waiter.sender.send(Ok(lease)) {
                 Ok(()) => {
-                    metrics::queue_depth(&self.config.name, state.waiters.len());
+                    self.metrics.queue_depth(state.waiters.len());
                     return;
                 }
                 Err(returned) => {

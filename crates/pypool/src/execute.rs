@@ -168,7 +168,7 @@ impl Inner {
             Ok(checked_out) => checked_out,
             Err(error) => return AttemptResult::failed(error),
         };
-        metrics::checkout_wait(&self.config.name, waiting.elapsed());
+        self.metrics.checkout_wait(waiting.elapsed());
         let job = job.clone();
         let key = key.clone();
         let span = tracing::info_span!(

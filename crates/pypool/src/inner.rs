@@ -172,7 +172,8 @@ impl State {
         }
     }
 
-    /// Records an attempt's outcome on its breaker; returns the breaker's state.
+    /// Records an attempt's outcome on its breaker; returns the breaker's
+    /// state when the outcome could have changed it.
     pub(crate) fn record_permit(
         &mut self,
         key: &BreakerKey,
@@ -181,7 +182,10 @@ impl State {
     ) -> Option<BreakerState> {
         let breaker = self.command_breakers.get_mut(key)?;
         breaker.record(permit, outcome);
-        Some(breaker.state())
+        // Only a failure or a probe's outcome can change the state (a
+        // success in the closed state never does): skip the clock read else.
+        let may_change = outcome == pypool_breaker::CallOutcome::Failure || permit.is_probe();
+        may_change.then(|| breaker.state())
     }
 
     /// Gives back the permit of an attempt that never ran.
@@ -238,6 +242,8 @@ pub(crate) struct Inner {
     pub(crate) clock: SharedClock,
     pub(crate) recovery: RecoveryPolicy,
     pub(crate) readiness: watch::Sender<Readiness>,
+    /// The request path's metric handles.
+    pub(crate) metrics: metrics::Handles,
     pub(crate) myself: Weak<Inner>,
     state: Mutex<State>,
     /// How many times the state lock was taken (tests count a request's takes).
@@ -272,6 +278,7 @@ impl Inner {
             counters: PoolCounters::default(),
         };
         let recovery = RecoveryPolicy::new(config.recovery);
+        let handles = metrics::Handles::new(&config.name);
         Arc::new_cyclic(|myself| Self {
             config,
             spawner,
@@ -282,6 +289,7 @@ impl Inner {
             clock,
             recovery,
             readiness: watch::Sender::new(Readiness::default()),
+            metrics: handles,
             myself: myself.clone(),
             state: Mutex::new(state),
             #[cfg(test)]
@@ -354,11 +362,16 @@ impl Inner {
     pub(crate) fn publish(&self, state: &State) {
         let live = state.live_workers();
         let remaining = state.workers.len() + state.retiring;
-        self.readiness.send_modify(|readiness| {
+        // Watchers (`Pool::wait_until`, `ready`, `shutdown`) hear of every
+        // change; with nobody watching, only a change of the counts is news.
+        let watched = self.readiness.receiver_count() > 0;
+        self.readiness.send_if_modified(|readiness| {
+            let changed = readiness.live != live || readiness.remaining != remaining;
             readiness.live = live;
             readiness.remaining = remaining;
+            changed || watched
         });
-        metrics::publish_gauges(&self.config.name, state);
+        self.metrics.publish_gauges(state);
     }
 
     /// Applies `event` to worker `id`'s state machine. An invalid transition
