@@ -26,10 +26,13 @@ pub(crate) enum Retirement {
 }
 
 impl Inner {
-    /// Takes a worker for one request, waiting in the FIFO queue if none is free.
+    /// Takes a worker for one request, waiting in the FIFO queue if none is
+    /// free (tests check out without a request).
+    #[cfg(test)]
     pub(crate) async fn checkout(&self, command: &str) -> Result<Lease, PoolError> {
-        self.checkout_for(command, None, self.config.timeouts.checkout)
+        self.checkout_inner(command, None, self.config.timeouts.checkout, None)
             .await
+            .map(|(lease, _)| lease)
     }
 
     /// Admits a request keyed `key` through its breaker and takes any
@@ -48,21 +51,9 @@ impl Inner {
     }
 
     /// Takes worker `wanted` (or any worker when `None`) for one request,
-    /// waiting up to `limit` in the FIFO queue.
-    pub(crate) async fn checkout_for(
-        &self,
-        command: &str,
-        wanted: Option<WorkerId>,
-        limit: Duration,
-    ) -> Result<Lease, PoolError> {
-        self.checkout_inner(command, wanted, limit, None)
-            .await
-            .map(|(lease, _)| lease)
-    }
-
-    /// [`Inner::checkout_for`], admitting the request through its breaker
-    /// first (in the same lock take) when `admit` names its key.
-    async fn checkout_inner(
+    /// waiting up to `limit` in the FIFO queue; admits the request through
+    /// its breaker first, in the same lock take, when `admit` names its key.
+    pub(crate) async fn checkout_inner(
         &self,
         command: &str,
         mut wanted: Option<WorkerId>,

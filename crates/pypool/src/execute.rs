@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::inner::{Inner, State};
-use crate::job::{Job, JobKey};
+use crate::job::{Job, JobKey, ProgramKey};
 use crate::lease::{CommandPermit, Lease};
 use crate::session::Route;
 use crate::{PoolError, metrics};
@@ -154,13 +154,7 @@ impl Inner {
     ) -> AttemptResult {
         let waiting = Instant::now();
         let checked_out = match route {
-            Some(route) => match self.admit(command, key) {
-                Ok(permit) => self
-                    .checkout_routed(command, route, binding)
-                    .await
-                    .map(|lease| (lease, permit)),
-                Err(error) => Err(error),
-            },
+            Some(route) => self.checkout_routed(command, key, route, binding).await,
             // One lock take: breaker admission and checkout together.
             None => self.checkout_admitted(command, key).await,
         };
@@ -208,7 +202,11 @@ impl Inner {
         clippy::result_large_err,
         reason = "the error becomes the caller's result at once; boxing it would only be undone"
     )]
-    fn admit(self: &Arc<Self>, command: &str, key: &JobKey) -> Result<CommandPermit, PoolError> {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        command: &str,
+        key: &JobKey,
+    ) -> Result<CommandPermit, PoolError> {
         let mut state = self.lock();
         self.admit_locked(&mut state, command, key)
     }
@@ -253,8 +251,9 @@ impl Inner {
         let sent = Instant::now();
         let in_flight_id = AtomicU64::new(0);
         let mut answer = Some(answer);
+        let mut learned = None;
         let (called, late) = {
-            let call = self.perform(&lease, &job, &in_flight_id);
+            let call = self.perform(&lease, &job, &in_flight_id, &mut learned);
             tokio::pin!(call);
             match tokio::time::timeout(deadline, &mut call).await {
                 Ok(called) => (Some(called), None),
@@ -340,6 +339,7 @@ impl Inner {
             permit,
             &key,
             &command,
+            learned,
             Ending {
                 failure,
                 replied,
@@ -432,12 +432,16 @@ impl Inner {
         permit: CommandPermit,
         key: &JobKey,
         command: &str,
+        learned: Option<ProgramKey>,
         ending: Ending,
     ) -> Settled {
         let worker_id = lease.worker_id();
         lease.disarm();
         let permit = permit.take();
         let mut state = self.lock();
+        if let Some(program) = learned {
+            Inner::remember_program(&mut state, worker_id, program);
+        }
         let decision = ending.failure.as_ref().map(|failure| {
             let context = AttemptContext {
                 attempt: ending.attempt,

@@ -8,7 +8,7 @@ use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId, Worke
 use pypool_store::{Namespace, StoredProgram};
 use serde_json::{Map, Value, json};
 
-use crate::inner::Inner;
+use crate::inner::{Inner, State};
 use crate::lease::Lease;
 
 /// The prefix of the runtime's own commands; callers cannot run them.
@@ -83,12 +83,14 @@ impl Inner {
     /// Runs `job` on the leased worker: settings first if the worker is
     /// behind, then the command or program.
     /// `in_flight_id` always holds the id of the request being sent, so a
-    /// deadline can name it.
+    /// deadline can name it. `learned` receives the program the worker now
+    /// holds, for the attempt's settle to remember (no lock taken here).
     pub(crate) async fn perform(
         &self,
         lease: &Lease,
         job: &Job,
         in_flight_id: &AtomicU64,
+        learned: &mut Option<ProgramKey>,
     ) -> Result<Outcome, CallError> {
         let worker_id = lease.worker_id();
         if let Some(failed) = self.sync_settings(lease, in_flight_id).await {
@@ -129,7 +131,7 @@ impl Inner {
                         .await;
                 }
                 if matches!(outcome, Ok(Outcome::Ok { .. })) {
-                    self.remember_program(worker_id, key);
+                    *learned = Some(key);
                 }
                 outcome
             }
@@ -186,8 +188,10 @@ impl Inner {
         }
     }
 
-    fn remember_program(&self, worker_id: WorkerId, key: ProgramKey) {
-        if let Some(slot) = self.lock().workers.get_mut(&worker_id) {
+    /// Remembers that worker `worker_id` holds program `key` (under the lock
+    /// the caller holds).
+    pub(crate) fn remember_program(state: &mut State, worker_id: WorkerId, key: ProgramKey) {
+        if let Some(slot) = state.workers.get_mut(&worker_id) {
             if slot.programs.len() >= REMEMBERED_PROGRAMS {
                 slot.programs.clear();
             }

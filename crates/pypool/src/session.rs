@@ -10,8 +10,8 @@ use pypool_store::{Namespace, ProgramId, ProgramKind, ProgramSpec, StoredProgram
 use serde_json::{Map, Value};
 
 use crate::inner::Inner;
-use crate::job::Job;
-use crate::lease::Lease;
+use crate::job::{Job, JobKey};
+use crate::lease::{CommandPermit, Lease};
 use crate::{Pool, PoolError, metrics};
 
 /// How a request reaches a worker when it belongs to a session.
@@ -38,11 +38,12 @@ impl Inner {
     /// `binding` is the session's binding when the caller already looked it
     /// up (`None`: look it up here).
     pub(crate) async fn checkout_routed(
-        &self,
+        self: &Arc<Self>,
         command: &str,
+        key: &JobKey,
         route: &Route,
         binding: Option<Option<WorkerId>>,
-    ) -> Result<Lease, PoolError> {
+    ) -> Result<(Lease, CommandPermit), PoolError> {
         self.touch_session(&route.session);
         let bound = match binding {
             Some(bound) => bound,
@@ -50,36 +51,62 @@ impl Inner {
         };
         let Some(worker_id) = bound.filter(|worker_id| self.has_worker(*worker_id)) else {
             self.count_affinity(Affinity::Miss);
-            return self.checkout(command).await;
+            return self.checkout_admitted(command, key).await;
+        };
+        // Breaker admission happens in the checkout's own lock take.
+        #[allow(
+            clippy::result_large_err,
+            reason = "the pool's one error type, passed through"
+        )]
+        let admitted = |checked_out: Result<(Lease, Option<CommandPermit>), PoolError>| {
+            checked_out.map(|(lease, permit)| {
+                let permit = permit.unwrap_or_else(|| CommandPermit::new(Arc::clone(self), None));
+                (lease, permit)
+            })
         };
         let checked_out = match route.mode {
             AffinityMode::StrictFailFast => {
                 if !self.is_idle(worker_id) {
+                    // Admitted as any call would be, then refused: the breaker
+                    // speaks first, as it does on every path.
+                    if let Some((key, permit)) = self.admit(command, key)?.take() {
+                        self.lock().release_permit(&key, permit);
+                    }
                     return Err(PoolError::WorkerBusy {
                         session: route.session.as_str().to_owned(),
                         worker_id,
                     });
                 }
-                self.checkout_for(command, Some(worker_id), Duration::ZERO)
-                    .await
-                    .map_err(|error| match error {
-                        PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
-                            session: route.session.as_str().to_owned(),
-                            worker_id,
-                        },
-                        other => other,
-                    })
+                admitted(
+                    self.checkout_inner(command, Some(worker_id), Duration::ZERO, Some(key))
+                        .await,
+                )
+                .map_err(|error| match error {
+                    PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
+                        session: route.session.as_str().to_owned(),
+                        worker_id,
+                    },
+                    other => other,
+                })
             }
-            AffinityMode::Strict => {
-                self.checkout_for(command, Some(worker_id), self.config.timeouts.checkout)
-                    .await
-            }
+            AffinityMode::Strict => admitted(
+                self.checkout_inner(
+                    command,
+                    Some(worker_id),
+                    self.config.timeouts.checkout,
+                    Some(key),
+                )
+                .await,
+            ),
             AffinityMode::Hint { wait } => {
-                match self.checkout_for(command, Some(worker_id), wait).await {
+                match admitted(
+                    self.checkout_inner(command, Some(worker_id), wait, Some(key))
+                        .await,
+                ) {
                     Err(PoolError::CheckoutTimeout { .. }) => {
                         // Programs are central: any worker serves the session as well.
                         self.count_affinity(Affinity::Spill);
-                        return self.checkout(command).await;
+                        return self.checkout_admitted(command, key).await;
                     }
                     other => other,
                 }

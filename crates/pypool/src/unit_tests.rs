@@ -116,3 +116,24 @@ async fn a_plain_request_takes_the_pool_lock_twice() {
     .await;
     assert_eq!(takes, 2, "one take to check out, one to settle");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_program_call_takes_the_pool_lock_a_bounded_number_of_times() {
+    let pool = behaviour_pool(2, Behaviour::default()).await;
+    let session = pool.session("alice").unwrap();
+    pool.create_program("p", crate::ProgramSpec::python("m:f"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        session.execute_program("p", json!({})).await.unwrap();
+    }
+    let takes = lock_takes_of(&pool, async {
+        session.execute_program("p", json!({})).await.unwrap();
+    })
+    .await;
+    println!("LOCK_TAKES_SESSION_PROGRAM={takes}");
+    assert!(
+        takes <= 5,
+        "{takes} lock takes for a session's program call"
+    );
+}
