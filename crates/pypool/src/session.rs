@@ -112,8 +112,13 @@ impl Inner {
                 }
             }
         };
-        if checked_out.is_ok() {
-            self.count_affinity(Affinity::Hit);
+        match &checked_out {
+            // The bound worker left the pool at checkout (recycled): another served.
+            Ok((lease, _)) if lease.worker_id() != worker_id => {
+                self.count_affinity(Affinity::Miss);
+            }
+            Ok(_) => self.count_affinity(Affinity::Hit),
+            Err(_) => {}
         }
         checked_out
     }

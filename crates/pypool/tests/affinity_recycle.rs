@@ -37,7 +37,13 @@ async fn bound_worker_past_its_age_is_recycled(mode: AffinityMode) {
         served_before,
         "worker {home} served nothing past its age limit"
     );
-    assert!(pool.status().counters.recycled >= 1);
+    let counters = pool.status().counters;
+    assert!(counters.recycled >= 1);
+    assert_eq!(
+        (counters.affinity_hits, counters.affinity_misses),
+        (0, 2),
+        "unbound first, then its worker gone: two misses, no hit"
+    );
 }
 
 #[tokio::test(start_paused = true)]
