@@ -171,22 +171,24 @@ impl Inner {
             command,
             attempt
         );
-        // The call runs in its own task: if the caller goes away, the worker
-        // still finishes (or hits the deadline and is killed) and is checked
-        // back in — never handed out with a reply pending.
+        // The call runs in the caller's task (no scheduler hop) but is
+        // detachable: once the caller's answer is known (at a deadline, before
+        // the cancel's grace ends) or if the caller goes away, the rest runs
+        // in a task of its own — so the worker still finishes (or is killed)
+        // and is checked back in, never handed out with a reply pending.
         let inner = Arc::clone(self);
-        // The task answers through `answer` as soon as the caller's result
-        // is known (at a deadline, before the cancel's grace period ends).
         let (answer, answered) = oneshot::channel();
-        tokio::spawn(
-            async move {
-                inner
-                    .run_on_worker(lease, job, key, permit, attempt, started, answer)
-                    .await;
-            }
-            .instrument(span),
-        );
-        match answered.await {
+        let call = async move {
+            inner
+                .run_on_worker(lease, job, key, permit, attempt, started, answer)
+                .await;
+        }
+        .instrument(span);
+        let attempt_call = Detachable {
+            call: Some(Box::pin(call)),
+            answered,
+        };
+        match attempt_call.await {
             Ok(result) => result,
             Err(_task_gone) => AttemptResult::failed(PoolError::Connection {
                 worker_id: 0,
@@ -477,6 +479,59 @@ impl Inner {
             label,
             decision,
         }
+    }
+}
+
+/// One attempt's work on its worker, run in the caller's task until the
+/// caller's answer arrives; whatever is left then (a cancelled request's
+/// grace) — or everything left if the caller goes away — is spawned.
+struct Detachable {
+    call: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    answered: oneshot::Receiver<AttemptResult>,
+}
+
+impl Detachable {
+    /// Moves the unfinished work to a task of its own.
+    fn detach(&mut self) {
+        if let Some(call) = self.call.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(call);
+                }
+                // No runtime (it is shutting down): dropping the work drops its
+                // lease, which gives the worker back.
+                Err(_) => drop(call),
+            }
+        }
+    }
+}
+
+impl std::future::Future for Detachable {
+    type Output = Result<AttemptResult, oneshot::error::RecvError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(call) = this.call.as_mut() {
+            if call.as_mut().poll(context).is_ready() {
+                this.call = None;
+            }
+        }
+        match std::pin::Pin::new(&mut this.answered).poll(context) {
+            std::task::Poll::Ready(answer) => {
+                this.detach();
+                std::task::Poll::Ready(answer)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 
