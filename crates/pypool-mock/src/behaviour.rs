@@ -139,6 +139,14 @@ pub struct Behaviour {
     pub rss_bytes: u64,
     /// Resident memory a worker gains per request it answers.
     pub rss_growth_per_request: u64,
+    /// How many requests a worker holds at once (its handshake's
+    /// `capacity`; 0 counts as 1). Above 1, a worker serves up to that many
+    /// requests concurrently, each after its own latency.
+    pub capacity: u32,
+    /// Answer every request inside `call`, in the caller's task, without a
+    /// worker task: the fastest mock, for measuring the pool's own overhead.
+    /// `latency`, `failure_rate` and `crash_every` are ignored.
+    pub instant: bool,
 }
 
 impl Default for Behaviour {
@@ -155,6 +163,8 @@ impl Default for Behaviour {
             seed: 0,
             rss_bytes: DEFAULT_RSS_BYTES,
             rss_growth_per_request: 0,
+            capacity: 1,
+            instant: false,
         }
     }
 }
@@ -224,6 +234,18 @@ impl Behaviour {
         self
     }
 
+    /// Sets [`capacity`](Self::capacity).
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets [`instant`](Self::instant).
+    pub fn instant(mut self, instant: bool) -> Self {
+        self.instant = instant;
+        self
+    }
+
     /// Checks that this behaviour can be run.
     pub fn validate(&self) -> Result<(), BehaviourError> {
         if !(0.0..=1.0).contains(&self.failure_rate) {
@@ -263,6 +285,8 @@ impl fmt::Debug for Behaviour {
             .field("seed", &self.seed)
             .field("rss_bytes", &self.rss_bytes)
             .field("rss_growth_per_request", &self.rss_growth_per_request)
+            .field("capacity", &self.capacity)
+            .field("instant", &self.instant)
             .finish()
     }
 }

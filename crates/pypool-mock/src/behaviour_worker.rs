@@ -1,16 +1,20 @@
 //! Behaviour mode at work: spawning workers and serving their requests as
 //! tokio tasks, as a [`Behaviour`] says.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use pypool_seam::{Outcome, Request, SpawnError, SpawnRequest, WorkerConnection, WorkerExit};
+use pypool_seam::{
+    Outcome, Request, RequestId, SpawnError, SpawnRequest, WorkerConnection, WorkerExit,
+};
 use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::behaviour::Behaviour;
 use crate::connection::MockConnection;
 use crate::handshake::default_handshake;
 use crate::prng::SeededPrng;
-use crate::remote_error::python_exception;
+use crate::remote_error::{cancelled, python_exception};
 use crate::stats::StatsInner;
 use crate::worker_core::{Delivery, RequestReceiver, WorkerCore};
 
@@ -88,15 +92,20 @@ impl BehaviourShared {
                 stderr_tail: String::new(),
             });
         }
-        let handshake = default_handshake(request.worker_id, &behaviour.commands);
+        let mut handshake = default_handshake(request.worker_id, &behaviour.commands);
+        handshake.capacity = behaviour.capacity.max(1);
         let (core, requests) = WorkerCore::start(handshake, Arc::clone(&self.stats));
         core.set_resident_memory(Some(behaviour.rss_bytes));
+        if behaviour.instant {
+            drop(requests);
+            return Ok(Arc::new(MockConnection::instant(core, Arc::clone(self))));
+        }
         tokio::spawn(serve(Arc::clone(&core), requests, Arc::clone(self)));
         Ok(Arc::new(MockConnection::new(core)))
     }
 
     /// The answer a healthy worker gives to `request`.
-    fn answer(&self, core: &WorkerCore, request: &Request) -> Outcome {
+    pub(crate) fn answer(&self, core: &WorkerCore, request: &Request) -> Outcome {
         let handshake = core.handshake();
         let result = match (request.command.as_str(), &self.behaviour.handler) {
             ("ping", _) => Ok(json!({"pong": true, "worker_id": handshake.worker_id})),
@@ -119,11 +128,17 @@ impl BehaviourShared {
     }
 }
 
-/// Serves one worker's requests one at a time, like the single-threaded
-/// Python worker, until it exits.
+/// Serves one worker's requests: one at a time, like the single-threaded
+/// Python worker, or up to its capacity at once. A cancel is answered
+/// `cancelled` at once (as a request not yet started, or an async handler,
+/// is); the request's own answer, if it comes later, finds it answered.
 async fn serve(core: Arc<WorkerCore>, mut requests: RequestReceiver, shared: Arc<BehaviourShared>) {
-    let behaviour = &shared.behaviour;
-    let mut answered: u64 = 0;
+    if let Some(cancels) = core.take_cancels() {
+        tokio::spawn(answer_cancels(Arc::downgrade(&core), cancels));
+    }
+    let capacity = core.capacity();
+    let answered = Arc::new(AtomicU64::new(0));
+    let room = Arc::new(tokio::sync::Semaphore::new(capacity));
     while let Some(request) = requests.recv().await {
         if core.try_exit().is_some() {
             break;
@@ -131,45 +146,83 @@ async fn serve(core: Arc<WorkerCore>, mut requests: RequestReceiver, shared: Arc
         if !core.is_in_flight(request.id) {
             continue;
         }
-        let ticket = shared.next_ticket();
-        let latency = behaviour.latency.sample(ticket.number, ticket.latency_draw);
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        if core.try_exit().is_some() {
-            break;
-        }
-        if behaviour
-            .crash_every
-            .is_some_and(|every| every != 0 && ticket.number % every == 0)
-        {
-            if core.crash(WorkerExit::signal(9)) {
-                shared.stats.crash_injected();
+        if capacity <= 1 {
+            if !handle(&core, request, &shared, &answered).await {
+                break;
             }
-            break;
+            continue;
         }
-        let injected = ticket.failure_draw < behaviour.failure_rate;
-        let outcome = if injected {
-            Outcome::Error {
-                error: python_exception(
-                    "RuntimeError",
-                    &format!(
-                        "injected failure (request {} of this mock spawner)",
-                        ticket.number
-                    ),
-                ),
-            }
-        } else {
-            shared.answer(&core, &request)
+        let Ok(permit) = Arc::clone(&room).acquire_owned().await else {
+            break;
         };
-        answered += 1;
-        let rss = behaviour
-            .rss_bytes
-            .saturating_add(behaviour.rss_growth_per_request.saturating_mul(answered));
-        core.set_resident_memory(Some(rss));
-        let delivery = core.deliver(request.id, outcome);
-        if injected && delivery != Delivery::NotInFlight {
-            shared.stats.python_error_injected();
-        }
+        let core = Arc::clone(&core);
+        let shared = Arc::clone(&shared);
+        let answered = Arc::clone(&answered);
+        tokio::spawn(async move {
+            handle(&core, request, &shared, &answered).await;
+            drop(permit);
+        });
     }
+}
+
+/// Answers each cancelled request in flight `cancelled`, until the worker is gone.
+async fn answer_cancels(core: Weak<WorkerCore>, mut cancels: UnboundedReceiver<RequestId>) {
+    while let Some(id) = cancels.recv().await {
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        let _delivery = core.deliver(id, Outcome::Error { error: cancelled() });
+    }
+}
+
+/// Handles one request after its latency; returns `false` once the worker
+/// has exited (or crashed on this request).
+async fn handle(
+    core: &Arc<WorkerCore>,
+    request: Request,
+    shared: &Arc<BehaviourShared>,
+    answered: &AtomicU64,
+) -> bool {
+    let behaviour = &shared.behaviour;
+    let ticket = shared.next_ticket();
+    let latency = behaviour.latency.sample(ticket.number, ticket.latency_draw);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if core.try_exit().is_some() {
+        return false;
+    }
+    if behaviour
+        .crash_every
+        .is_some_and(|every| every != 0 && ticket.number % every == 0)
+    {
+        if core.crash(WorkerExit::signal(9)) {
+            shared.stats.crash_injected();
+        }
+        return false;
+    }
+    let injected = ticket.failure_draw < behaviour.failure_rate;
+    let outcome = if injected {
+        Outcome::Error {
+            error: python_exception(
+                "RuntimeError",
+                &format!(
+                    "injected failure (request {} of this mock spawner)",
+                    ticket.number
+                ),
+            ),
+        }
+    } else {
+        shared.answer(core, &request)
+    };
+    let answered = answered.fetch_add(1, Ordering::Relaxed) + 1;
+    let rss = behaviour
+        .rss_bytes
+        .saturating_add(behaviour.rss_growth_per_request.saturating_mul(answered));
+    core.set_resident_memory(Some(rss));
+    let delivery = core.deliver(request.id, outcome);
+    if injected && delivery != Delivery::NotInFlight {
+        shared.stats.python_error_injected();
+    }
+    true
 }

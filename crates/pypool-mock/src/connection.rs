@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pypool_seam::{CallError, Handshake, Outcome, Request, WorkerConnection, WorkerExit};
 
+use crate::behaviour_worker::BehaviourShared;
 use crate::worker_core::WorkerCore;
 
 /// A connection to one mock worker, as handed to the pool by
@@ -13,11 +14,25 @@ use crate::worker_core::WorkerCore;
 /// kills the worker, like dropping a real process connection.
 pub struct MockConnection {
     core: Arc<WorkerCore>,
+    /// Instant behaviour: answers computed inside `call`.
+    instant: Option<Arc<BehaviourShared>>,
 }
 
 impl MockConnection {
     pub(crate) fn new(core: Arc<WorkerCore>) -> Self {
-        Self { core }
+        Self {
+            core,
+            instant: None,
+        }
+    }
+
+    /// A connection that answers every request inside `call` (see
+    /// [`Behaviour::instant`](crate::Behaviour::instant)).
+    pub(crate) fn instant(core: Arc<WorkerCore>, shared: Arc<BehaviourShared>) -> Self {
+        Self {
+            core,
+            instant: Some(shared),
+        }
     }
 }
 
@@ -38,6 +53,11 @@ impl WorkerConnection for MockConnection {
     }
 
     async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        if let Some(shared) = &self.instant {
+            self.core.check_open(request.id)?;
+            self.core.count_instant();
+            return Ok(shared.answer(&self.core, &request));
+        }
         let reply = self.core.send(request)?;
         // Dropping this future drops `reply`: the request stays in flight in
         // the core until the worker side answers, and that answer is discarded.
@@ -52,6 +72,19 @@ impl WorkerConnection for MockConnection {
 
     fn in_flight(&self) -> usize {
         self.core.in_flight()
+    }
+
+    /// The handshake's capacity (see [`Behaviour::capacity`](crate::Behaviour::capacity)).
+    fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// Passes the cancel to the worker side: a scripted test sees it with
+    /// [`WorkerHandle::next_cancel`](crate::WorkerHandle::next_cancel) and
+    /// answers as it likes; a behaviour-mode worker answers the request
+    /// `cancelled` at once. A cancel for an id not in flight is ignored.
+    fn cancel(&self, request_id: pypool_seam::RequestId) {
+        self.core.cancel(request_id);
     }
 
     async fn exited(&self) -> WorkerExit {

@@ -119,7 +119,7 @@ mod worker_handle;
 pub use behaviour::{Behaviour, BehaviourError, Handler, LatencyDistribution, SpawnFailure};
 pub use connection::MockConnection;
 pub use handshake::{MOCK_PYTHON_VERSION, command, default_handshake, mock_pid};
-pub use remote_error::python_exception;
+pub use remote_error::{cancelled, python_exception};
 pub use scripted::{PendingSpawn, SpawnHandle};
 pub use spawner::MockSpawner;
 pub use stats::BehaviourStats;

@@ -14,3 +14,13 @@ pub fn python_exception(exception_type: &str, message: &str) -> RemoteError {
         )),
     }
 }
+
+/// The `cancelled` [`RemoteError`] a worker answers a cancelled request with.
+pub fn cancelled() -> RemoteError {
+    RemoteError {
+        kind: RemoteErrorKind::Cancelled,
+        message: "the request was cancelled by the host".to_owned(),
+        exception_type: None,
+        traceback: None,
+    }
+}

@@ -65,6 +65,11 @@ pub(crate) struct WorkerCore {
     /// The worker said it is draining (see `WorkerConnection::is_draining`).
     draining: std::sync::atomic::AtomicBool,
     stats: Arc<StatsInner>,
+    /// Where the host's cancels go (the ids of requests still in flight).
+    cancels: mpsc::UnboundedSender<RequestId>,
+    /// Their receiving end, until whoever answers requests takes it.
+    cancels_rx: Mutex<Option<mpsc::UnboundedReceiver<RequestId>>>,
+    cancels_seen: AtomicU64,
 }
 
 impl WorkerCore {
@@ -85,6 +90,7 @@ impl WorkerCore {
         stats: Arc<StatsInner>,
     ) -> (Arc<Self>, RequestReceiver) {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let (cancels, cancels_rx) = mpsc::unbounded_channel();
         stats.worker_started();
         let core = Arc::new(Self {
             handshake,
@@ -101,6 +107,9 @@ impl WorkerCore {
             requests_seen: AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
             stats,
+            cancels,
+            cancels_rx: Mutex::new(Some(cancels_rx)),
+            cancels_seen: AtomicU64::new(0),
         });
         (core, requests_rx)
     }
@@ -115,6 +124,30 @@ impl WorkerCore {
 
     pub(crate) fn worker_id(&self) -> WorkerId {
         self.handshake.worker_id
+    }
+
+    /// Whether a call may be made now: `Err` with the reason if the worker
+    /// exited or its connection closed.
+    pub(crate) fn check_open(&self, request_id: RequestId) -> Result<(), CallError> {
+        let worker_id = self.worker_id();
+        match &self.lock().refusal {
+            Some(Refusal::Exited(exit)) => Err(CallError::WorkerExited {
+                worker_id,
+                request_id,
+                exit: *exit,
+            }),
+            Some(Refusal::Closed(reason)) => Err(CallError::Closed {
+                worker_id,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a request answered inside `call` (instant behaviour).
+    pub(crate) fn count_instant(&self) {
+        self.requests_seen.fetch_add(1, Ordering::Relaxed);
+        self.stats.request_answered();
     }
 
     /// Registers `request` as in flight and hands it to the worker side; the
@@ -156,6 +189,33 @@ impl WorkerCore {
             let _ignored = requests.send(request);
         }
         Ok(reply_rx)
+    }
+
+    /// The host cancels request `id`: passed on to whoever answers requests
+    /// if it is in flight, ignored otherwise (as the real worker does).
+    pub(crate) fn cancel(&self, id: RequestId) {
+        if self.is_in_flight(id) {
+            self.cancels_seen.fetch_add(1, Ordering::Relaxed);
+            let _ignored = self.cancels.send(id);
+        }
+    }
+
+    /// The receiver of the host's cancels; `None` once taken.
+    pub(crate) fn take_cancels(&self) -> Option<mpsc::UnboundedReceiver<RequestId>> {
+        self.cancels_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// How many cancels for requests in flight the host sent.
+    pub(crate) fn cancels_seen(&self) -> u64 {
+        self.cancels_seen.load(Ordering::Relaxed)
+    }
+
+    /// How many requests the worker holds at once.
+    pub(crate) fn capacity(&self) -> usize {
+        usize::try_from(self.handshake.capacity.max(1)).unwrap_or(usize::MAX)
     }
 
     /// Answers request `id` with `outcome`.

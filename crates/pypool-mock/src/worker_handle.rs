@@ -17,11 +17,36 @@ use crate::worker_core::{Delivery, RequestReceiver, WorkerCore};
 pub struct WorkerHandle {
     core: Arc<WorkerCore>,
     requests: RequestReceiver,
+    cancels: Option<tokio::sync::mpsc::UnboundedReceiver<RequestId>>,
 }
 
 impl WorkerHandle {
     pub(crate) fn new(core: Arc<WorkerCore>, requests: RequestReceiver) -> Self {
-        Self { core, requests }
+        let cancels = core.take_cancels();
+        Self {
+            core,
+            requests,
+            cancels,
+        }
+    }
+
+    /// Waits for the host's next cancel (the id of a request in flight when
+    /// it was sent), in sending order. The request stays in flight: answer
+    /// it (with [`PendingRequest::reply_cancelled`], a result, or not at all)
+    /// as the scenario needs. `None` if the worker's cancels were already
+    /// taken by its other handle.
+    pub async fn next_cancel(&mut self) -> Option<RequestId> {
+        self.cancels.as_mut()?.recv().await
+    }
+
+    /// The next cancel if one was already sent, without waiting.
+    pub fn try_next_cancel(&mut self) -> Option<RequestId> {
+        self.cancels.as_mut()?.try_recv().ok()
+    }
+
+    /// How many cancels for requests in flight the host has sent.
+    pub fn cancels_seen(&self) -> u64 {
+        self.core.cancels_seen()
     }
 
     /// The worker's id.
@@ -186,6 +211,12 @@ impl PendingRequest {
     /// The handler raised `exception_type(message)`: a `python_exception` error reply.
     pub fn python_error(self, exception_type: &str, message: &str) -> Delivery {
         self.reply_error(python_exception(exception_type, message))
+    }
+
+    /// The worker answers `cancelled` (as for a request cancelled before it
+    /// started, or a cancelled async handler).
+    pub fn reply_cancelled(self) -> Delivery {
+        self.reply_error(crate::remote_error::cancelled())
     }
 
     /// The worker replies with `result` after `delay` on tokio's clock.

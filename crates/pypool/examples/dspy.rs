@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut settings = Map::new();
     settings.insert("lm".into(), lm);
-    pool.configure(settings); // reaches every worker, including later ones
+    pool.configure(settings)?; // reaches every worker, including later ones
 
     pool.create_program(
         "qa",

@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::config::StartMode;
 use crate::inner::{Inner, State, Waiter};
-use crate::lease::Lease;
+use crate::job::JobKey;
+use crate::lease::{CommandPermit, Lease};
 use crate::{PoolError, metrics};
 
 /// Why a worker leaves the pool, for logs and metrics.
@@ -25,27 +26,57 @@ pub(crate) enum Retirement {
 }
 
 impl Inner {
-    /// Takes a worker for one request, waiting in the FIFO queue if none is free.
+    /// Takes a worker for one request, waiting in the FIFO queue if none is
+    /// free (tests check out without a request).
+    #[cfg(test)]
     pub(crate) async fn checkout(&self, command: &str) -> Result<Lease, PoolError> {
-        self.checkout_for(command, None, self.config.timeouts.checkout)
+        self.checkout_inner(command, None, self.config.timeouts.checkout, None)
             .await
+            .map(|(lease, _)| lease)
+    }
+
+    /// Admits a request keyed `key` through its breaker and takes any
+    /// worker for it, both in one lock take (waiting in the FIFO queue if
+    /// none is free).
+    pub(crate) async fn checkout_admitted(
+        self: &Arc<Self>,
+        command: &str,
+        key: &JobKey,
+    ) -> Result<(Lease, CommandPermit), PoolError> {
+        let (lease, permit) = self
+            .checkout_inner(command, None, self.config.timeouts.checkout, Some(key))
+            .await?;
+        let permit = permit.unwrap_or_else(|| CommandPermit::new(Arc::clone(self), None));
+        Ok((lease, permit))
     }
 
     /// Takes worker `wanted` (or any worker when `None`) for one request,
-    /// waiting up to `limit` in the FIFO queue.
-    pub(crate) async fn checkout_for(
+    /// waiting up to `limit` in the FIFO queue; admits the request through
+    /// its breaker first, in the same lock take, when `admit` names its key.
+    pub(crate) async fn checkout_inner(
         &self,
         command: &str,
-        wanted: Option<WorkerId>,
+        mut wanted: Option<WorkerId>,
         limit: Duration,
-    ) -> Result<Lease, PoolError> {
-        let waiting = {
+        admit: Option<&JobKey>,
+    ) -> Result<(Lease, Option<CommandPermit>), PoolError> {
+        let (waiting, permit) = {
             let mut state = self.lock();
+            let permit = match (admit, self.strong()) {
+                (Some(key), Some(inner)) => Some(inner.admit_locked(&mut state, command, key)?),
+                _ => None,
+            };
             if state.shutting_down {
+                if let Some(permit) = permit.and_then(CommandPermit::take) {
+                    state.release_permit(&permit.0, permit.1);
+                }
                 return Err(PoolError::ShuttingDown {
                     command: command.to_owned(),
                 });
             }
+            // Callers that left are no longer in line (else an idle worker
+            // would wait behind a caller that is gone).
+            let queued = state.live_waiters();
             let taken = match wanted {
                 Some(id) => self.take_idle_worker(&mut state, id),
                 // Idle workers exist only while no caller waits for any worker.
@@ -56,10 +87,22 @@ impl Inner {
             };
             if let Some(lease) = taken {
                 self.publish(&state);
-                return Ok(lease);
+                return Ok((lease, permit));
             }
-            let queued = state.live_waiters();
+            if wanted.is_some_and(|id| !state.workers.contains_key(&id)) {
+                // The wanted worker just left the pool (recycled, say): any will do.
+                wanted = None;
+                if state.waiters.iter().all(|waiter| waiter.wants.is_some()) {
+                    if let Some(lease) = self.take_idle(&mut state) {
+                        self.publish(&state);
+                        return Ok((lease, permit));
+                    }
+                }
+            }
             if queued >= self.config.queue_bound {
+                if let Some(permit) = permit.and_then(CommandPermit::take) {
+                    state.release_permit(&permit.0, permit.1);
+                }
                 return Err(PoolError::Overloaded {
                     queued,
                     bound: self.config.queue_bound,
@@ -71,10 +114,10 @@ impl Inner {
                 wants: wanted,
             });
             self.grow_for_demand(&mut state);
-            metrics::queue_depth(&self.config.name, state.waiters.len());
+            self.metrics.queue_depth(state.waiters.len());
             // `Pool::wait_until` watchers see the queue grow.
             self.publish(&state);
-            waiting
+            (waiting, permit)
         };
         let waited = tokio::time::timeout(limit, waiting).await;
         match waited {
@@ -84,11 +127,14 @@ impl Inner {
                     command: command.to_owned(),
                 })
             }
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => result.map(|lease| (lease, permit)),
             Err(_elapsed) => {
                 // The waiter is gone (its receiver was dropped): let watchers see the queue shrink.
                 let mut state = self.lock();
                 state.live_waiters();
+                if let Some(permit) = permit.and_then(CommandPermit::take) {
+                    state.release_permit(&permit.0, permit.1);
+                }
                 self.publish(&state);
                 drop(state);
                 Err(PoolError::CheckoutTimeout {
@@ -100,9 +146,13 @@ impl Inner {
     }
 
     /// Takes worker `id` if it is idle.
+    /// A worker that reached a recycle limit while idle is recycled, not lent.
     fn take_idle_worker(&self, state: &mut State, id: WorkerId) -> Option<Lease> {
         let position = state.idle.iter().position(|idle| *idle == id)?;
         state.idle.remove(position);
+        if self.recycle_if_due(state, id) {
+            return None;
+        }
         self.lend(state, id)
     }
 
@@ -143,8 +193,9 @@ impl Inner {
             self.retire(state, id, Retirement::Graceful);
             return None;
         }
+        let settings_applied = slot.settings_version;
         match slot.lifecycle.apply(Event::Checkout) {
-            Ok(_) => Some(Lease::new(inner, id, connection)),
+            Ok(_) => Some(Lease::new(inner, id, connection, settings_applied)),
             Err(refused) => {
                 tracing::debug!(worker_id = id, %refused, "worker not lendable; retiring it");
                 self.retire(state, id, Retirement::Failed);
@@ -156,6 +207,17 @@ impl Inner {
     /// Takes a worker back after a request (see [`Lease::finish`]).
     pub(crate) fn release(&self, id: WorkerId, replied: bool, action: WorkerAction) {
         let mut state = self.lock();
+        self.release_locked(&mut state, id, replied, action);
+    }
+
+    /// [`Inner::release`] under a lock the caller holds.
+    pub(crate) fn release_locked(
+        &self,
+        state: &mut State,
+        id: WorkerId,
+        replied: bool,
+        action: WorkerAction,
+    ) {
         let event = match action {
             WorkerAction::Keep if replied => Event::CheckinOk,
             WorkerAction::Keep => Event::RequestFailed {
@@ -169,10 +231,10 @@ impl Inner {
             },
         };
         if replied {
-            self.confirm_spawn(&mut state, id);
+            self.confirm_spawn(state, id);
         }
-        self.apply(&mut state, id, event);
-        self.settle(&mut state, id);
+        self.apply(state, id, event);
+        self.settle(state, id);
     }
 
     /// Decides what happens next to idle worker `id`: recycle, retire, or
@@ -232,6 +294,13 @@ impl Inner {
         let Some(slot) = state.workers.get(&id) else {
             return false;
         };
+        let limits = &self.config.recycle;
+        if limits.max_requests.is_none()
+            && limits.max_age.is_none()
+            && limits.max_memory_bytes.is_none()
+        {
+            return false;
+        }
         // Reading a process tree's memory costs a few /proc reads: only
         // when there is a limit to compare it with.
         let rss = match (&self.config.recycle.max_memory_bytes, &slot.connection) {
@@ -276,7 +345,7 @@ impl Inner {
             };
             match waiter.sender.send(Ok(lease)) {
                 Ok(()) => {
-                    metrics::queue_depth(&self.config.name, state.waiters.len());
+                    self.metrics.queue_depth(state.waiters.len());
                     return;
                 }
                 Err(returned) => {
@@ -374,7 +443,18 @@ impl Inner {
         if state.shutting_down {
             return;
         }
-        let waiting = state.live_waiters();
+        state.live_waiters();
+        // Only callers any worker can serve: one pinned (affinity) to a
+        // worker in the pool waits for that worker, a new one cannot help.
+        let waiting = state
+            .waiters
+            .iter()
+            .filter(|waiter| {
+                waiter
+                    .wants
+                    .is_none_or(|id| !state.workers.contains_key(&id))
+            })
+            .count();
         let starting = state.count_in(WorkerState::Starting);
         let limit = state.target_size + self.config.max_overflow;
         let mut total = state.workers.len();

@@ -11,6 +11,13 @@ use pypool_store::StoreError;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
+    /// `Pool::configure` was given settings a worker would refuse; the
+    /// settings in force are unchanged.
+    #[error("invalid settings, not applied: {detail}")]
+    InvalidSettings {
+        /// What is wrong, naming the field.
+        detail: String,
+    },
     /// The queue of waiting requests is full; back off and retry.
     #[error(
         "pool overloaded: {queued} requests already wait for a worker (queue bound {bound}); retry later or raise the queue bound"
@@ -52,9 +59,11 @@ pub enum PoolError {
         /// How the worker ended.
         exit: WorkerExit,
     },
-    /// The request ran past its deadline; the worker was killed and is being replaced.
+    /// The request ran past its deadline: it was cancelled on its worker, and
+    /// the worker is killed and replaced if the request has not ended within
+    /// `Timeouts::cancel_grace`.
     #[error(
-        "`{command}` (request {request_id}) on worker {worker_id} did not finish within {deadline:?}; the worker was killed and is being replaced"
+        "`{command}` (request {request_id}) on worker {worker_id} did not finish within {deadline:?}; it was cancelled, and its worker is killed and replaced unless the request ends within the cancel grace"
     )]
     DeadlineExceeded {
         /// The worker.
@@ -178,6 +187,7 @@ impl PoolError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Overloaded { .. } => "overloaded",
+            Self::InvalidSettings { .. } => "invalid_settings",
             Self::CheckoutTimeout { .. } => "checkout_timeout",
             Self::ShuttingDown { .. } => "shutting_down",
             Self::Spawn(_) => "spawn",

@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pypool_breaker::{CallOutcome, CircuitBreaker, Permit};
-use pypool_recovery::{AttemptContext, FailureClass, RandomSource, WorkerAction};
+use pypool_breaker::CallOutcome;
+use pypool_recovery::{AttemptContext, Decision, FailureClass, RandomSource, WorkerAction};
 use pypool_seam::{CallError, Outcome, RemoteError, RemoteErrorKind, WorkerId};
 use serde_json::{Map, Value};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::inner::Inner;
-use crate::job::Job;
-use crate::lease::Lease;
+use crate::inner::{Inner, State};
+use crate::job::{Job, JobKey, ProgramKey};
+use crate::lease::{CommandPermit, Lease};
 use crate::session::Route;
 use crate::{PoolError, metrics};
 
@@ -24,6 +25,11 @@ struct AttemptResult {
     retry_after: Option<Duration>,
     /// The worker that produced a result (for session affinity).
     worker_id: Option<WorkerId>,
+    /// Whether the attempt ran on a worker and was settled (counters
+    /// included) by [`Inner::finish_attempt`].
+    settled: bool,
+    /// The request's metric label, when settled.
+    label: String,
 }
 
 impl AttemptResult {
@@ -32,40 +38,29 @@ impl AttemptResult {
             result: Err(error),
             retry_after: None,
             worker_id: None,
+            settled: false,
+            label: String::new(),
         }
     }
 }
 
-/// A command breaker's permit that is always settled: recorded with the
-/// attempt's outcome, or released if the attempt never ran.
-struct CommandPermit {
-    inner: Arc<Inner>,
-    command: String,
-    permit: Option<Permit>,
+/// How one attempt on a worker ended, for [`Inner::finish_attempt`].
+struct Ending {
+    /// `None`: the request succeeded.
+    failure: Option<FailureClass>,
+    /// Whether the worker replied.
+    replied: bool,
+    /// Whether the request reached the worker.
+    reached_worker: bool,
+    attempt: u32,
+    started: Instant,
 }
 
-impl CommandPermit {
-    fn record(mut self, outcome: CallOutcome) {
-        if let Some(permit) = self.permit.take() {
-            let mut state = self.inner.lock();
-            let label = metrics::command_label(&state, &self.command);
-            if let Some(breaker) = state.command_breakers.get_mut(&self.command) {
-                breaker.record(permit, outcome);
-                metrics::breaker_state(&self.inner.config.name, &label, breaker.state());
-            }
-        }
-    }
-}
-
-impl Drop for CommandPermit {
-    fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            let mut state = self.inner.lock();
-            if let Some(breaker) = state.command_breakers.get_mut(&self.command) {
-                breaker.release(permit);
-            }
-        }
-    }
+/// What [`Inner::finish_attempt`] decided.
+struct Settled {
+    retry_after: Option<Duration>,
+    label: String,
+    decision: Option<Decision>,
 }
 
 impl Inner {
@@ -106,16 +101,16 @@ impl Inner {
     ) -> Result<Value, PoolError> {
         let label = job.label();
         let command = label.as_str();
+        let key = job.key();
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
             let outcome = self
-                .attempt(job, &label, route, binding.take(), attempt, started)
+                .attempt(job, &label, &key, route, binding.take(), attempt, started)
                 .await;
             match outcome.result {
                 Ok(value) => {
-                    self.lock().counters.requests_ok += 1;
                     if let (Some(route), Some(worker_id)) = (route, outcome.worker_id) {
                         self.stores.affinity.bind(&route.session, worker_id).await;
                     }
@@ -124,11 +119,13 @@ impl Inner {
                 Err(error) => match outcome.retry_after {
                     Some(delay) => {
                         tracing::debug!(command, attempt, %error, ?delay, "retrying");
-                        self.lock().counters.retries += 1;
                         tokio::time::sleep(delay).await;
                     }
                     None => {
-                        let label = {
+                        let label = if outcome.settled {
+                            // Counted when the attempt was settled.
+                            outcome.label
+                        } else {
                             let mut state = self.lock();
                             state.counters.requests_failed += 1;
                             metrics::command_label(&state, command)
@@ -141,116 +138,182 @@ impl Inner {
         }
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt of one request: every argument is its own fact"
+    )]
     async fn attempt(
         self: &Arc<Self>,
         job: &Job,
         command: &str,
+        key: &JobKey,
         route: Option<&Route>,
         binding: Option<Option<WorkerId>>,
         attempt: u32,
         started: Instant,
     ) -> AttemptResult {
-        let permit = match self.admit(command) {
-            Ok(permit) => permit,
-            Err(error) => return AttemptResult::failed(error),
-        };
         let waiting = Instant::now();
         let checked_out = match route {
-            Some(route) => self.checkout_routed(command, route, binding).await,
-            None => self.checkout(command).await,
+            Some(route) => self.checkout_routed(command, key, route, binding).await,
+            // One lock take: breaker admission and checkout together.
+            None => self.checkout_admitted(command, key).await,
         };
-        let lease = match checked_out {
-            Ok(lease) => lease,
+        let (lease, permit) = match checked_out {
+            Ok(checked_out) => checked_out,
             Err(error) => return AttemptResult::failed(error),
         };
-        metrics::checkout_wait(&self.config.name, waiting.elapsed());
+        self.metrics.checkout_wait(waiting.elapsed());
         let job = job.clone();
+        let key = key.clone();
         let span = tracing::info_span!(
             "pypool.request",
             worker_id = lease.worker_id(),
             command,
             attempt
         );
-        // The call runs in its own task: if the caller goes away, the worker
-        // still finishes (or hits the deadline and is killed) and is checked
-        // back in — never handed out with a reply pending.
+        // The call runs in the caller's task (no scheduler hop) but is
+        // detachable: once the caller's answer is known (at a deadline, before
+        // the cancel's grace ends) or if the caller goes away, the rest runs
+        // in a task of its own — so the worker still finishes (or is killed)
+        // and is checked back in, never handed out with a reply pending.
         let inner = Arc::clone(self);
-        let task = tokio::spawn(
-            async move {
-                inner
-                    .run_on_worker(lease, job, permit, attempt, started)
-                    .await
-            }
-            .instrument(span),
-        );
-        match task.await {
+        let (answer, answered) = oneshot::channel();
+        let call = async move {
+            inner
+                .run_on_worker(lease, job, key, permit, attempt, started, answer)
+                .await;
+        }
+        .instrument(span);
+        let attempt_call = Detachable {
+            call: Some(Box::pin(call)),
+            answered,
+        };
+        match attempt_call.await {
             Ok(result) => result,
-            Err(join_error) => AttemptResult {
-                result: Err(PoolError::Connection {
-                    worker_id: 0,
-                    command: command.to_owned(),
-                    request_id: 0,
-                    detail: format!("the request task ended abnormally: {join_error}"),
-                }),
-                retry_after: None,
-                worker_id: None,
-            },
+            Err(_task_gone) => AttemptResult::failed(PoolError::Connection {
+                worker_id: 0,
+                command: command.to_owned(),
+                request_id: 0,
+                detail: "the request task ended abnormally without an answer".to_owned(),
+            }),
         }
     }
 
-    /// Takes a permit from `command`'s circuit breaker.
+    /// Takes a permit from the breaker guarding `key`.
     #[allow(
         clippy::result_large_err,
         reason = "the error becomes the caller's result at once; boxing it would only be undone"
     )]
-    fn admit(self: &Arc<Self>, command: &str) -> Result<CommandPermit, PoolError> {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        command: &str,
+        key: &JobKey,
+    ) -> Result<CommandPermit, PoolError> {
         let mut state = self.lock();
-        if !state.command_breakers.contains_key(command) {
-            let breaker = CircuitBreaker::new(self.config.command_breaker, Arc::clone(&self.clock));
-            state.command_breakers.insert(command.to_owned(), breaker);
-        }
-        let admitted = state
-            .command_breakers
-            .get_mut(command)
-            .map(CircuitBreaker::try_acquire);
-        match admitted {
-            Some(Ok(permit)) => Ok(CommandPermit {
-                inner: Arc::clone(self),
-                command: command.to_owned(),
-                permit: Some(permit),
-            }),
-            Some(Err(rejected)) => Err(PoolError::CircuitOpen {
+        self.admit_locked(&mut state, command, key)
+    }
+
+    /// [`Inner::admit`] under a lock the caller holds.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error becomes the caller's result at once; boxing it would only be undone"
+    )]
+    pub(crate) fn admit_locked(
+        self: &Arc<Self>,
+        state: &mut State,
+        command: &str,
+        key: &JobKey,
+    ) -> Result<CommandPermit, PoolError> {
+        match state.admit(key, self.config.command_breaker, &self.clock) {
+            Ok(permit) => Ok(CommandPermit::new(Arc::clone(self), permit)),
+            Err(rejected) => Err(PoolError::CircuitOpen {
                 command: command.to_owned(),
                 retry_after: rejected.retry_after,
-            }),
-            None => Ok(CommandPermit {
-                inner: Arc::clone(self),
-                command: command.to_owned(),
-                permit: None,
             }),
         }
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one attempt of one request: every argument is its own fact"
+    )]
     async fn run_on_worker(
         self: Arc<Self>,
         lease: Lease,
         job: Job,
+        key: JobKey,
         permit: CommandPermit,
         attempt: u32,
         started: Instant,
-    ) -> AttemptResult {
+        answer: oneshot::Sender<AttemptResult>,
+    ) {
         let worker_id = lease.worker_id();
         let command = job.label();
         let deadline = self.config.timeouts.request;
         let sent = Instant::now();
         let in_flight_id = AtomicU64::new(0);
-        let called =
-            tokio::time::timeout(deadline, self.perform(&lease, &job, &in_flight_id)).await;
+        let mut answer = Some(answer);
+        let mut learned = None;
+        let (called, late) = {
+            let call = self.perform(&lease, &job, &in_flight_id, &mut learned);
+            tokio::pin!(call);
+            match tokio::time::timeout(deadline, &mut call).await {
+                Ok(called) => (Some(called), None),
+                Err(_elapsed) => {
+                    // The deadline: cancel the request, answer the caller now,
+                    // and give the request a grace period to end.
+                    let request_id = in_flight_id.load(Ordering::Relaxed);
+                    lease.connection().cancel(request_id);
+                    let (retry_after, label) =
+                        self.settle_deadline(&key, &command, attempt, started);
+                    metrics::request_duration(
+                        &self.config.name,
+                        label.clone(),
+                        sent.elapsed(),
+                        false,
+                    );
+                    let error = PoolError::DeadlineExceeded {
+                        worker_id,
+                        command: command.clone(),
+                        request_id,
+                        deadline,
+                    };
+                    tracing::debug!(%error, ?retry_after, "request cancelled at its deadline");
+                    if let Some(answer) = answer.take() {
+                        let _caller_gone = answer.send(AttemptResult {
+                            result: Err(error),
+                            retry_after,
+                            worker_id: None,
+                            settled: true,
+                            label,
+                        });
+                    }
+                    let grace = self.config.timeouts.cancel_grace;
+                    let late = if grace.is_zero() {
+                        None
+                    } else {
+                        tokio::time::timeout(grace, &mut call).await.ok()
+                    };
+                    (None, Some(late))
+                }
+            }
+        };
+        if let Some(late) = late {
+            // An answer (its result, or `cancelled`) within the grace: the
+            // worker is fine. None: it is killed (the other requests it
+            // holds end with `worker_exited`) and replaced.
+            let (replied, action) = match late {
+                Some(Ok(_answered)) => (true, WorkerAction::Keep),
+                Some(Err(_)) | None => (false, WorkerAction::Remove { replace: true }),
+            };
+            self.settle_after_grace(lease, permit, replied, action, &command);
+            return;
+        }
         let request_id = in_flight_id.load(Ordering::Relaxed);
         let mut reached_worker = true;
         let (result, failure, replied) = match called {
-            Ok(Ok(Outcome::Ok { result })) => (Ok(result), None, true),
-            Ok(Ok(Outcome::Error { error })) => {
+            Some(Ok(Outcome::Ok { result })) => (Ok(result), None, true),
+            Some(Ok(Outcome::Error { error })) => {
                 let class = class_of_remote(&error);
                 let error = PoolError::Remote {
                     worker_id,
@@ -260,7 +323,7 @@ impl Inner {
                 };
                 (Err(error), Some(class), true)
             }
-            Ok(Err(call_error)) => {
+            Some(Err(call_error)) => {
                 reached_worker = !matches!(call_error, CallError::NotSent { .. });
                 let class = class_of_call(&call_error);
                 (
@@ -269,53 +332,206 @@ impl Inner {
                     false,
                 )
             }
-            Err(_elapsed) => {
-                let error = PoolError::DeadlineExceeded {
-                    worker_id,
-                    command: command.clone(),
-                    request_id,
-                    deadline,
-                };
-                (Err(error), Some(FailureClass::DeadlineExceeded), false)
-            }
+            None => return,
         };
-        let label = metrics::command_label(&self.lock(), &command);
-        metrics::request_duration(&self.config.name, label, sent.elapsed(), result.is_ok());
-        let Some(failure) = failure else {
-            lease.finish(true, WorkerAction::Keep);
-            permit.record(CallOutcome::Success);
-            return AttemptResult {
-                result,
-                retry_after: None,
-                worker_id: Some(worker_id),
-            };
-        };
-        let decision = {
-            let mut state = self.lock();
-            let idempotent = state.idempotent.get(&command).copied().unwrap_or(false);
-            let context = AttemptContext {
-                attempt,
-                elapsed: started.elapsed(),
+        let took = sent.elapsed();
+        let succeeded = failure.is_none();
+        let settled = self.finish_attempt(
+            lease,
+            permit,
+            &key,
+            &command,
+            learned,
+            Ending {
+                failure,
+                replied,
                 reached_worker,
-                idempotent,
-            };
-            let rng: &mut dyn RandomSource = &mut state.rng;
-            self.recovery.decide(&failure, &context, rng)
-        };
-        if let Err(error) = &result {
+                attempt,
+                started,
+            },
+        );
+        metrics::request_duration(
+            &self.config.name,
+            settled.label.clone(),
+            took,
+            result.is_ok(),
+        );
+        if let (Err(error), Some(decision)) = (&result, &settled.decision) {
             tracing::debug!(%error, ?decision, "attempt failed");
         }
-        lease.finish(replied, decision.worker);
-        permit.record(if counts_against_command(&failure) {
-            CallOutcome::Failure
-        } else {
-            CallOutcome::Success
-        });
-        AttemptResult {
-            result,
-            worker_id: None,
-            retry_after: decision.retry_delay(),
+        if let Some(answer) = answer.take() {
+            let _caller_gone = answer.send(AttemptResult {
+                result,
+                worker_id: succeeded.then_some(worker_id),
+                retry_after: settled.retry_after,
+                settled: true,
+                label: settled.label,
+            });
         }
+    }
+
+    /// At a request's deadline: the recovery policy's verdict for the caller
+    /// (retry or not) and the counters, in one lock take; returns the retry
+    /// delay and the metric label. The worker is settled after the grace
+    /// ([`Inner::settle_after_grace`]).
+    fn settle_deadline(
+        &self,
+        key: &JobKey,
+        command: &str,
+        attempt: u32,
+        started: Instant,
+    ) -> (Option<Duration>, String) {
+        let mut state = self.lock();
+        let context = AttemptContext {
+            attempt,
+            elapsed: started.elapsed(),
+            reached_worker: true,
+            idempotent: state.is_idempotent(key),
+        };
+        let rng: &mut dyn RandomSource = &mut state.rng;
+        let decision = self
+            .recovery
+            .decide(&FailureClass::DeadlineExceeded, &context, rng);
+        let retry_after = decision.retry_delay();
+        if retry_after.is_some() {
+            state.counters.retries += 1;
+        } else {
+            state.counters.requests_failed += 1;
+        }
+        (retry_after, metrics::command_label(&state, command))
+    }
+
+    /// After a cancelled request's grace period: its worker and its breaker
+    /// permit (a deadline counts against the command), in one lock take.
+    fn settle_after_grace(
+        &self,
+        lease: Lease,
+        permit: CommandPermit,
+        replied: bool,
+        action: WorkerAction,
+        command: &str,
+    ) {
+        let worker_id = lease.worker_id();
+        lease.disarm();
+        let permit = permit.take();
+        let mut state = self.lock();
+        self.release_locked(&mut state, worker_id, replied, action);
+        let breaker = permit
+            .and_then(|(key, permit)| state.record_permit(&key, permit, CallOutcome::Failure));
+        let label = metrics::command_label(&state, command);
+        drop(state);
+        if let Some(breaker) = breaker {
+            metrics::breaker_state(&self.config.name, &label, breaker);
+        }
+    }
+
+    /// Settles one attempt in one lock take: the recovery policy's verdict,
+    /// the worker's state machine and its next use, the breaker, the
+    /// counters and the metric label.
+    fn finish_attempt(
+        self: &Arc<Self>,
+        lease: Lease,
+        permit: CommandPermit,
+        key: &JobKey,
+        command: &str,
+        learned: Option<ProgramKey>,
+        ending: Ending,
+    ) -> Settled {
+        let worker_id = lease.worker_id();
+        lease.disarm();
+        let permit = permit.take();
+        let mut state = self.lock();
+        if let Some(program) = learned {
+            Inner::remember_program(&mut state, worker_id, program);
+        }
+        let decision = ending.failure.as_ref().map(|failure| {
+            let context = AttemptContext {
+                attempt: ending.attempt,
+                elapsed: ending.started.elapsed(),
+                reached_worker: ending.reached_worker,
+                idempotent: state.is_idempotent(key),
+            };
+            let rng: &mut dyn RandomSource = &mut state.rng;
+            self.recovery.decide(failure, &context, rng)
+        });
+        let action = decision
+            .as_ref()
+            .map_or(WorkerAction::Keep, |decision| decision.worker);
+        self.release_locked(&mut state, worker_id, ending.replied, action);
+        let outcome = match &ending.failure {
+            Some(failure) if counts_against_command(failure) => CallOutcome::Failure,
+            _ => CallOutcome::Success,
+        };
+        let label = metrics::command_label(&state, command);
+        let breaker = permit.and_then(|(key, permit)| state.record_permit(&key, permit, outcome));
+        let retry_after = decision.as_ref().and_then(Decision::retry_delay);
+        match (&ending.failure, retry_after) {
+            (None, _) => state.counters.requests_ok += 1,
+            (Some(_), Some(_)) => state.counters.retries += 1,
+            (Some(_), None) => state.counters.requests_failed += 1,
+        }
+        drop(state);
+        if let Some(breaker) = breaker {
+            metrics::breaker_state(&self.config.name, &label, breaker);
+        }
+        Settled {
+            retry_after,
+            label,
+            decision,
+        }
+    }
+}
+
+/// One attempt's work on its worker, run in the caller's task until the
+/// caller's answer arrives; whatever is left then (a cancelled request's
+/// grace) — or everything left if the caller goes away — is spawned.
+struct Detachable {
+    call: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    answered: oneshot::Receiver<AttemptResult>,
+}
+
+impl Detachable {
+    /// Moves the unfinished work to a task of its own.
+    fn detach(&mut self) {
+        if let Some(call) = self.call.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(call);
+                }
+                // No runtime (it is shutting down): dropping the work drops its
+                // lease, which gives the worker back.
+                Err(_) => drop(call),
+            }
+        }
+    }
+}
+
+impl std::future::Future for Detachable {
+    type Output = Result<AttemptResult, oneshot::error::RecvError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(call) = this.call.as_mut() {
+            if call.as_mut().poll(context).is_ready() {
+                this.call = None;
+            }
+        }
+        match std::pin::Pin::new(&mut this.answered).poll(context) {
+            std::task::Poll::Ready(answer) => {
+                this.detach();
+                std::task::Poll::Ready(answer)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 

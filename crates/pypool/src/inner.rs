@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use pypool_affinity::{AffinityStore, SessionId};
-use pypool_breaker::CircuitBreaker;
+use pypool_breaker::{BreakerState, CircuitBreaker, Permit, Rejected};
 use pypool_clock::SharedClock;
 use pypool_lifecycle::{Event, LifecycleConfig, State as WorkerState, WorkerLifecycle};
 use pypool_recovery::{RecoveryPolicy, SeededRandom};
@@ -15,6 +15,7 @@ use pypool_store::{ProgramStore, SessionDataStore};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::PoolConfig;
+use crate::job::JobKey;
 use crate::lease::Lease;
 use crate::slot::Slot;
 use crate::{PoolError, metrics};
@@ -83,18 +84,132 @@ pub(crate) struct State {
     /// Workers removed from the table whose process is still being stopped.
     pub(crate) retiring: usize,
     pub(crate) spawn_breaker: CircuitBreaker,
-    pub(crate) command_breakers: HashMap<String, CircuitBreaker>,
+    /// One breaker per announced command and per program (in its
+    /// namespace, at most [`MAX_PROGRAM_BREAKERS`]), plus one for every
+    /// command no worker announced: bounded, whatever callers send.
+    command_breakers: HashMap<BreakerKey, CircuitBreaker>,
     /// Commands and whether they are idempotent, from handshakes and the builder.
     pub(crate) idempotent: HashMap<String, bool>,
     pub(crate) rng: SeededRandom,
     pub(crate) counters: PoolCounters,
 }
 
+/// What a command breaker guards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum BreakerKey {
+    /// A command some worker announced (or the builder declared), or a program.
+    Known(JobKey),
+    /// Every command no worker announced, together.
+    Unknown,
+}
+
+/// The most program breakers kept; past it, closed ones are forgotten.
+pub(crate) const MAX_PROGRAM_BREAKERS: usize = 4096;
+
 impl State {
+    /// Whether `command` was announced by a worker or declared by the builder.
+    pub(crate) fn is_known_command(&self, command: &str) -> bool {
+        self.idempotent.contains_key(command)
+    }
+
+    /// Whether a request keyed `key` may run twice: an idempotent command,
+    /// or a global program declared idempotent as `program:<id>`. A
+    /// session's program never borrows that declaration.
+    pub(crate) fn is_idempotent(&self, key: &JobKey) -> bool {
+        match key {
+            JobKey::Command(command) => self.idempotent.get(command).copied().unwrap_or(false),
+            JobKey::Program { namespace, id } if namespace == "global" => self
+                .idempotent
+                .get(&format!("program:{id}"))
+                .copied()
+                .unwrap_or(false),
+            JobKey::Program { .. } => false,
+        }
+    }
+
+    /// The breaker that guards requests keyed `key`.
+    pub(crate) fn breaker_key(&self, key: &JobKey) -> BreakerKey {
+        match key {
+            JobKey::Command(command) if !self.is_known_command(command) => BreakerKey::Unknown,
+            known => BreakerKey::Known(known.clone()),
+        }
+    }
+
+    /// Takes a permit from the breaker that guards `key` (creating it on
+    /// first use). `Ok(None)`: no breaker (the program breakers are all in
+    /// use by open ones); the request runs unguarded.
+    pub(crate) fn admit(
+        &mut self,
+        key: &JobKey,
+        config: pypool_breaker::BreakerConfig,
+        clock: &SharedClock,
+    ) -> Result<Option<(BreakerKey, Permit)>, Rejected> {
+        let key = self.breaker_key(key);
+        if !self.command_breakers.contains_key(&key) {
+            if matches!(key, BreakerKey::Known(JobKey::Program { .. })) {
+                let programs = |breakers: &HashMap<BreakerKey, CircuitBreaker>| {
+                    breakers
+                        .keys()
+                        .filter(|key| matches!(key, BreakerKey::Known(JobKey::Program { .. })))
+                        .count()
+                };
+                if programs(&self.command_breakers) >= MAX_PROGRAM_BREAKERS {
+                    self.command_breakers.retain(|key, breaker| {
+                        !matches!(key, BreakerKey::Known(JobKey::Program { .. }))
+                            || breaker.state() != BreakerState::Closed
+                    });
+                    if programs(&self.command_breakers) >= MAX_PROGRAM_BREAKERS {
+                        return Ok(None);
+                    }
+                }
+            }
+            let breaker = CircuitBreaker::new(config, Arc::clone(clock));
+            self.command_breakers.insert(key.clone(), breaker);
+        }
+        match self.command_breakers.get_mut(&key) {
+            Some(breaker) => breaker.try_acquire().map(|permit| Some((key, permit))),
+            None => Ok(None),
+        }
+    }
+
+    /// Records an attempt's outcome on its breaker; returns the breaker's
+    /// state when the outcome could have changed it.
+    pub(crate) fn record_permit(
+        &mut self,
+        key: &BreakerKey,
+        permit: Permit,
+        outcome: pypool_breaker::CallOutcome,
+    ) -> Option<BreakerState> {
+        let breaker = self.command_breakers.get_mut(key)?;
+        breaker.record(permit, outcome);
+        // Only a failure or a probe's outcome can change the state (a
+        // success in the closed state never does): skip the clock read else.
+        let may_change = outcome == pypool_breaker::CallOutcome::Failure || permit.is_probe();
+        may_change.then(|| breaker.state())
+    }
+
+    /// Gives back the permit of an attempt that never ran.
+    pub(crate) fn release_permit(&mut self, key: &BreakerKey, permit: Permit) {
+        if let Some(breaker) = self.command_breakers.get_mut(key) {
+            breaker.release(permit);
+        }
+    }
+
+    /// How many command breakers exist (for tests of the bound).
+    #[cfg(test)]
+    pub(crate) fn breaker_count(&self) -> usize {
+        self.command_breakers.len()
+    }
+
     /// Waiters whose caller is still waiting.
     pub(crate) fn live_waiters(&mut self) -> usize {
         self.waiters.retain(|waiter| !waiter.sender.is_closed());
         self.waiters.len()
+    }
+
+    /// Each worker's state, by id.
+    pub(crate) fn worker_states(&self) -> impl Iterator<Item = WorkerState> + '_ {
+        self.workers.values().map(|slot| slot.lifecycle.state())
     }
 
     pub(crate) fn count_in(&self, state: WorkerState) -> usize {
@@ -120,13 +235,20 @@ pub(crate) struct Inner {
     pub(crate) stores: Stores,
     /// The pool's worker-wide settings and their version (0: never set).
     settings: Mutex<(u64, serde_json::Map<String, serde_json::Value>)>,
+    /// The settings version (a copy of `settings.0` readable without a lock).
+    settings_version: AtomicU64,
     /// When each session was last used, for expiring its programs and data.
     pub(crate) session_last_used: Mutex<HashMap<SessionId, tokio::time::Instant>>,
     pub(crate) clock: SharedClock,
     pub(crate) recovery: RecoveryPolicy,
     pub(crate) readiness: watch::Sender<Readiness>,
+    /// The request path's metric handles.
+    pub(crate) metrics: metrics::Handles,
     pub(crate) myself: Weak<Inner>,
     state: Mutex<State>,
+    /// How many times the state lock was taken (tests count a request's takes).
+    #[cfg(test)]
+    pub(crate) lock_takes: AtomicU64,
     next_request_id: AtomicU64,
     next_worker_id: AtomicU64,
 }
@@ -156,17 +278,22 @@ impl Inner {
             counters: PoolCounters::default(),
         };
         let recovery = RecoveryPolicy::new(config.recovery);
+        let handles = metrics::Handles::new(&config.name);
         Arc::new_cyclic(|myself| Self {
             config,
             spawner,
             stores,
             settings: Mutex::new((0, serde_json::Map::new())),
+            settings_version: AtomicU64::new(0),
             session_last_used: Mutex::new(HashMap::new()),
             clock,
             recovery,
             readiness: watch::Sender::new(Readiness::default()),
+            metrics: handles,
             myself: myself.clone(),
             state: Mutex::new(state),
+            #[cfg(test)]
+            lock_takes: AtomicU64::new(0),
             next_request_id: AtomicU64::new(1),
             next_worker_id: AtomicU64::new(1),
         })
@@ -188,7 +315,13 @@ impl Inner {
         let mut current = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
         current.0 += 1;
         current.1 = settings;
+        self.settings_version.store(current.0, Ordering::Release);
         current.0
+    }
+
+    /// The current settings version, without taking a lock.
+    pub(crate) fn settings_version(&self) -> u64 {
+        self.settings_version.load(Ordering::Acquire)
     }
 
     /// Worker `id` left the pool: its sessions rebind on their next call.
@@ -202,6 +335,8 @@ impl Inner {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        #[cfg(test)]
+        self.lock_takes.fetch_add(1, Ordering::Relaxed);
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -227,11 +362,16 @@ impl Inner {
     pub(crate) fn publish(&self, state: &State) {
         let live = state.live_workers();
         let remaining = state.workers.len() + state.retiring;
-        self.readiness.send_modify(|readiness| {
+        // Watchers (`Pool::wait_until`, `ready`, `shutdown`) hear of every
+        // change; with nobody watching, only a change of the counts is news.
+        let watched = self.readiness.receiver_count() > 0;
+        self.readiness.send_if_modified(|readiness| {
+            let changed = readiness.live != live || readiness.remaining != remaining;
             readiness.live = live;
             readiness.remaining = remaining;
+            changed || watched
         });
-        metrics::publish_gauges(&self.config.name, state);
+        self.metrics.publish_gauges(state);
     }
 
     /// Applies `event` to worker `id`'s state machine. An invalid transition

@@ -8,7 +8,7 @@ use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId, Worke
 use pypool_store::{Namespace, StoredProgram};
 use serde_json::{Map, Value, json};
 
-use crate::inner::Inner;
+use crate::inner::{Inner, State};
 use crate::lease::Lease;
 
 /// The prefix of the runtime's own commands; callers cannot run them.
@@ -49,18 +49,48 @@ impl Job {
             Self::Program { program, .. } => format!("program:{}", program.id.as_str()),
         }
     }
+
+    /// What the request's circuit breaker and idempotency entry are keyed
+    /// by: a command name, or a program *in its namespace* (session `a`'s
+    /// program `p` is not session `b`'s, nor the global `p`).
+    pub(crate) fn key(&self) -> JobKey {
+        match self {
+            Self::Command { command, .. } => JobKey::Command(command.clone()),
+            Self::Program { program, .. } => JobKey::Program {
+                namespace: wire_namespace(&program.owner),
+                id: program.id.as_str().to_owned(),
+            },
+        }
+    }
+}
+
+/// See [`Job::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum JobKey {
+    /// A command, by name.
+    Command(String),
+    /// A program: its namespace as the wire names it (`global`,
+    /// `session:<id>`) and its id.
+    Program {
+        /// `global` or `session:<id>`.
+        namespace: String,
+        /// The program's id.
+        id: String,
+    },
 }
 
 impl Inner {
     /// Runs `job` on the leased worker: settings first if the worker is
     /// behind, then the command or program.
     /// `in_flight_id` always holds the id of the request being sent, so a
-    /// deadline can name it.
+    /// deadline can name it. `learned` receives the program the worker now
+    /// holds, for the attempt's settle to remember (no lock taken here).
     pub(crate) async fn perform(
         &self,
         lease: &Lease,
         job: &Job,
         in_flight_id: &AtomicU64,
+        learned: &mut Option<ProgramKey>,
     ) -> Result<Outcome, CallError> {
         let worker_id = lease.worker_id();
         if let Some(failed) = self.sync_settings(lease, in_flight_id).await {
@@ -101,7 +131,7 @@ impl Inner {
                         .await;
                 }
                 if matches!(outcome, Ok(Outcome::Ok { .. })) {
-                    self.remember_program(worker_id, key);
+                    *learned = Some(key);
                 }
                 outcome
             }
@@ -133,18 +163,15 @@ impl Inner {
         in_flight_id: &AtomicU64,
     ) -> Option<Result<Outcome, CallError>> {
         let worker_id = lease.worker_id();
-        let (version, settings) = {
-            let current = self.settings_snapshot();
-            let applied = self
-                .lock()
-                .workers
-                .get(&worker_id)
-                .map_or(0, |slot| slot.settings_version);
-            if current.0 <= applied {
-                return None;
-            }
-            current
-        };
+        // The fast path takes no lock: the version is an atomic, and the
+        // worker's applied version came with the lease.
+        if self.settings_version() <= lease.settings_applied() {
+            return None;
+        }
+        let (version, settings) = self.settings_snapshot();
+        if version <= lease.settings_applied() {
+            return None;
+        }
         let args = json!({ "version": version, "settings": settings });
         let Value::Object(args) = args else {
             return None;
@@ -161,8 +188,10 @@ impl Inner {
         }
     }
 
-    fn remember_program(&self, worker_id: WorkerId, key: ProgramKey) {
-        if let Some(slot) = self.lock().workers.get_mut(&worker_id) {
+    /// Remembers that worker `worker_id` holds program `key` (under the lock
+    /// the caller holds).
+    pub(crate) fn remember_program(state: &mut State, worker_id: WorkerId, key: ProgramKey) {
+        if let Some(slot) = state.workers.get_mut(&worker_id) {
             if slot.programs.len() >= REMEMBERED_PROGRAMS {
                 slot.programs.clear();
             }

@@ -24,12 +24,15 @@ pub mod metrics;
 mod periodic;
 mod pool;
 mod session;
+mod settings_check;
 mod slot;
 mod spawning;
 mod status;
 mod timeouts;
 #[cfg(feature = "tower")]
 mod tower_service;
+#[cfg(test)]
+mod unit_tests;
 
 pub use builder::{BuildError, PoolBuilder};
 pub use config::StartMode;

@@ -67,11 +67,6 @@ pub(crate) fn command_label(state: &State, label: &str) -> String {
     }
 }
 
-pub(crate) fn checkout_wait(pool: &str, waited: Duration) {
-    metrics::histogram!(names::CHECKOUT_WAIT, "pool" => pool.to_owned())
-        .record(waited.as_secs_f64());
-}
-
 /// Records a request's duration; `command` is a [`command_label`].
 pub(crate) fn request_duration(pool: &str, command: String, took: Duration, ok: bool) {
     metrics::histogram!(
@@ -135,19 +130,58 @@ pub(crate) fn affinity(pool: &str, result: &'static str) {
     metrics::counter!(names::AFFINITY, "pool" => pool.to_owned(), "result" => result).increment(1);
 }
 
-pub(crate) fn queue_depth(pool: &str, depth: usize) {
-    metrics::gauge!(names::QUEUE_DEPTH, "pool" => pool.to_owned()).set(depth as f64);
+/// The handles of the metrics every request touches, registered once when
+/// the pool is built (with the recorder installed then) so the request path
+/// builds no metric keys.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    workers: [metrics::Gauge; 5],
+    queue_depth: metrics::Gauge,
+    checkout_wait: metrics::Histogram,
 }
 
-pub(crate) fn publish_gauges(pool: &str, state: &State) {
-    for (worker_state, label) in [
-        (WorkerState::Starting, "starting"),
-        (WorkerState::Ready, "ready"),
-        (WorkerState::Busy, "busy"),
-        (WorkerState::Degraded, "degraded"),
-        (WorkerState::Draining, "draining"),
-    ] {
-        metrics::gauge!(names::WORKERS, "pool" => pool.to_owned(), "state" => label)
-            .set(state.count_in(worker_state) as f64);
+impl Handles {
+    pub(crate) fn new(pool: &str) -> Self {
+        let gauge = |label: &'static str| metrics::gauge!(names::WORKERS, "pool" => pool.to_owned(), "state" => label);
+        Self {
+            workers: [
+                gauge("starting"),
+                gauge("ready"),
+                gauge("busy"),
+                gauge("degraded"),
+                gauge("draining"),
+            ],
+            queue_depth: metrics::gauge!(names::QUEUE_DEPTH, "pool" => pool.to_owned()),
+            checkout_wait: metrics::histogram!(names::CHECKOUT_WAIT, "pool" => pool.to_owned()),
+        }
+    }
+
+    pub(crate) fn queue_depth(&self, depth: usize) {
+        self.queue_depth.set(depth as f64);
+    }
+
+    pub(crate) fn checkout_wait(&self, waited: Duration) {
+        self.checkout_wait.record(waited.as_secs_f64());
+    }
+
+    /// Sets the worker gauges, in one pass over the workers.
+    pub(crate) fn publish_gauges(&self, state: &State) {
+        let mut counts = [0_usize; 5];
+        for state in state.worker_states() {
+            let index = match state {
+                WorkerState::Starting => 0,
+                WorkerState::Ready => 1,
+                WorkerState::Busy => 2,
+                WorkerState::Degraded => 3,
+                WorkerState::Draining => 4,
+                WorkerState::Terminating | WorkerState::Terminated => continue,
+            };
+            if let Some(count) = counts.get_mut(index) {
+                *count += 1;
+            }
+        }
+        for (gauge, count) in self.workers.iter().zip(counts) {
+            gauge.set(count as f64);
+        }
     }
 }

@@ -10,8 +10,8 @@ use pypool_store::{Namespace, ProgramId, ProgramKind, ProgramSpec, StoredProgram
 use serde_json::{Map, Value};
 
 use crate::inner::Inner;
-use crate::job::Job;
-use crate::lease::Lease;
+use crate::job::{Job, JobKey};
+use crate::lease::{CommandPermit, Lease};
 use crate::{Pool, PoolError, metrics};
 
 /// How a request reaches a worker when it belongs to a session.
@@ -38,11 +38,12 @@ impl Inner {
     /// `binding` is the session's binding when the caller already looked it
     /// up (`None`: look it up here).
     pub(crate) async fn checkout_routed(
-        &self,
+        self: &Arc<Self>,
         command: &str,
+        key: &JobKey,
         route: &Route,
         binding: Option<Option<WorkerId>>,
-    ) -> Result<Lease, PoolError> {
+    ) -> Result<(Lease, CommandPermit), PoolError> {
         self.touch_session(&route.session);
         let bound = match binding {
             Some(bound) => bound,
@@ -50,43 +51,74 @@ impl Inner {
         };
         let Some(worker_id) = bound.filter(|worker_id| self.has_worker(*worker_id)) else {
             self.count_affinity(Affinity::Miss);
-            return self.checkout(command).await;
+            return self.checkout_admitted(command, key).await;
+        };
+        // Breaker admission happens in the checkout's own lock take.
+        #[allow(
+            clippy::result_large_err,
+            reason = "the pool's one error type, passed through"
+        )]
+        let admitted = |checked_out: Result<(Lease, Option<CommandPermit>), PoolError>| {
+            checked_out.map(|(lease, permit)| {
+                let permit = permit.unwrap_or_else(|| CommandPermit::new(Arc::clone(self), None));
+                (lease, permit)
+            })
         };
         let checked_out = match route.mode {
             AffinityMode::StrictFailFast => {
                 if !self.is_idle(worker_id) {
+                    // Admitted as any call would be, then refused: the breaker
+                    // speaks first, as it does on every path.
+                    if let Some((key, permit)) = self.admit(command, key)?.take() {
+                        self.lock().release_permit(&key, permit);
+                    }
                     return Err(PoolError::WorkerBusy {
                         session: route.session.as_str().to_owned(),
                         worker_id,
                     });
                 }
-                self.checkout_for(command, Some(worker_id), Duration::ZERO)
-                    .await
-                    .map_err(|error| match error {
-                        PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
-                            session: route.session.as_str().to_owned(),
-                            worker_id,
-                        },
-                        other => other,
-                    })
+                admitted(
+                    self.checkout_inner(command, Some(worker_id), Duration::ZERO, Some(key))
+                        .await,
+                )
+                .map_err(|error| match error {
+                    PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
+                        session: route.session.as_str().to_owned(),
+                        worker_id,
+                    },
+                    other => other,
+                })
             }
-            AffinityMode::Strict => {
-                self.checkout_for(command, Some(worker_id), self.config.timeouts.checkout)
-                    .await
-            }
+            AffinityMode::Strict => admitted(
+                self.checkout_inner(
+                    command,
+                    Some(worker_id),
+                    self.config.timeouts.checkout,
+                    Some(key),
+                )
+                .await,
+            ),
             AffinityMode::Hint { wait } => {
-                match self.checkout_for(command, Some(worker_id), wait).await {
+                match admitted(
+                    self.checkout_inner(command, Some(worker_id), wait, Some(key))
+                        .await,
+                ) {
                     Err(PoolError::CheckoutTimeout { .. }) => {
                         // Programs are central: any worker serves the session as well.
                         self.count_affinity(Affinity::Spill);
-                        return self.checkout(command).await;
+                        return self.checkout_admitted(command, key).await;
                     }
                     other => other,
                 }
             }
         };
-        if checked_out.is_ok() {
-            self.count_affinity(Affinity::Hit);
+        match &checked_out {
+            // The bound worker left the pool at checkout (recycled): another served.
+            Ok((lease, _)) if lease.worker_id() != worker_id => {
+                self.count_affinity(Affinity::Miss);
+            }
+            Ok(_) => self.count_affinity(Affinity::Hit),
+            Err(_) => {}
         }
         checked_out
     }
@@ -121,9 +153,6 @@ impl Inner {
     /// deletes the programs and data of sessions idle that long.
     pub(crate) async fn sweep_sessions(&self) {
         self.stores.affinity.sweep().await;
-        if !self.config.expire_session_data {
-            return;
-        }
         let now = tokio::time::Instant::now();
         let expired: Vec<SessionId> = {
             let mut seen = self
@@ -140,6 +169,11 @@ impl Inner {
             }
             expired
         };
+        // Without data expiry the map only needs the sessions still live:
+        // the pruning above keeps it bounded either way.
+        if !self.config.expire_session_data {
+            return;
+        }
         for session in expired {
             tracing::debug!(session = session.as_str(), "session expired");
             if let Err(error) = self.delete_session(&session).await {
@@ -514,8 +548,19 @@ impl Pool {
     /// Replaces the pool's worker-wide settings (for example `{"lm": {...}}`
     /// for DSPy). Every worker applies them before its next request —
     /// including workers started or replaced later. Returns the new version.
-    pub fn configure(&self, settings: Map<String, Value>) -> u64 {
-        self.inner().replace_settings(settings)
+    ///
+    /// Settings a worker would refuse (an `lm` without a model, an unknown
+    /// `lm` key, an `api_key` anywhere) are refused here with
+    /// [`PoolError::InvalidSettings`], and the settings in force stay.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the pool's one error type, as every call returns"
+    )]
+    pub fn configure(&self, settings: Map<String, Value>) -> Result<u64, PoolError> {
+        if let Some(detail) = crate::settings_check::problem(&settings) {
+            return Err(PoolError::InvalidSettings { detail });
+        }
+        Ok(self.inner().replace_settings(settings))
     }
 
     /// The pool's current settings and their version (0: never configured).

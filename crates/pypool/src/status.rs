@@ -20,8 +20,12 @@ pub struct Status {
     pub max_overflow: usize,
     /// Workers in the table, whatever their state.
     pub workers: usize,
-    /// Workers idle and ready for a request.
+    /// Workers idle and ready for a request, including those a health
+    /// check holds for a moment (see `checking`), so that `ready` does not
+    /// flap every health-check interval.
     pub ready: usize,
+    /// Idle workers a health check holds right now (counted in `ready`).
+    pub checking: usize,
     /// Workers running a request.
     pub busy: usize,
     /// Workers spawned but not yet through their handshake.
@@ -79,8 +83,13 @@ pub struct WorkerStatus {
 
 impl Inner {
     pub(crate) fn status(&self) -> Status {
+        // A pure read: nothing in the pool changes because someone looked.
         let mut state = self.lock();
-        let queue_len = state.live_waiters();
+        let queue_len = state
+            .waiters
+            .iter()
+            .filter(|waiter| !waiter.sender.is_closed())
+            .count();
         let spawn_breaker = state.spawn_breaker.state();
         let worker_details: Vec<WorkerStatus> = state
             .workers
@@ -107,6 +116,11 @@ impl Inner {
                 }
             })
             .collect();
+        let checking = state
+            .workers
+            .values()
+            .filter(|slot| slot.health_checking && slot.lifecycle.is_available())
+            .count();
         let count =
             |wanted: WorkerState| worker_details.iter().filter(|w| w.state == wanted).count();
         Status {
@@ -114,7 +128,10 @@ impl Inner {
             size: state.target_size,
             max_overflow: self.config.max_overflow,
             workers: worker_details.len(),
-            ready: state.idle.len(),
+            // Idle workers, counting those a health check holds for a
+            // moment: `ready` must not flap every check interval.
+            ready: state.idle.len() + checking,
+            checking,
             busy: count(WorkerState::Busy),
             starting: count(WorkerState::Starting),
             degraded: count(WorkerState::Degraded),

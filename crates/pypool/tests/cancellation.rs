@@ -8,7 +8,7 @@ use std::time::Duration;
 use pypool::{BreakerConfig, Pool, PoolBuilder, PoolError, WorkerState};
 use pypool_mock::{Delivery, WorkerHandle};
 use serde_json::{Value, json};
-use support::scripted::{next_request, scripted_pool};
+use support::scripted::{next_request, scripted_pool, scripted_pool_announcing};
 use support::{eventually, spawn_execute};
 use tokio::task::JoinHandle;
 
@@ -206,7 +206,8 @@ async fn trip_and_wait_half_open(pool: &Pool, worker: &mut WorkerHandle) {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_cancelled_while_queued_gives_its_breaker_permit_back() {
-    let (pool, _spawns, mut workers) = scripted_pool(1, touchy_breaker).await;
+    let (pool, _spawns, mut workers) =
+        scripted_pool_announcing(1, &["flaky", "slow"], touchy_breaker).await;
     let worker = &mut workers[0];
     trip_and_wait_half_open(&pool, worker).await;
 
@@ -246,7 +247,8 @@ async fn a_probe_cancelled_while_queued_gives_its_breaker_permit_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_whose_caller_left_mid_request_still_decides_the_breaker() {
-    let (pool, _spawns, mut workers) = scripted_pool(1, touchy_breaker).await;
+    let (pool, _spawns, mut workers) =
+        scripted_pool_announcing(1, &["flaky", "slow"], touchy_breaker).await;
     let worker = &mut workers[0];
     trip_and_wait_half_open(&pool, worker).await;
 

@@ -15,8 +15,11 @@ use tokio::time::Instant;
 const DEADLINE: Duration = Duration::from_secs(2);
 
 fn builder(spawner: MockSpawner, size: usize) -> PoolBuilder {
+    // No cancel grace: these tests pin what happens to a worker killed at
+    // the deadline (`deadline_cancel.rs` covers the grace).
     scripted::builder(spawner, size).timeouts(Timeouts {
         request: DEADLINE,
+        cancel_grace: Duration::ZERO,
         ..Timeouts::default()
     })
 }

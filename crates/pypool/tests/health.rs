@@ -42,7 +42,10 @@ async fn idle_workers_are_pinged_at_the_interval_and_stay_while_they_answer() {
         let ping = next_ping(&mut workers[0]).await;
         pinged_at.push(start.elapsed());
         assert_eq!(ping.reply(json!({ "pong": true })), Delivery::Delivered);
-        eventually(&pool, "the worker is idle again", |s| s.ready == 1).await;
+        eventually(&pool, "the worker is idle again", |s| {
+            s.ready == 1 && s.checking == 0
+        })
+        .await;
     }
     assert_eq!(
         pinged_at,
@@ -74,7 +77,10 @@ async fn a_worker_failing_its_pings_threshold_times_in_a_row_is_replaced() {
             ping.python_error("RuntimeError", "event loop is wedged")
         };
         assert_eq!(delivery, Delivery::Delivered);
-        let status = eventually(&pool, "the worker is idle again", |s| s.ready == 1).await;
+        let status = eventually(&pool, "the worker is idle again", |s| {
+            s.ready == 1 && s.checking == 0
+        })
+        .await;
         let worker = &status.worker_details[0];
         assert_eq!(worker.consecutive_health_failures, failures_after);
         let expected_state = if failures_after == 0 {
@@ -124,7 +130,10 @@ async fn a_worker_busy_with_a_request_is_not_pinged() {
     for _ in 0..3 {
         let ping = next_ping(&mut idle).await;
         assert_eq!(ping.reply(json!({ "pong": true })), Delivery::Delivered);
-        eventually(&pool, "the idle worker is back", |s| s.ready == 1).await;
+        eventually(&pool, "the idle worker is back", |s| {
+            s.ready == 1 && s.checking == 0
+        })
+        .await;
     }
     assert_eq!(busy.requests_seen(), 1, "only the request, no ping");
     assert!(busy.try_next_request().is_none());
@@ -145,7 +154,7 @@ async fn a_hung_ping_counts_as_a_failure_and_its_worker_is_not_lent_meanwhile() 
     // A request arrives while the ping is pending: it must wait.
     let call = spawn_execute(&pool, "echo", json!({ "n": 1 }));
     eventually(&pool, "the request waits in the queue", |s| {
-        s.queue_len == 1 && s.ready == 0
+        s.queue_len == 1 && s.checking == 1
     })
     .await;
 

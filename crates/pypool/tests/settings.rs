@@ -50,7 +50,7 @@ fn assert_ran_under(
 async fn settings_reach_every_worker_before_its_next_request() {
     let (pool, _spawns, runtime) = fake_pool(3).await;
     assert_eq!(pool.settings(), (0, Map::new()), "never configured");
-    let version = pool.configure(lm("openai/gpt-4o-mini"));
+    let version = pool.configure(lm("openai/gpt-4o-mini")).unwrap();
     assert_eq!(version, 1);
     assert_eq!(pool.settings(), (1, lm("openai/gpt-4o-mini")));
     for worker in runtime.workers() {
@@ -80,7 +80,7 @@ async fn settings_reach_every_worker_before_its_next_request() {
 #[tokio::test(start_paused = true)]
 async fn a_worker_started_later_gets_the_settings_before_its_first_request() {
     let (pool, mut spawns, runtime) = fake_pool(2).await;
-    pool.configure(lm("model-a"));
+    pool.configure(lm("model-a")).unwrap();
     occupy(&pool, &runtime, 2).await.release(&runtime).await;
 
     let crashed = runtime.workers()[0];
@@ -104,10 +104,10 @@ async fn a_worker_started_later_gets_the_settings_before_its_first_request() {
 #[tokio::test(start_paused = true)]
 async fn reconfiguring_replaces_the_settings_everywhere_and_nothing_runs_stale() {
     let (pool, _spawns, runtime) = fake_pool(3).await;
-    pool.configure(lm("model-a"));
+    pool.configure(lm("model-a")).unwrap();
     occupy(&pool, &runtime, 3).await.release(&runtime).await;
 
-    let version = pool.configure(lm("model-b"));
+    let version = pool.configure(lm("model-b")).unwrap();
     assert_eq!(version, 2);
     occupy(&pool, &runtime, 3).await.release(&runtime).await;
     for worker in runtime.workers() {
@@ -120,7 +120,7 @@ async fn reconfiguring_replaces_the_settings_everywhere_and_nothing_runs_stale()
     // Replacing the settings replaces them whole: nothing of model-a is left.
     let mut empty = Map::new();
     empty.insert("lm".into(), Value::Null);
-    assert_eq!(pool.configure(empty.clone()), 3);
+    assert_eq!(pool.configure(empty.clone()).unwrap(), 3);
     occupy(&pool, &runtime, 3).await.release(&runtime).await;
     for worker in runtime.workers() {
         assert_ran_under(&runtime, worker, 3, &empty);

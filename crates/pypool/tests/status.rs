@@ -135,7 +135,10 @@ async fn a_degraded_and_a_draining_worker_show_as_such() {
     let passing = 1 - failing;
     let ping = next_request(&mut workers[passing]).await;
     assert_eq!(ping.reply(json!({ "pong": true })), Delivery::Delivered);
-    eventually(&pool, "both idle again", |s| s.ready == 2).await;
+    eventually(&pool, "both idle again", |s| {
+        s.ready == 2 && s.checking == 0
+    })
+    .await;
     let status = json_of(&pool);
     assert_eq!(status["degraded"], json!(1));
     let failed = &status["worker_details"][failing];

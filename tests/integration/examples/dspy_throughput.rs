@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lm".into(),
         json!({ "model": "openai/fake-model", "api_base": lm.api_base(), "api_key_env": "PYPOOL_FAKE_LM_KEY", "cache": false }),
     );
-    pool.configure(settings);
+    pool.configure(settings).expect("valid settings");
     pool.create_program(
         "qa",
         ProgramSpec::new(

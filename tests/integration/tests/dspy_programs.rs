@@ -30,7 +30,7 @@ async fn pool_with_lm(lm: &FakeLm) -> Pool {
             "cache": false,
         }),
     );
-    pool.configure(settings);
+    pool.configure(settings).expect("valid settings");
     pool
 }
 

@@ -30,6 +30,23 @@ pub async fn scripted_pool(
     (pool, spawns, workers)
 }
 
+/// [`scripted_pool`] whose workers announce `commands` in their handshake
+/// (each command gets its own breaker; unannounced ones share one).
+pub async fn scripted_pool_announcing(
+    size: usize,
+    commands: &[&str],
+    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+) -> (Pool, SpawnHandle, Vec<WorkerHandle>) {
+    let (spawner, mut spawns) = MockSpawner::scripted_with_commands(
+        commands
+            .iter()
+            .map(|name| pypool_mock::command(name, false)),
+    );
+    let pool = configure(builder(spawner, size)).build().unwrap();
+    let workers = accept_all(&pool, &mut spawns, size).await;
+    (pool, spawns, workers)
+}
+
 /// Accepts the pool's next `count` spawns and waits until the pool is ready;
 /// returns the workers sorted by id.
 pub async fn accept_all(pool: &Pool, spawns: &mut SpawnHandle, count: usize) -> Vec<WorkerHandle> {
