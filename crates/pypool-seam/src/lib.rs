@@ -87,9 +87,7 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
     /// The pending `call` still ends exactly once: with the worker's reply
     /// (its result if it finished first, or a `cancelled` error), or with
     /// the connection's death. A cancel for an id not in flight is ignored.
-    fn cancel(&self, request_id: RequestId) {
-        let _ = request_id;
-    }
+    fn cancel(&self, request_id: RequestId);
 
     /// Resolves when the worker has exited (immediately if it already has).
     async fn exited(&self) -> WorkerExit;

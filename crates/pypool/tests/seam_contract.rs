@@ -44,6 +44,7 @@ mockall::mock! {
         fn terminate(&self);
         fn kill(&self);
         fn resident_memory_bytes(&self) -> Option<u64>;
+        fn cancel(&self, request_id: u64);
     }
 }
 
@@ -175,6 +176,9 @@ impl WorkerConnection for GuardedConnection {
     }
     fn terminate(&self) {
         self.with(|mock| mock.terminate());
+    }
+    fn cancel(&self, request_id: u64) {
+        self.with(|mock| mock.cancel(request_id));
     }
     fn kill(&self) {
         self.with(|mock| mock.kill());
