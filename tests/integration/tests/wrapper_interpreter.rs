@@ -17,6 +17,9 @@ use serde_json::json;
 const HOST: &str = env!("CARGO_BIN_EXE_pypool-busy-host");
 const WORKERS: usize = 8;
 const BOUND: Duration = Duration::from_secs(2);
+/// How long the pool lets a cancelled request end on its own before it
+/// kills the worker (the handler here never does).
+const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 fn host_behind_wrapper_dies_by(signal: Signal) {
     let seen = kill_busy_host(HOST, &wrapper_interpreter(), WORKERS, signal, BOUND);
@@ -55,6 +58,7 @@ async fn a_hung_worker_behind_a_wrapper_really_dies_when_the_pool_kills_it() {
         .size(1)
         .timeouts(Timeouts {
             request: Duration::from_secs(3),
+            cancel_grace: CANCEL_GRACE,
             ..Timeouts::default()
         })
         .health_check_interval(None)
@@ -96,7 +100,12 @@ async fn a_hung_worker_behind_a_wrapper_really_dies_when_the_pool_kills_it() {
     let pids: Vec<u32> = tree.iter().map(|(pid, _)| *pid).collect();
     let gone = tokio::task::spawn_blocking({
         let pids = pids.clone();
-        move || wait_until(BOUND, || pids.iter().all(|&pid| !process_alive(pid)))
+        // The caller is answered at the deadline; the kill comes after the grace.
+        move || {
+            wait_until(BOUND + CANCEL_GRACE, || {
+                pids.iter().all(|&pid| !process_alive(pid))
+            })
+        }
     })
     .await
     .expect("the poll runs");
