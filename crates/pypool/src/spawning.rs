@@ -100,6 +100,7 @@ impl Inner {
             .send_modify(|readiness| readiness.spawn_error = None);
         let watcher = self.watch_exit(id, Arc::clone(&connection));
         if let Some(slot) = state.workers.get_mut(&id) {
+            slot.capacity = connection.capacity().max(1);
             slot.connection = Some(connection);
             slot.exit_watch = Some(watcher);
             // The spawn counts as a success for the spawn breaker only once
