@@ -213,6 +213,7 @@ impl Inner {
                 if connection.is_draining() {
                     // Stopping on its own: no new requests; it goes when its last one settles.
                     self.apply(state, id, Event::Shutdown);
+                    self.ensure_size(state);
                 }
                 return None;
             }
@@ -345,6 +346,7 @@ impl Inner {
                     // Stopping on its own, or the pool shrank: no new
                     // requests; it goes when its last one settles.
                     self.apply(state, id, Event::Shutdown);
+                    self.ensure_size(state);
                 } else if !self.recycle_if_due(state, id) {
                     self.dispatch(state, id);
                 }
@@ -452,7 +454,10 @@ impl Inner {
             .workers
             .get(&id)
             .is_some_and(|slot| slot.lifecycle.state() == WorkerState::Draining);
-        if !draining {
+        if draining {
+            // Its replacement starts now.
+            self.ensure_size(state);
+        } else {
             self.retire(state, id, Retirement::Graceful);
         }
         true
@@ -597,7 +602,7 @@ impl Inner {
             StartMode::Eager => state.target_size,
             StartMode::Lazy => 0,
         };
-        let kept = state.workers.values().filter(|slot| !slot.overflow).count();
+        let kept = regular_workers(state);
         for _ in kept..minimum {
             self.start_spawn(state, false);
         }
@@ -639,8 +644,18 @@ impl Inner {
 /// Whether the pool holds more regular (non-overflow) workers than its size,
 /// after `Pool::resize` shrank it.
 fn above_size(state: &State) -> bool {
-    let regular = state.workers.values().filter(|slot| !slot.overflow).count();
-    regular > state.target_size
+    regular_workers(state) > state.target_size
+}
+
+/// Regular (non-overflow) workers that still count toward the size: not
+/// those draining their last requests before they stop (their replacement
+/// may start meanwhile).
+fn regular_workers(state: &State) -> usize {
+    state
+        .workers
+        .values()
+        .filter(|slot| !slot.overflow && slot.lifecycle.state() != WorkerState::Draining)
+        .count()
 }
 
 /// Stops a removed worker: SIGTERM and a grace period when graceful, SIGKILL otherwise.
