@@ -192,6 +192,9 @@ impl Inner {
                 return Some(lease);
             }
         }
+        if !state.any_shared {
+            return None;
+        }
         let least_loaded = state
             .workers
             .iter()

@@ -92,6 +92,9 @@ pub(crate) struct State {
     pub(crate) idempotent: HashMap<String, bool>,
     pub(crate) rng: SeededRandom,
     pub(crate) counters: PoolCounters,
+    /// Whether any worker announced a capacity above 1 (else checkout never
+    /// looks for a partially busy worker).
+    pub(crate) any_shared: bool,
 }
 
 /// What a command breaker guards.
@@ -283,6 +286,7 @@ impl Inner {
                 .collect(),
             rng: SeededRandom::new(config.seed),
             counters: PoolCounters::default(),
+            any_shared: false,
         };
         let recovery = RecoveryPolicy::new(config.recovery);
         let handles = metrics::Handles::new(&config.name);
