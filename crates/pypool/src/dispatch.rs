@@ -145,9 +145,16 @@ impl Inner {
         }
     }
 
-    /// Takes worker `id` if it is idle.
+    /// Takes worker `id` if it has room: idle, or partially busy.
     /// A worker that reached a recycle limit while idle is recycled, not lent.
     fn take_idle_worker(&self, state: &mut State, id: WorkerId) -> Option<Lease> {
+        if state
+            .workers
+            .get(&id)
+            .is_some_and(|slot| slot.has_spare_room())
+        {
+            return self.lend(state, id);
+        }
         let position = state.idle.iter().position(|idle| *idle == id)?;
         state.idle.remove(position);
         if self.recycle_if_due(state, id) {
@@ -156,9 +163,15 @@ impl Inner {
         self.lend(state, id)
     }
 
-    /// Whether worker `id` is in the pool and idle.
-    pub(crate) fn is_idle(&self, id: WorkerId) -> bool {
-        self.lock().idle.contains(&id)
+    /// Whether worker `id` is in the pool and could take a request now
+    /// (idle, or partially busy with room).
+    pub(crate) fn has_room(&self, id: WorkerId) -> bool {
+        let state = self.lock();
+        state.idle.contains(&id)
+            || state
+                .workers
+                .get(&id)
+                .is_some_and(|slot| slot.has_spare_room())
     }
 
     /// Whether worker `id` is still in the pool.
@@ -166,8 +179,10 @@ impl Inner {
         self.lock().workers.contains_key(&id)
     }
 
-    /// Pops idle workers until one accepts a checkout. A worker that reached
-    /// a recycle limit while idle (age, memory) is recycled, not lent.
+    /// Takes the least-loaded worker with room: an idle one first (popping
+    /// idle workers until one accepts a checkout; one that reached a recycle
+    /// limit while idle is recycled, not lent), else the partially busy one
+    /// with the fewest requests in flight.
     fn take_idle(&self, state: &mut State) -> Option<Lease> {
         while let Some(id) = state.idle.pop_front() {
             if self.recycle_if_due(state, id) {
@@ -177,15 +192,38 @@ impl Inner {
                 return Some(lease);
             }
         }
-        None
+        if !state.any_shared {
+            return None;
+        }
+        let least_loaded = state
+            .workers
+            .iter()
+            .filter(|(_, slot)| slot.has_spare_room())
+            .min_by_key(|(_, slot)| slot.in_flight)
+            .map(|(id, _)| *id)?;
+        self.lend(state, least_loaded)
     }
 
-    /// Moves worker `id` to Busy and wraps it in a lease; a worker that
-    /// refuses (unhealthy) is retired instead.
+    /// Lends worker `id` one more request: an idle one moves to Busy, a
+    /// partially busy one takes one more slot; wrapped in a lease. A worker
+    /// that refuses (unhealthy) is retired instead.
     fn lend(&self, state: &mut State, id: WorkerId) -> Option<Lease> {
         let inner = self.strong()?;
         let slot = state.workers.get_mut(&id)?;
         let connection = slot.connection.clone()?;
+        if slot.in_flight > 0 {
+            if !slot.has_spare_room() {
+                if connection.is_draining() {
+                    // Stopping on its own: no new requests; it goes when its last one settles.
+                    self.apply(state, id, Event::Shutdown);
+                    self.ensure_size(state);
+                }
+                return None;
+            }
+            slot.in_flight += 1;
+            let settings_applied = slot.settings_version;
+            return Some(Lease::new(inner, id, connection, settings_applied));
+        }
         if connection.is_draining() {
             // It is stopping on its own (SIGTERM): let it go, a replacement starts.
             tracing::debug!(worker_id = id, "worker is draining; retiring it");
@@ -195,7 +233,10 @@ impl Inner {
         }
         let settings_applied = slot.settings_version;
         match slot.lifecycle.apply(Event::Checkout) {
-            Ok(_) => Some(Lease::new(inner, id, connection, settings_applied)),
+            Ok(_) => {
+                slot.in_flight = 1;
+                Some(Lease::new(inner, id, connection, settings_applied))
+            }
             Err(refused) => {
                 tracing::debug!(worker_id = id, %refused, "worker not lendable; retiring it");
                 self.retire(state, id, Retirement::Failed);
@@ -233,8 +274,104 @@ impl Inner {
         if replied {
             self.confirm_spawn(state, id);
         }
+        let Some(slot) = state.workers.get_mut(&id) else {
+            // Gone already (killed, crashed): nothing to give back.
+            self.publish(state);
+            return;
+        };
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        let remaining = slot.in_flight;
+        let lifecycle = slot.lifecycle.state();
+        if remaining > 0 {
+            self.release_shared(state, id, event, lifecycle);
+            return;
+        }
+        if lifecycle == WorkerState::Draining && !state.shutting_down {
+            // Marked to stop (recycle, draining, resize) while it held
+            // several requests: the last one settled, it goes now.
+            self.apply(state, id, event);
+            let how = match action {
+                WorkerAction::Remove { .. } => Retirement::Failed,
+                _ => Retirement::Graceful,
+            };
+            self.retire(state, id, how);
+            return;
+        }
         self.apply(state, id, event);
         self.settle(state, id);
+    }
+
+    /// One of several requests on worker `id` settled and others remain in
+    /// flight: the outcome counts on its state machine (which stays Busy
+    /// unless the worker must go), and the freed slot goes to a waiter.
+    fn release_shared(
+        &self,
+        state: &mut State,
+        id: WorkerId,
+        event: Event,
+        lifecycle: WorkerState,
+    ) {
+        match lifecycle {
+            WorkerState::Busy => {
+                // The outcome moves it out of Busy (counting the request);
+                // its other requests keep it busy.
+                self.apply(state, id, event);
+                let after = state.workers.get(&id).map(|slot| slot.lifecycle.state());
+                if matches!(after, Some(WorkerState::Ready | WorkerState::Degraded)) {
+                    self.apply(state, id, Event::Checkout);
+                }
+            }
+            WorkerState::Draining => {
+                // It takes nothing new; only a fatal outcome ends it early.
+                if matches!(
+                    event,
+                    Event::RequestFailed {
+                        severity: FailureSeverity::Fatal
+                    }
+                ) {
+                    self.apply(state, id, event);
+                }
+            }
+            _ => {}
+        }
+        let Some(slot) = state.workers.get(&id) else {
+            self.publish(state);
+            return;
+        };
+        match slot.lifecycle.state() {
+            WorkerState::Busy => {
+                let overflow = slot.overflow;
+                let draining = slot
+                    .connection
+                    .as_ref()
+                    .is_some_and(|connection| connection.is_draining());
+                if draining || (!overflow && above_size(state)) {
+                    // Stopping on its own, or the pool shrank: no new
+                    // requests; it goes when its last one settles.
+                    self.apply(state, id, Event::Shutdown);
+                    self.ensure_size(state);
+                } else if !self.recycle_if_due(state, id) {
+                    self.dispatch(state, id);
+                }
+            }
+            WorkerState::Ready | WorkerState::Degraded => {
+                // Refused to go busy again (a failure threshold): it must go,
+                // ending what it still holds.
+                self.apply(state, id, Event::Shutdown);
+                self.retire(state, id, Retirement::Failed);
+            }
+            WorkerState::Terminating | WorkerState::Terminated => {
+                // A fatal outcome: kill it; its other requests end with `worker_exited`.
+                let how = if state.shutting_down {
+                    Retirement::Graceful
+                } else {
+                    Retirement::Failed
+                };
+                self.retire(state, id, how);
+            }
+            WorkerState::Starting | WorkerState::Draining => {}
+        }
+        self.publish(state);
     }
 
     /// Decides what happens next to idle worker `id`: recycle, retire, or
@@ -314,13 +451,31 @@ impl Inner {
         metrics::recycled(&self.config.name, &reason);
         state.counters.recycled += 1;
         self.apply(state, id, Event::RecycleDue(reason));
-        self.retire(state, id, Retirement::Graceful);
+        // A busy worker (requests still in flight) drains: it takes nothing
+        // new and is stopped when its last request settles.
+        let draining = state
+            .workers
+            .get(&id)
+            .is_some_and(|slot| slot.lifecycle.state() == WorkerState::Draining);
+        if draining {
+            // Its replacement starts now.
+            self.ensure_size(state);
+        } else {
+            self.retire(state, id, Retirement::Graceful);
+        }
         true
     }
 
-    /// Hands ready worker `id` to the first waiter still waiting, or parks it idle.
+    /// Hands worker `id` (ready, or partially busy) to the first waiters
+    /// still waiting while it has room; parks it idle if nothing is in flight.
     fn dispatch(&self, state: &mut State, id: WorkerId) {
         loop {
+            let Some(slot) = state.workers.get(&id) else {
+                return;
+            };
+            if slot.in_flight > 0 && !slot.has_spare_room() {
+                return;
+            }
             let position = state.waiters.iter().position(|waiter| {
                 !waiter.sender.is_closed() && waiter.wants.is_none_or(|wanted| wanted == id)
             });
@@ -334,36 +489,47 @@ impl Inner {
             };
             let Some(waiter) = state.waiters.remove(position) else {
                 lease.disarm();
-                self.apply(
-                    state,
-                    id,
-                    Event::RequestFailed {
-                        severity: FailureSeverity::Harmless,
-                    },
-                );
+                self.unlend(state, id);
                 break;
             };
             match waiter.sender.send(Ok(lease)) {
                 Ok(()) => {
                     self.metrics.queue_depth(state.waiters.len());
-                    return;
                 }
                 Err(returned) => {
                     // The caller left between our check and the send.
                     if let Ok(lease) = returned {
                         lease.disarm();
                     }
-                    self.apply(
-                        state,
-                        id,
-                        Event::RequestFailed {
-                            severity: FailureSeverity::Harmless,
-                        },
-                    );
+                    self.unlend(state, id);
                 }
             }
         }
-        state.idle.push_back(id);
+        if state
+            .workers
+            .get(&id)
+            .is_some_and(|slot| slot.in_flight == 0)
+        {
+            state.idle.push_back(id);
+        }
+    }
+
+    /// Takes back a slot lent by `dispatch` to a caller that left before
+    /// getting it: nothing was sent, nothing counts.
+    fn unlend(&self, state: &mut State, id: WorkerId) {
+        let Some(slot) = state.workers.get_mut(&id) else {
+            return;
+        };
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if slot.in_flight == 0 {
+            self.apply(
+                state,
+                id,
+                Event::RequestFailed {
+                    severity: FailureSeverity::Harmless,
+                },
+            );
+        }
     }
 
     /// Removes worker `id` from the pool and stops its process in the
@@ -388,6 +554,15 @@ impl Inner {
             let idle: Vec<WorkerId> = state.idle.drain(..).collect();
             for idle_id in idle {
                 self.dispatch(state, idle_id);
+            }
+            let partial: Vec<WorkerId> = state
+                .workers
+                .iter()
+                .filter(|(_, slot)| slot.has_spare_room())
+                .map(|(id, _)| *id)
+                .collect();
+            for partial_id in partial {
+                self.dispatch(state, partial_id);
             }
         }
         self.forget_worker(id);
@@ -430,7 +605,7 @@ impl Inner {
             StartMode::Eager => state.target_size,
             StartMode::Lazy => 0,
         };
-        let kept = state.workers.values().filter(|slot| !slot.overflow).count();
+        let kept = regular_workers(state);
         for _ in kept..minimum {
             self.start_spawn(state, false);
         }
@@ -472,8 +647,18 @@ impl Inner {
 /// Whether the pool holds more regular (non-overflow) workers than its size,
 /// after `Pool::resize` shrank it.
 fn above_size(state: &State) -> bool {
-    let regular = state.workers.values().filter(|slot| !slot.overflow).count();
-    regular > state.target_size
+    regular_workers(state) > state.target_size
+}
+
+/// Regular (non-overflow) workers that still count toward the size: not
+/// those draining their last requests before they stop (their replacement
+/// may start meanwhile).
+fn regular_workers(state: &State) -> usize {
+    state
+        .workers
+        .values()
+        .filter(|slot| !slot.overflow && slot.lifecycle.state() != WorkerState::Draining)
+        .count()
 }
 
 /// Stops a removed worker: SIGTERM and a grace period when graceful, SIGKILL otherwise.

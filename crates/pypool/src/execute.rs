@@ -325,6 +325,20 @@ impl Inner {
             }
             Some(Err(call_error)) => {
                 reached_worker = !matches!(call_error, CallError::NotSent { .. });
+                // The pool killed this worker because another request on it
+                // outlived its deadline: this one ended with the worker.
+                let call_error = match call_error {
+                    CallError::Closed { worker_id, .. }
+                        if self.was_killed_at_deadline(worker_id) =>
+                    {
+                        CallError::WorkerExited {
+                            worker_id,
+                            request_id,
+                            exit: pypool_seam::WorkerExit::signal(9),
+                        }
+                    }
+                    other => other,
+                };
                 let class = class_of_call(&call_error);
                 (
                     Err(pool_error_of_call(call_error, &command, request_id)),
@@ -414,6 +428,9 @@ impl Inner {
         let worker_id = lease.worker_id();
         lease.disarm();
         let permit = permit.take();
+        if matches!(action, WorkerAction::Remove { .. }) {
+            self.note_killed_at_deadline(worker_id);
+        }
         let mut state = self.lock();
         self.release_locked(&mut state, worker_id, replied, action);
         let breaker = permit

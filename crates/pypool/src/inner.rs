@@ -92,6 +92,9 @@ pub(crate) struct State {
     pub(crate) idempotent: HashMap<String, bool>,
     pub(crate) rng: SeededRandom,
     pub(crate) counters: PoolCounters,
+    /// Whether any worker announced a capacity above 1 (else checkout never
+    /// looks for a partially busy worker).
+    pub(crate) any_shared: bool,
 }
 
 /// What a command breaker guards.
@@ -227,6 +230,10 @@ impl State {
     }
 }
 
+/// How many workers killed at a deadline the pool remembers (their
+/// in-flight siblings end within moments of the kill).
+pub(crate) const KILLED_REMEMBERED: usize = 64;
+
 /// The shared core of a pool; `Pool` is a handle to it.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -237,6 +244,9 @@ pub(crate) struct Inner {
     settings: Mutex<(u64, serde_json::Map<String, serde_json::Value>)>,
     /// The settings version (a copy of `settings.0` readable without a lock).
     settings_version: AtomicU64,
+    /// Workers the pool killed at a request's deadline (the latest
+    /// [`KILLED_REMEMBERED`]): their other requests end with `worker_exited`.
+    killed_at_deadline: Mutex<VecDeque<WorkerId>>,
     /// When each session was last used, for expiring its programs and data.
     pub(crate) session_last_used: Mutex<HashMap<SessionId, tokio::time::Instant>>,
     pub(crate) clock: SharedClock,
@@ -276,6 +286,7 @@ impl Inner {
                 .collect(),
             rng: SeededRandom::new(config.seed),
             counters: PoolCounters::default(),
+            any_shared: false,
         };
         let recovery = RecoveryPolicy::new(config.recovery);
         let handles = metrics::Handles::new(&config.name);
@@ -285,6 +296,7 @@ impl Inner {
             stores,
             settings: Mutex::new((0, serde_json::Map::new())),
             settings_version: AtomicU64::new(0),
+            killed_at_deadline: Mutex::new(VecDeque::new()),
             session_last_used: Mutex::new(HashMap::new()),
             clock,
             recovery,
@@ -297,6 +309,27 @@ impl Inner {
             next_request_id: AtomicU64::new(1),
             next_worker_id: AtomicU64::new(1),
         })
+    }
+
+    /// Remembers that the pool is killing worker `id` because a request
+    /// outlived its deadline and grace.
+    pub(crate) fn note_killed_at_deadline(&self, id: WorkerId) {
+        let mut killed = self
+            .killed_at_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if killed.len() >= KILLED_REMEMBERED {
+            killed.pop_front();
+        }
+        killed.push_back(id);
+    }
+
+    /// Whether the pool killed worker `id` at a request's deadline.
+    pub(crate) fn was_killed_at_deadline(&self, id: WorkerId) -> bool {
+        self.killed_at_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&id)
     }
 
     /// The current settings and their version.

@@ -66,7 +66,7 @@ impl Inner {
         };
         let checked_out = match route.mode {
             AffinityMode::StrictFailFast => {
-                if !self.is_idle(worker_id) {
+                if !self.has_room(worker_id) {
                     // Admitted as any call would be, then refused: the breaker
                     // speaks first, as it does on every path.
                     if let Some((key, permit)) = self.admit(command, key)?.take() {

@@ -29,6 +29,10 @@ pub(crate) struct Slot {
     pub(crate) settings_version: u64,
     /// Programs (namespace, id, version) this worker is known to hold in its cache.
     pub(crate) programs: std::collections::HashSet<crate::job::ProgramKey>,
+    /// Requests lent this worker and not yet settled (at most `capacity`).
+    pub(crate) in_flight: usize,
+    /// How many requests the worker holds at once (its handshake's, at least 1).
+    pub(crate) capacity: usize,
 }
 
 impl Slot {
@@ -42,7 +46,24 @@ impl Slot {
             spawn_permit: None,
             settings_version: 0,
             programs: std::collections::HashSet::new(),
+            in_flight: 0,
+            capacity: 1,
         }
+    }
+}
+
+impl Slot {
+    /// Whether the worker is partially busy and may take one more request
+    /// now: requests in flight, fewer than its capacity, not marked to stop.
+    pub(crate) fn has_spare_room(&self) -> bool {
+        self.in_flight > 0
+            && self.in_flight < self.capacity
+            && !self.health_checking
+            && self.lifecycle.state() == pypool_lifecycle::State::Busy
+            && self
+                .connection
+                .as_ref()
+                .is_some_and(|connection| !connection.is_draining())
     }
 }
 

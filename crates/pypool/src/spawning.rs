@@ -99,7 +99,10 @@ impl Inner {
         self.readiness
             .send_modify(|readiness| readiness.spawn_error = None);
         let watcher = self.watch_exit(id, Arc::clone(&connection));
+        let capacity = connection.capacity().max(1);
+        state.any_shared |= capacity > 1;
         if let Some(slot) = state.workers.get_mut(&id) {
+            slot.capacity = capacity;
             slot.connection = Some(connection);
             slot.exit_watch = Some(watcher);
             // The spawn counts as a success for the spawn breaker only once

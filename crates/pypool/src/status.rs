@@ -20,14 +20,22 @@ pub struct Status {
     pub max_overflow: usize,
     /// Workers in the table, whatever their state.
     pub workers: usize,
-    /// Workers idle and ready for a request, including those a health
-    /// check holds for a moment (see `checking`), so that `ready` does not
-    /// flap every health-check interval.
+    /// Workers idle (nothing in flight) and ready for a request, including
+    /// those a health check holds for a moment (see `checking`), so that
+    /// `ready` does not flap every health-check interval. A partially busy
+    /// worker (some requests in flight, room for more) is not counted here
+    /// but in `busy` and `partially_busy`.
     pub ready: usize,
     /// Idle workers a health check holds right now (counted in `ready`).
     pub checking: usize,
-    /// Workers running a request.
+    /// Workers running at least one request (partially busy or full).
     pub busy: usize,
+    /// Busy workers with room for more requests (in flight below their capacity).
+    pub partially_busy: usize,
+    /// Requests lent to workers and not yet settled, over all workers.
+    pub in_flight: usize,
+    /// Requests the live workers hold at once, in total (the sum of their capacities).
+    pub capacity: usize,
     /// Workers spawned but not yet through their handshake.
     pub starting: usize,
     /// Workers serving but suspect after failures.
@@ -79,6 +87,10 @@ pub struct WorkerStatus {
     pub age: Duration,
     /// Spawned above `size` to absorb load.
     pub overflow: bool,
+    /// Requests it holds right now.
+    pub in_flight: usize,
+    /// Requests it holds at most at once (its handshake's capacity).
+    pub capacity: usize,
 }
 
 impl Inner {
@@ -113,6 +125,8 @@ impl Inner {
                     consecutive_request_failures: counters.consecutive_request_failures,
                     age: counters.age,
                     overflow: slot.overflow,
+                    in_flight: slot.in_flight,
+                    capacity: slot.capacity,
                 }
             })
             .collect();
@@ -133,6 +147,18 @@ impl Inner {
             ready: state.idle.len() + checking,
             checking,
             busy: count(WorkerState::Busy),
+            partially_busy: state
+                .workers
+                .values()
+                .filter(|slot| slot.has_spare_room())
+                .count(),
+            in_flight: state.workers.values().map(|slot| slot.in_flight).sum(),
+            capacity: state
+                .workers
+                .values()
+                .filter(|slot| slot.connection.is_some())
+                .map(|slot| slot.capacity)
+                .sum(),
             starting: count(WorkerState::Starting),
             degraded: count(WorkerState::Degraded),
             draining: count(WorkerState::Draining),

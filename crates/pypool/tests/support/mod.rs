@@ -9,6 +9,7 @@
 )]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+pub mod capacity;
 pub mod fake_runtime;
 pub mod scripted;
 
