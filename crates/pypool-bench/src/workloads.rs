@@ -393,7 +393,7 @@ pub async fn facade(context: &Context) -> Workload {
         "facade",
         "Facade overhead: instant in-process mock workers",
         &format!(
-            "The pool facade over {FACADE_WORKERS} `pypool-mock` workers that answer at once: \
+            "The pool facade over {FACADE_WORKERS} `pypool-mock` workers that answer inside the call (`Behaviour::instant`, no worker task): \
              {CALLERS} callers in flight for {:.0} s, then one caller's {} sequential calls.",
             context.plan.facade_window.as_secs_f64(),
             context.plan.facade_sequential
@@ -433,7 +433,8 @@ pub async fn facade(context: &Context) -> Workload {
 }
 
 async fn facade_figures(context: &Context) -> Result<(f64, f64, f64), String> {
-    let spawner = MockSpawner::with_behaviour(Behaviour::default()).map_err(|e| e.to_string())?;
+    let spawner = MockSpawner::with_behaviour(Behaviour::default().instant(true))
+        .map_err(|e| e.to_string())?;
     let pool = Pool::builder()
         .size(FACADE_WORKERS)
         .health_check_interval(None)
