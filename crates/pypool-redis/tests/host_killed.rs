@@ -11,15 +11,12 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pypool::{Pool, ProgramSpec};
 use pypool_affinity::SessionId;
-use pypool_clock::SystemClock;
-use pypool_mock::{Behaviour, MockSpawner};
-use pypool_redis::{HostBinding, RedisConfig, RedisStores};
+use pypool_redis::{HostBinding, RedisStores};
 use serde_json::json;
 use support::RedisServer;
 
@@ -31,24 +28,8 @@ const SESSION: &str = "chat-1";
 const ROLE: &str = "PYPOOL_HOST_A";
 
 async fn host(url: &str, pool_name: &str, host: &str) -> (Pool, RedisStores) {
-    let config = RedisConfig::new(url.parse().unwrap(), pool_name, host)
-        .unwrap()
-        .with_timeout(Duration::from_secs(5))
-        .with_heartbeat_ttl(HEARTBEAT);
-    let stores = RedisStores::connect(&config, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let pool = Pool::builder()
-        .name(host)
-        .size(2)
-        .spawner(MockSpawner::with_behaviour(Behaviour::default()).unwrap())
-        .affinity_store(stores.affinity.clone())
-        .program_store(stores.programs.clone())
-        .session_data_store(stores.session_data.clone())
-        .build()
-        .unwrap();
-    pool.ready().await.unwrap();
-    (pool, stores)
+    let stores = support::host_stores(url, pool_name, host, HEARTBEAT).await;
+    (support::mock_pool_on(&stores, host).await, stores)
 }
 
 /// Host A: creates the session's program and data, serves one call (which

@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pypool::{Pool, ProgramSpec as PoolProgramSpec};
+use pypool::ProgramSpec as PoolProgramSpec;
 use pypool_affinity::SessionId;
 use pypool_clock::SystemClock;
-use pypool_mock::{Behaviour, MockSpawner};
 use pypool_redis::{RedisConfig, RedisStores};
 use pypool_store::{Namespace, ProgramId, ProgramSpec, ProgramStore, StoreError};
 use serde_json::json;
@@ -87,15 +86,7 @@ fn a_repeated_session_call_on_its_bound_worker_costs_no_round_trip() {
     let server = RedisServer::start();
     support::runtime().block_on(async {
         let stores = connect(&server, &support::fresh_pool_name("copies"), "host-a").await;
-        let pool = Pool::builder()
-            .size(2)
-            .spawner(MockSpawner::with_behaviour(Behaviour::default()).unwrap())
-            .affinity_store(stores.affinity.clone())
-            .program_store(stores.programs.clone())
-            .session_data_store(stores.session_data.clone())
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
+        let pool = support::mock_pool_on(&stores, "host-a").await;
         let session = pool.session("chat").unwrap();
         session
             .create_program("p", PoolProgramSpec::python("m:f"))

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use pypool::{Pool, ProgramSpec};
 use pypool_affinity::SessionId;
 use pypool_clock::SystemClock;
-use pypool_mock::{Behaviour, MockSpawner};
 use pypool_redis::{HostBinding, RedisConfig, RedisStores};
 use serde_json::json;
 use support::RedisServer;
@@ -28,23 +27,8 @@ struct Host {
 }
 
 async fn host(server: &RedisServer, pool_name: &str, host: &str) -> Host {
-    let config = RedisConfig::new(server.url().parse().unwrap(), pool_name, host)
-        .unwrap()
-        .with_timeout(Duration::from_secs(5))
-        .with_heartbeat_ttl(HEARTBEAT);
-    let stores = RedisStores::connect(&config, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let pool = Pool::builder()
-        .name(host)
-        .size(2)
-        .spawner(MockSpawner::with_behaviour(Behaviour::default()).unwrap())
-        .affinity_store(stores.affinity.clone())
-        .program_store(stores.programs.clone())
-        .session_data_store(stores.session_data.clone())
-        .build()
-        .unwrap();
-    pool.ready().await.unwrap();
+    let stores = support::host_stores(&server.url(), pool_name, host, HEARTBEAT).await;
+    let pool = support::mock_pool_on(&stores, host).await;
     Host { pool, stores }
 }
 

@@ -230,3 +230,38 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// Stores for host `host` of pool `pool_name` on the Redis at `url`, with a
+/// generous timeout and the given heartbeat TTL (the two-host tests).
+pub async fn host_stores(
+    url: &str,
+    pool_name: &str,
+    host: &str,
+    heartbeat: Duration,
+) -> RedisStores {
+    let config = RedisConfig::new(url.parse().expect("a valid URL"), pool_name, host)
+        .expect("a valid configuration")
+        .with_timeout(Duration::from_secs(5))
+        .with_heartbeat_ttl(heartbeat);
+    RedisStores::connect(&config, Arc::new(pypool_clock::SystemClock))
+        .await
+        .expect("connect to the test redis-server")
+}
+
+/// A ready pool named `name` of 2 mock workers whose three stores are `stores`.
+pub async fn mock_pool_on(stores: &RedisStores, name: &str) -> pypool::Pool {
+    let pool = pypool::Pool::builder()
+        .name(name)
+        .size(2)
+        .spawner(
+            pypool_mock::MockSpawner::with_behaviour(pypool_mock::Behaviour::default())
+                .expect("a valid behaviour"),
+        )
+        .affinity_store(stores.affinity.clone())
+        .program_store(stores.programs.clone())
+        .session_data_store(stores.session_data.clone())
+        .build()
+        .expect("the pool builds");
+    pool.ready().await.expect("mock workers start");
+    pool
+}
