@@ -11,9 +11,10 @@
 //! talks to workers only through the seam.
 
 mod builder;
+mod checkout;
 mod clock;
 mod config;
-mod dispatch;
+mod core;
 mod error;
 mod execute;
 mod health;
@@ -25,7 +26,6 @@ mod periodic;
 mod pool;
 mod session;
 mod settings_check;
-mod slot;
 mod spawning;
 mod status;
 mod timeouts;
@@ -36,8 +36,8 @@ mod unit_tests;
 
 pub use builder::{BuildError, PoolBuilder};
 pub use config::StartMode;
+pub use core::PoolCounters;
 pub use error::PoolError;
-pub use inner::PoolCounters;
 pub use pool::{Pool, ShutdownReport};
 pub use session::{Session, SessionDeleted};
 pub use status::{Status, WorkerStatus};
