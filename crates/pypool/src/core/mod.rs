@@ -24,6 +24,9 @@ mod spawn;
 mod view;
 mod worker;
 
+#[cfg(test)]
+mod model_tests;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;

@@ -61,6 +61,15 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
             .count()
     }
 
+    /// What each caller still waiting waits for: a worker, or any (`None`).
+    #[cfg(test)]
+    pub(crate) fn waiter_wants(&self) -> impl Iterator<Item = Option<WorkerId>> + '_ {
+        self.waiters
+            .iter()
+            .filter(|waiter| !waiter.token.is_gone())
+            .map(|waiter| waiter.wants)
+    }
+
     /// The size the pool keeps.
     pub(crate) fn target_size(&self) -> usize {
         self.target_size
