@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pypool_breaker::Permit;
-use pypool_lifecycle::Event;
+use pypool_lifecycle::{Event, State};
 use pypool_seam::WorkerId;
 
 use super::{
@@ -107,8 +107,9 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         if let Some(lent) = taken {
             return (Checkout::Lent(lent), permit);
         }
-        if wanted.is_some_and(|id| !self.workers.contains_key(&id)) {
-            // The wanted worker just left the pool (recycled, say): any will do.
+        if wanted.is_some_and(|id| !self.takes_new_work(id)) {
+            // The wanted worker left the pool or is on its way out
+            // (recycled, say): any will do.
             wanted = None;
             if self.no_waiter_for_any() {
                 if let Some(lent) = self.take_any(fx) {
@@ -154,8 +155,8 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         self.waiters.iter().all(|waiter| waiter.wants.is_some())
     }
 
-    /// Takes worker `id` if it has room: idle, or partially busy.
-    /// A worker that reached a recycle limit while idle is recycled, not lent.
+    /// Takes worker `id` if it has room: idle, or partially busy (a worker
+    /// past a recycle limit is recycled instead, see [`Core::lend`]).
     fn take_worker(&mut self, id: WorkerId, fx: &mut Effects<H, T>) -> Option<Lent<H>> {
         if self
             .workers
@@ -166,21 +167,15 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         }
         let position = self.idle.iter().position(|idle| *idle == id)?;
         self.idle.remove(position);
-        if self.recycle_if_due(id, fx) {
-            return None;
-        }
         self.lend(id, fx)
     }
 
     /// Takes the least-loaded worker with room: an idle one first (popping
-    /// idle workers until one accepts a checkout; one that reached a recycle
-    /// limit while idle is recycled, not lent), else the partially busy one
-    /// with the fewest requests in flight.
+    /// idle workers until one accepts a checkout), else the partially busy
+    /// one with the fewest requests in flight. One past a recycle limit is
+    /// recycled, not lent, and the next is tried.
     pub(super) fn take_any(&mut self, fx: &mut Effects<H, T>) -> Option<Lent<H>> {
         while let Some(id) = self.idle.pop_front() {
-            if self.recycle_if_due(id, fx) {
-                continue;
-            }
             if let Some(lent) = self.lend(id, fx) {
                 return Some(lent);
             }
@@ -188,27 +183,40 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         if !self.any_shared {
             return None;
         }
-        let least_loaded = self
-            .workers
-            .iter()
-            .filter(|(_, worker)| worker.has_spare_room())
-            .min_by_key(|(_, worker)| worker.in_flight)
-            .map(|(id, _)| *id)?;
-        self.lend(least_loaded, fx)
+        // Each refusal takes a worker out of the candidates (it drains or
+        // leaves): at most one try per worker.
+        for _ in 0..self.workers.len() {
+            let least_loaded = self
+                .workers
+                .iter()
+                .filter(|(_, worker)| worker.has_spare_room())
+                .min_by_key(|(_, worker)| worker.in_flight)
+                .map(|(id, _)| *id)?;
+            if let Some(lent) = self.lend(least_loaded, fx) {
+                return Some(lent);
+            }
+        }
+        None
     }
 
     /// Lends worker `id` one more request: an idle one moves to Busy, a
-    /// partially busy one takes one more slot. A worker that refuses
+    /// partially busy one takes one more slot. Every lend checks the
+    /// recycle limits first: a worker past one is recycled (an idle one
+    /// stops, a busy one drains), never lent. A worker that refuses
     /// (unhealthy, or stopping on its own) is retired instead.
     pub(super) fn lend(&mut self, id: WorkerId, fx: &mut Effects<H, T>) -> Option<Lent<H>> {
+        if !self.workers.contains_key(&id) || self.recycle_if_due(id, fx) {
+            return None;
+        }
         let worker = self.workers.get_mut(&id)?;
         let handle = worker.handle.clone()?;
         let draining = handle.is_draining();
         if worker.in_flight > 0 {
             if !worker.has_spare_room() {
-                if draining {
+                if draining && worker.lifecycle.state() == State::Busy {
                     // Stopping on its own: no new requests; it goes when its last one settles.
                     self.apply(id, Event::Shutdown);
+                    self.unpin_waiters(id, fx);
                     self.ensure_size(fx);
                 }
                 return None;
@@ -243,6 +251,49 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
                 None
             }
         }
+    }
+
+    /// Whether worker `id` may take new requests at all (it is in the pool
+    /// and not on its way out), whether or not it has room now.
+    fn takes_new_work(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|worker| {
+            !matches!(
+                worker.lifecycle.state(),
+                State::Draining | State::Terminating | State::Terminated
+            ) && !worker.is_draining()
+        })
+    }
+
+    /// Callers waiting for worker `id` (session affinity), which takes no
+    /// new requests any more, now take any worker, starting with those
+    /// with room right now.
+    pub(super) fn unpin_waiters(&mut self, id: WorkerId, fx: &mut Effects<H, T>) {
+        let mut unpinned = false;
+        for waiter in self
+            .waiters
+            .iter_mut()
+            .filter(|waiter| waiter.wants == Some(id))
+        {
+            waiter.wants = None;
+            unpinned = true;
+        }
+        if !unpinned {
+            return;
+        }
+        let idle: Vec<WorkerId> = self.idle.drain(..).collect();
+        for idle_id in idle {
+            self.dispatch(idle_id, fx);
+        }
+        let partial: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, worker)| worker.has_spare_room())
+            .map(|(id, _)| *id)
+            .collect();
+        for partial_id in partial {
+            self.dispatch(partial_id, fx);
+        }
+        self.grow_for_demand(fx);
     }
 
     /// Whether worker `id` is in the pool and could take a request now

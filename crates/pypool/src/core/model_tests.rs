@@ -15,6 +15,7 @@
 //!   worker never waits while a worker has room, nor a session's caller
 //!   while its worker has room;
 //! * a plain request takes the least-loaded worker with room;
+//! * a worker past a recycle limit is never lent;
 //! * after everything settles (`Quiesce`), the pool is back at its size and
 //!   every request has ended; after shutdown, nothing is left.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
@@ -407,15 +408,15 @@ impl Harness {
                     let gone = waiter.is_gone();
                     let status =
                         std::mem::replace(&mut self.requests[request].status, Status::Running);
+                    self.assert_not_due(lent.worker);
                     match status {
                         Status::Queued { permit, .. } if !gone => {
                             assert!(
                                 self.requests[request]
                                     .wanted
                                     .is_none_or(|wanted| wanted == lent.worker
-                                        || !self.core.has_worker(wanted)
-                                        || self.stopped.contains(&wanted)),
-                                "a session's waiter got another worker while its own is in the pool"
+                                        || !self.takes_new_work(wanted)),
+                                "a session's waiter got another worker while its own takes work"
                             );
                             self.attempts.push(Attempt {
                                 request: Some(request),
@@ -585,6 +586,7 @@ impl Harness {
         );
         match checkout {
             Checkout::Lent(lent) => {
+                self.assert_not_due(lent.worker);
                 if plain && !any_draining && self.no_limits() {
                     let least = before
                         .iter()
@@ -623,6 +625,34 @@ impl Harness {
             }
         }
         self.carry_out(fx);
+    }
+
+    /// A worker past a recycle limit is recycled, never lent (checked
+    /// right after the lend: lending changes neither its age nor its count).
+    fn assert_not_due(&self, worker: WorkerId) {
+        let limits = RecycleLimits {
+            max_requests: self.setup.max_requests,
+            max_age: self.setup.max_age,
+            max_memory_bytes: None,
+        };
+        let view = self.core.workers().find(|w| w.id == worker).unwrap();
+        assert_eq!(
+            view.lifecycle.recycle_due(&limits, None),
+            None,
+            "worker {worker} was lent past its recycle limit"
+        );
+    }
+
+    /// Whether worker `worker` is in the pool and not on its way out.
+    fn takes_new_work(&self, worker: WorkerId) -> bool {
+        self.core.workers().any(|w| {
+            w.id == worker
+                && !matches!(
+                    w.lifecycle.state(),
+                    State::Draining | State::Terminating | State::Terminated
+                )
+                && !self.draining[&worker].load(Ordering::Relaxed)
+        })
     }
 
     fn no_limits(&self) -> bool {

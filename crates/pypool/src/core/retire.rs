@@ -15,32 +15,8 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         let Some(mut worker) = self.workers.remove(&id) else {
             return;
         };
-        // Callers waiting for this very worker (session affinity) now take
-        // any, starting with the workers idle right now.
-        let mut released_waiters = false;
-        for waiter in self
-            .waiters
-            .iter_mut()
-            .filter(|waiter| waiter.wants == Some(id))
-        {
-            waiter.wants = None;
-            released_waiters = true;
-        }
-        if released_waiters {
-            let idle: Vec<WorkerId> = self.idle.drain(..).collect();
-            for idle_id in idle {
-                self.dispatch(idle_id, fx);
-            }
-            let partial: Vec<WorkerId> = self
-                .workers
-                .iter()
-                .filter(|(_, worker)| worker.has_spare_room())
-                .map(|(id, _)| *id)
-                .collect();
-            for partial_id in partial {
-                self.dispatch(partial_id, fx);
-            }
-        }
+        // Callers waiting for this very worker (session affinity) now take any.
+        self.unpin_waiters(id, fx);
         if let Some(permit) = worker.spawn_permit.take() {
             match how {
                 Retirement::Failed => self.spawn_breaker.record(permit, CallOutcome::Failure),

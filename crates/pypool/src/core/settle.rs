@@ -270,6 +270,7 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
                     // Stopping on its own, or the pool shrank: no new
                     // requests; it goes when its last one settles.
                     self.apply(id, Event::Shutdown);
+                    self.unpin_waiters(id, fx);
                     self.ensure_size(fx);
                 } else if !self.recycle_if_due(id, fx) {
                     self.dispatch(id, fx);
@@ -369,7 +370,8 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
             .get(&id)
             .is_some_and(|worker| worker.lifecycle.state() == State::Draining);
         if draining {
-            // Its replacement starts now.
+            // Its callers take any worker; its replacement starts now.
+            self.unpin_waiters(id, fx);
             self.ensure_size(fx);
         } else {
             self.retire(id, Retirement::Graceful, fx);
