@@ -190,7 +190,7 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
                 .workers
                 .iter()
                 .filter(|(_, worker)| worker.has_spare_room())
-                .min_by_key(|(_, worker)| worker.in_flight)
+                .min_by_key(|(_, worker)| worker.in_flight())
                 .map(|(id, _)| *id)?;
             if let Some(lent) = self.lend(least_loaded, fx) {
                 return Some(lent);
@@ -211,7 +211,7 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         let worker = self.workers.get_mut(&id)?;
         let handle = worker.handle.clone()?;
         let draining = handle.is_draining();
-        if worker.in_flight > 0 {
+        if worker.in_flight() > 0 {
             if !worker.has_spare_room() {
                 if draining && worker.lifecycle.state() == State::Busy {
                     // Stopping on its own: no new requests; it goes when its last one settles.
@@ -221,11 +221,16 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
                 }
                 return None;
             }
-            worker.in_flight += 1;
+            // One more on a partially busy worker (its state machine counts it).
+            let settings_applied = worker.settings_version;
+            if let Err(refused) = worker.lifecycle.apply(Event::Checkout) {
+                tracing::debug!(worker_id = id, %refused, "lifecycle event ignored");
+                return None;
+            }
             return Some(Lent {
                 worker: id,
                 handle,
-                settings_applied: worker.settings_version,
+                settings_applied,
             });
         }
         if draining {
@@ -237,14 +242,11 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         }
         let settings_applied = worker.settings_version;
         match worker.lifecycle.apply(Event::Checkout) {
-            Ok(_) => {
-                worker.in_flight = 1;
-                Some(Lent {
-                    worker: id,
-                    handle,
-                    settings_applied,
-                })
-            }
+            Ok(_) => Some(Lent {
+                worker: id,
+                handle,
+                settings_applied,
+            }),
             Err(refused) => {
                 tracing::debug!(worker_id = id, %refused, "worker not lendable; retiring it");
                 self.retire(id, Retirement::Failed, fx);

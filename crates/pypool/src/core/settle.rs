@@ -202,15 +202,14 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         if replied {
             self.confirm_spawn(id);
         }
-        let Some(worker) = self.workers.get_mut(&id) else {
+        let Some(worker) = self.workers.get(&id) else {
             // Gone already (killed, crashed): nothing to give back.
             return;
         };
-        worker.in_flight = worker.in_flight.saturating_sub(1);
-        let remaining = worker.in_flight;
+        let others = worker.in_flight() > 1;
         let lifecycle = worker.lifecycle.state();
-        if remaining > 0 {
-            self.release_shared(id, event, lifecycle, fx);
+        if others {
+            self.release_shared(id, event, fx);
             return;
         }
         if lifecycle == State::Draining && !self.shutting_down {
@@ -229,38 +228,11 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
     }
 
     /// One of several requests on worker `id` settled and others remain in
-    /// flight: the outcome counts on its state machine (which stays Busy
-    /// unless the worker must go), and the freed slot goes to a waiter.
-    fn release_shared(
-        &mut self,
-        id: WorkerId,
-        event: Event,
-        lifecycle: State,
-        fx: &mut Effects<H, T>,
-    ) {
-        match lifecycle {
-            State::Busy => {
-                // The outcome moves it out of Busy (counting the request);
-                // its other requests keep it busy.
-                self.apply(id, event);
-                let after = self.workers.get(&id).map(|worker| worker.lifecycle.state());
-                if matches!(after, Some(State::Ready | State::Degraded)) {
-                    self.apply(id, Event::Checkout);
-                }
-            }
-            State::Draining => {
-                // It takes nothing new; only a fatal outcome ends it early.
-                if matches!(
-                    event,
-                    Event::RequestFailed {
-                        severity: FailureSeverity::Fatal
-                    }
-                ) {
-                    self.apply(id, event);
-                }
-            }
-            _ => {}
-        }
+    /// flight: the outcome counts on its state machine (which keeps the
+    /// worker Busy, or Draining, unless the worker must go), and the freed
+    /// slot goes to a waiter.
+    fn release_shared(&mut self, id: WorkerId, event: Event, fx: &mut Effects<H, T>) {
+        self.apply(id, event);
         let Some(worker) = self.workers.get(&id) else {
             return;
         };
@@ -277,8 +249,8 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
                 }
             }
             State::Ready | State::Degraded => {
-                // Refused to go busy again (a failure threshold): it must go,
-                // ending what it still holds.
+                // Not expected with requests in flight: it must go, ending
+                // what it still holds.
                 self.apply(id, Event::Shutdown);
                 self.retire(id, Retirement::Failed, fx);
             }
@@ -386,7 +358,7 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
             let Some(worker) = self.workers.get(&id) else {
                 return;
             };
-            if worker.in_flight > 0 && !worker.has_spare_room() {
+            if worker.in_flight() > 0 && !worker.has_spare_room() {
                 return;
             }
             let position = self.waiters.iter().position(|waiter| {
@@ -411,7 +383,7 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
         if self
             .workers
             .get(&id)
-            .is_some_and(|worker| worker.in_flight == 0)
+            .is_some_and(|worker| worker.in_flight() == 0)
         {
             self.idle.push_back(id);
         }

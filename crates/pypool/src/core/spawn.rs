@@ -69,10 +69,10 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
             *known |= idempotent;
         }
         self.counters.spawned += 1;
-        let capacity = capacity.max(1);
+        let capacity = u32::try_from(capacity.max(1)).unwrap_or(u32::MAX);
         self.any_shared |= capacity > 1;
         if let Some(worker) = self.workers.get_mut(&id) {
-            worker.capacity = capacity;
+            worker.lifecycle.set_capacity(capacity);
             worker.handle = Some(handle);
             // The spawn counts as a success for the spawn breaker only once
             // the worker has proved itself (see `confirm_spawn`).

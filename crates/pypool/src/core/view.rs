@@ -35,8 +35,8 @@ fn view<H: WorkerHandle>(id: WorkerId, worker: &Worker<H>) -> WorkerView<'_, H> 
         handle: worker.handle.as_ref(),
         lifecycle: &worker.lifecycle,
         overflow: worker.overflow,
-        in_flight: worker.in_flight,
-        capacity: worker.capacity,
+        in_flight: worker.in_flight(),
+        capacity: worker.capacity(),
         health_checking: worker.health_checking,
         has_spare_room: worker.has_spare_room(),
     }

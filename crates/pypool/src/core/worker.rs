@@ -1,10 +1,10 @@
-//! One worker as the core keeps it: its state machine, its connection
-//! handle, and how many requests it holds against its capacity.
+//! One worker as the core keeps it: its state machine (which also counts
+//! the requests it holds against its capacity) and its connection handle.
 
 use std::collections::HashSet;
 
 use pypool_breaker::Permit;
-use pypool_lifecycle::{State, WorkerLifecycle};
+use pypool_lifecycle::{Occupancy, State, WorkerLifecycle};
 
 use super::WorkerHandle;
 use crate::job::ProgramKey;
@@ -27,10 +27,6 @@ pub(super) struct Worker<H> {
     pub(super) settings_version: u64,
     /// Programs this worker is known to hold in its cache.
     pub(super) programs: HashSet<ProgramKey>,
-    /// Requests lent this worker and not yet settled (at most `capacity`).
-    pub(super) in_flight: usize,
-    /// How many requests the worker holds at once (its handshake's, at least 1).
-    pub(super) capacity: usize,
 }
 
 impl<H: WorkerHandle> Worker<H> {
@@ -43,8 +39,6 @@ impl<H: WorkerHandle> Worker<H> {
             spawn_permit: None,
             settings_version: 0,
             programs: HashSet::new(),
-            in_flight: 0,
-            capacity: 1,
         }
     }
 
@@ -53,11 +47,20 @@ impl<H: WorkerHandle> Worker<H> {
         self.handle.as_ref().is_some_and(WorkerHandle::is_draining)
     }
 
+    /// Requests lent this worker and not yet settled (its state machine's count).
+    pub(super) fn in_flight(&self) -> usize {
+        usize::try_from(self.lifecycle.in_flight()).unwrap_or(usize::MAX)
+    }
+
+    /// How many requests the worker holds at once (its handshake's, at least 1).
+    pub(super) fn capacity(&self) -> usize {
+        usize::try_from(self.lifecycle.capacity()).unwrap_or(usize::MAX)
+    }
+
     /// Whether the worker is partially busy and may take one more request
     /// now: requests in flight, fewer than its capacity, not marked to stop.
     pub(super) fn has_spare_room(&self) -> bool {
-        self.in_flight > 0
-            && self.in_flight < self.capacity
+        self.lifecycle.occupancy() == Occupancy::Partial
             && !self.health_checking
             && self.lifecycle.state() == State::Busy
             && !self.is_draining()
