@@ -308,6 +308,9 @@ fn kind_of(message: &Message) -> &'static str {
         Message::Reply(_) => "reply",
         Message::Draining(_) => "draining",
         Message::Cancel(_) => "cancel",
+        Message::StreamRequest(_) => "stream_request",
+        Message::Chunk(_) => "chunk",
+        Message::Credit(_) => "credit",
     }
 }
 

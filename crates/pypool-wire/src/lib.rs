@@ -47,8 +47,9 @@ pub use body::{decode_body, json_type};
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
 pub use error::WireError;
 pub use messages::{
-    Cancel, CommandInfo, Concurrency, Draining, Handshake, Message, NOT_STARTED, Outcome,
-    PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Reply, Request, RequestId, StartupError,
+    Cancel, Chunk, CommandInfo, Concurrency, Credit, Draining, Handshake, Message, NOT_STARTED,
+    Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Reply, Request, RequestId,
+    StartupError, StreamRequest,
 };
 pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};
