@@ -4,6 +4,7 @@
 //! stream cancels the generator, and a worker dying mid-stream ends it with
 //! `worker_exited` after the chunks already delivered.
 #![cfg(feature = "real-python")]
+#![allow(clippy::panic, reason = "a test fails by panicking")]
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
