@@ -388,6 +388,8 @@ def _validate_reply(message: Dict[str, Any]) -> None:
         _optional_str("reply.error", error, "traceback")
     else:
         raise InvalidMessage("reply.status must be 'ok' or 'error', got %r" % (status,))
+    if message.get("usage") is not None and not isinstance(message["usage"], dict):
+        raise InvalidMessage("reply.usage must be an object when present, got %r" % (message["usage"],))
 
 
 def _validate_handshake(message: Dict[str, Any]) -> None:
@@ -490,6 +492,8 @@ def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
                 if error.get(field) is not None:
                     kept[field] = error[field]
             out["error"] = kept
+        if message.get("usage") is not None:
+            out["usage"] = message["usage"]
     elif kind == "handshake":
         out.update(
             protocol=message["protocol"],

@@ -54,6 +54,11 @@ message("request_unicode_args", {"type": "request", "id": 18446744073709551615, 
 message("request_without_args", {"type": "request", "id": 7, "command": "info"},
         normalized={"type": "request", "id": 7, "command": "info", "args": {}})
 message("reply_ok", {"type": "reply", "id": 1, "status": "ok", "result": {"pong": True}})
+message("reply_ok_usage", {"type": "reply", "id": 3, "status": "ok", "result": {"answer": "4"},
+                           "usage": {"calls": 1, "completion_tokens": 8, "cost": None,
+                                     "models": {"openai/fake": {"calls": 1, "completion_tokens": 8,
+                                                                "prompt_tokens": 120}},
+                                     "prompt_tokens": 120, "total_tokens": 128}})
 message("reply_ok_null", {"type": "reply", "id": 2, "status": "ok", "result": None})
 message("reply_error_full", {"type": "reply", "id": 41, "status": "error",
                              "error": {"kind": "python_exception", "exception_type": "ValueError",

@@ -743,6 +743,7 @@ mod tests {
                         traceback: None,
                     },
                 },
+                usage: None,
             }),
         )
         .await;
@@ -800,6 +801,7 @@ mod tests {
                         traceback: None,
                     },
                 },
+                usage: None,
             }),
         )
         .await;
@@ -834,6 +836,7 @@ mod tests {
                 outcome: Outcome::Ok {
                     result: serde_json::json!(null),
                 },
+                usage: None,
             }),
         )
         .await;
@@ -905,6 +908,7 @@ mod tests {
                 outcome: Outcome::Ok {
                     result: serde_json::json!("done"),
                 },
+                usage: None,
             }),
         )
         .await;
@@ -1021,6 +1025,7 @@ mod tests {
                         traceback: None,
                     },
                 },
+                usage: None,
             }),
         )
         .await;
@@ -1049,6 +1054,7 @@ mod tests {
                 outcome: Outcome::Ok {
                     result: serde_json::json!(1),
                 },
+                usage: None,
             }),
         )
         .await;

@@ -28,6 +28,7 @@
 //! let reply = Message::Reply(Reply {
 //!     id: 41,
 //!     outcome: Outcome::Ok { result: serde_json::json!({"pong": true}) },
+//!     usage: None,
 //! });
 //! let frame = encode_frame(&reply, pypool_wire::DEFAULT_MAX_FRAME_BYTES)?;
 //! assert_eq!(&frame[4..], br#"{"type":"reply","id":41,"status":"ok","result":{"pong":true}}"#);

@@ -197,6 +197,12 @@ pub struct Reply {
     /// Result or error.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// What the request consumed, beside its outcome, when the handler
+    /// reports it: for a `dspy` program, its language-model usage
+    /// (`{"calls", "prompt_tokens", "completion_tokens", "total_tokens",
+    /// "cost", "models"}`, see `docs/PROTOCOL.md`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
 }
 
 /// What a request produced.

@@ -131,7 +131,13 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (any::<u64>(), text(), json_object())
             .prop_map(|(id, command, args)| Message::Request(Request { id, command, args })),
-        (any::<u64>(), outcome()).prop_map(|(id, outcome)| Message::Reply(Reply { id, outcome })),
+        (any::<u64>(), outcome(), option::of(json_object())).prop_map(|(id, outcome, usage)| {
+            Message::Reply(Reply {
+                id,
+                outcome,
+                usage: usage.map(Value::Object),
+            })
+        }),
         (any::<u64>(), text(), json_object(), any::<u32>()).prop_map(
             |(id, command, args, credit)| Message::StreamRequest(StreamRequest {
                 id,
