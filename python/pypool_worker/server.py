@@ -41,6 +41,7 @@ from . import builtins, wire
 from .errors import CommandError
 from .log import logger as default_logger
 from .registry import SERIAL, THREADS, Command, Registry
+from .results import ok_reply
 from .runners import EventLoopThread, ThreadRunner
 from .signals import StopSignal, block_stop_signals_in_this_thread
 from .streaming import StreamCredit, reset_streaming, set_streaming
@@ -626,7 +627,7 @@ class Server:
             reset_streaming(token)
         if isinstance(result, _Reply):
             return result.reply
-        return {"type": "reply", "id": request_id, "status": "ok", "result": result}
+        return ok_reply(request_id, result)
 
     def _start_task(self, held: Held) -> None:
         """On the event loop: starts an ``async`` request as a task."""
@@ -662,7 +663,7 @@ class Server:
             return _exception_reply(request_id, exc)
         if isinstance(result, _Reply):
             return result.reply
-        return {"type": "reply", "id": request_id, "status": "ok", "result": result}
+        return ok_reply(request_id, result)
 
     # -- streaming replies ---------------------------------------------------
 
@@ -682,7 +683,7 @@ class Server:
                 try:
                     value = next(generator)
                 except StopIteration as stop:
-                    return {"type": "reply", "id": held.id, "status": "ok", "result": stop.value}
+                    return ok_reply(held.id, stop.value)
                 if stream.stop_reason is not None:
                     generator.close()
                     return self._stream_stopped_reply(held, seq)

@@ -299,13 +299,14 @@ def test_stream_credit_async_take_wakes_on_a_grant_from_another_thread():
 
 def test_a_real_worker_streams_while_its_generator_prints_to_stdout(spawn):
     worker = spawn("--worker-id", "4", "--handlers", STREAM_HANDLERS)
-    worker.send({"type": "stream_request", "id": 1, "command": "endless", "args": {"marker": "m1"}, "credit": 5})
+    # An id the harness's own counter (from 1) never reaches in this test.
+    worker.send({"type": "stream_request", "id": 9001, "command": "endless", "args": {"marker": "m1"}, "credit": 5})
     chunks = [worker.recv() for _ in range(5)]
     assert [(c["type"], c["seq"], c["data"]["i"]) for c in chunks] == [("chunk", i, i) for i in range(5)]
     worker.stderr.wait_for("endless m1 produced 4")  # print() went to stderr, not into the frames
-    worker.send({"type": "cancel", "id": 1})
+    worker.send({"type": "cancel", "id": 9001})
     reply = worker.recv()
-    assert reply["id"] == 1 and reply["error"]["kind"] == "cancelled", reply
+    assert reply["id"] == 9001 and reply["error"]["kind"] == "cancelled", reply
     worker.stderr.wait_for("closed-m1")
     assert worker.ok("produced", marker="m1") == {"produced": 5, "closed": "GeneratorExit"}
     worker.close_stdin()
