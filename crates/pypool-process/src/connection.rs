@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use pypool_seam::{
-    CallError, Handshake, Outcome, PushError, ReplyStream, Request, RequestId, StreamControl,
-    StreamSender, WorkerConnection, WorkerExit, WorkerId, stream_channel,
+    CallError, Handshake, Outcome, PushError, Replied, ReplyStream, Request, RequestId,
+    StreamControl, StreamSender, WorkerConnection, WorkerExit, WorkerId, stream_channel,
 };
 use pypool_wire::{
     Cancel, Chunk, Credit, Message, MessageCodec, NOT_STARTED, PendingTable, StreamRequest,
@@ -25,7 +25,7 @@ use crate::signals::SpawnedProcess;
 /// the process to exit before it kills the process group.
 const EXIT_AFTER_EOF_GRACE: Duration = Duration::from_secs(2);
 
-type ReplySender = oneshot::Sender<Result<Outcome, CallError>>;
+type ReplySender = oneshot::Sender<Result<Replied, CallError>>;
 
 /// Who waits for a request's reply.
 #[derive(Debug)]
@@ -41,13 +41,14 @@ enum Waiter {
 }
 
 impl Waiter {
-    /// Delivers the end of the request (a dropped caller is ignored).
-    fn finish(self, end: Result<Outcome, CallError>) {
+    /// Delivers the end of the request, with the reply's `usage` (a dropped
+    /// caller is ignored).
+    fn finish(self, end: Result<Outcome, CallError>, usage: Option<serde_json::Value>) {
         match self {
             Self::Call(reply) => {
-                let _ = reply.send(end);
+                let _ = reply.send(end.map(|outcome| Replied { outcome, usage }));
             }
-            Self::Stream { sender, .. } => sender.finish(end),
+            Self::Stream { sender, .. } => sender.finish_with_usage(end, usage),
         }
     }
 }
@@ -123,7 +124,7 @@ impl Shared {
         let mut state = self.lock();
         let dead = state.dead.get_or_insert(dead).clone();
         for (request_id, waiter) in state.pending.drain() {
-            waiter.finish(Err(self.error_for(&dead, request_id)));
+            waiter.finish(Err(self.error_for(&dead, request_id)), None);
         }
     }
 }
@@ -233,11 +234,14 @@ async fn write_requests<W: AsyncWrite + Unpin>(
                     None
                 };
                 if let Some(waiter) = taken {
-                    waiter.finish(Err(CallError::NotSent {
-                        worker_id: shared.worker_id,
-                        request_id,
-                        reason: reason.clone(),
-                    }));
+                    waiter.finish(
+                        Err(CallError::NotSent {
+                            worker_id: shared.worker_id,
+                            request_id,
+                            reason: reason.clone(),
+                        }),
+                        None,
+                    );
                 }
                 shared.die(Dead::Closed(format!(
                     "request {request_id} could not be encoded: {reason}"
@@ -265,7 +269,9 @@ async fn read_replies<R: AsyncRead + Unpin>(
                 match taken {
                     // A dropped receiver means the caller abandoned the request:
                     // its late reply is discarded here, never delivered elsewhere.
-                    Ok(waiter) => waiter.finish(not_started(&shared, reply.id, reply.outcome)),
+                    Ok(waiter) => {
+                        waiter.finish(not_started(&shared, reply.id, reply.outcome), reply.usage);
+                    }
                     // The host already gave up on this connection (killed it):
                     // whatever still arrives is of no interest.
                     Err(_) if already_dead => return,
@@ -400,6 +406,12 @@ impl WorkerConnection for ProcessConnection {
     }
 
     async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        self.call_with_usage(request)
+            .await
+            .map(|replied| replied.outcome)
+    }
+
+    async fn call_with_usage(&self, request: Request) -> Result<Replied, CallError> {
         let request_id = request.id;
         let reply = {
             let mut state = self.shared.lock();

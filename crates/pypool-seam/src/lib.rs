@@ -38,6 +38,16 @@ pub use stream::{
     stream_channel,
 };
 
+/// A reply's outcome with what the worker reported beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replied {
+    /// The result or error.
+    pub outcome: Outcome,
+    /// The reply's `usage` object, when the handler reported one (a `dspy`
+    /// program's LM usage: calls, prompt and completion tokens, cost).
+    pub usage: Option<serde_json::Value>,
+}
+
 /// The pool's name for a worker; unique among a pool's workers. A start that
 /// failed (no handshake) may be retried under the same id.
 pub type WorkerId = u64;
@@ -85,6 +95,16 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
     /// discarded, never delivered to another call. A deadline is the caller's
     /// business (wrap the future in a timeout).
     async fn call(&self, request: Request) -> Result<Outcome, CallError>;
+
+    /// [`call`](Self::call), also returning what the reply reported beside
+    /// its outcome (the reply's `usage`, e.g. a DSPy program's LM usage).
+    /// The default implementation reports no usage.
+    async fn call_with_usage(&self, request: Request) -> Result<Replied, CallError> {
+        self.call(request).await.map(|outcome| Replied {
+            outcome,
+            usage: None,
+        })
+    }
 
     /// Sends `request` as a streaming request (`stream_request`, initial
     /// credit `window`) and returns at once with the stream of its reply:

@@ -69,6 +69,8 @@ pub enum PushError {
 struct Buffer {
     chunks: VecDeque<Value>,
     end: Option<Result<Outcome, CallError>>,
+    /// The final reply's `usage`, once it arrived.
+    usage: Option<Value>,
     /// The end was set (it may have been taken by the consumer since).
     ended: bool,
     consumer_gone: bool,
@@ -111,6 +113,7 @@ pub fn stream_channel(
         buffer: Mutex::new(Buffer {
             chunks: VecDeque::new(),
             end: None,
+            usage: None,
             ended: false,
             consumer_gone: false,
             waker: None,
@@ -172,12 +175,19 @@ impl StreamSender {
     /// Ends the stream: the consumer reads the chunks already buffered, then
     /// `end` (the final reply, or why there is none). Later calls are ignored.
     pub fn finish(&self, end: Result<Outcome, CallError>) {
+        self.finish_with_usage(end, None);
+    }
+
+    /// [`finish`](Self::finish) with the final reply's `usage`, which the
+    /// consumer reads with [`ReplyStream::usage`].
+    pub fn finish_with_usage(&self, end: Result<Outcome, CallError>, usage: Option<Value>) {
         let waker = {
             let mut buffer = self.shared.lock();
             if buffer.ended {
                 return;
             }
             buffer.ended = true;
+            buffer.usage = usage;
             if !buffer.consumer_gone {
                 buffer.end = Some(end);
             }
@@ -248,6 +258,12 @@ impl ReplyStream {
     /// [`window`](Self::window)).
     pub fn buffered_chunks(&self) -> usize {
         self.shared.lock().chunks.len()
+    }
+
+    /// The final reply's `usage` (e.g. a streamed DSPy program's LM usage),
+    /// once the stream has ended with a reply that reported one.
+    pub fn usage(&self) -> Option<Value> {
+        self.shared.lock().usage.clone()
     }
 
     /// A stream that ends at once with `end` and never talks to a worker
