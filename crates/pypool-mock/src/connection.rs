@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use std::num::NonZeroU32;
 
 use pypool_seam::{
-    CallError, Handshake, Outcome, ReplyStream, Request, WorkerConnection, WorkerExit,
+    CallError, Handshake, Outcome, Replied, ReplyStream, Request, WorkerConnection, WorkerExit,
 };
 
 use crate::behaviour_worker::BehaviourShared;
@@ -57,10 +57,21 @@ impl WorkerConnection for MockConnection {
     }
 
     async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        self.call_with_usage(request)
+            .await
+            .map(|replied| replied.outcome)
+    }
+
+    /// Carries the usage a scripted test answered with
+    /// ([`PendingRequest::reply_with_usage`](crate::PendingRequest::reply_with_usage)).
+    async fn call_with_usage(&self, request: Request) -> Result<Replied, CallError> {
         if let Some(shared) = &self.instant {
             self.core.check_open(request.id)?;
             self.core.count_instant();
-            return Ok(shared.answer(&self.core, &request));
+            return Ok(Replied {
+                outcome: shared.answer(&self.core, &request),
+                usage: None,
+            });
         }
         let reply = self.core.send(request)?;
         // Dropping this future drops `reply`: the request stays in flight in

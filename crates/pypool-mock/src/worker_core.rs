@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use pypool_seam::{
-    CallError, Handshake, Outcome, PushError, ReplyStream, Request, RequestId, StreamControl,
-    StreamSender, WorkerExit, WorkerId, stream_channel,
+    CallError, Handshake, Outcome, PushError, Replied, ReplyStream, Request, RequestId,
+    StreamControl, StreamSender, WorkerExit, WorkerId, stream_channel,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -38,7 +38,7 @@ pub enum Delivery {
 /// The receiving end of a worker's requests, handed to whoever answers them.
 pub(crate) type RequestReceiver = mpsc::UnboundedReceiver<Request>;
 
-type ReplySender = oneshot::Sender<Result<Outcome, CallError>>;
+type ReplySender = oneshot::Sender<Result<Replied, CallError>>;
 
 /// What became of a chunk the worker side sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,13 +74,16 @@ enum Waiter {
 }
 
 impl Waiter {
-    /// Delivers the end; whether the caller was still there to get it.
-    fn finish(self, end: Result<Outcome, CallError>) -> bool {
+    /// Delivers the end (with the reply's usage); whether the caller was
+    /// still there to get it.
+    fn finish(self, end: Result<Outcome, CallError>, usage: Option<Value>) -> bool {
         match self {
-            Self::Call(reply) => reply.send(end).is_ok(),
+            Self::Call(reply) => reply
+                .send(end.map(|outcome| Replied { outcome, usage }))
+                .is_ok(),
             Self::Stream { sender, .. } => {
                 let present = !sender.consumer_gone();
-                sender.finish(end);
+                sender.finish_with_usage(end, usage);
                 present
             }
         }
@@ -209,7 +212,7 @@ impl WorkerCore {
     pub(crate) fn send(
         &self,
         request: Request,
-    ) -> Result<oneshot::Receiver<Result<Outcome, CallError>>, CallError> {
+    ) -> Result<oneshot::Receiver<Result<Replied, CallError>>, CallError> {
         let worker_id = self.worker_id();
         let mut state = self.lock();
         match &state.refusal {
@@ -399,11 +402,21 @@ impl WorkerCore {
 
     /// Answers request `id` with `outcome`.
     pub(crate) fn deliver(&self, id: RequestId, outcome: Outcome) -> Delivery {
+        self.deliver_with_usage(id, outcome, None)
+    }
+
+    /// Answers request `id` with `outcome` and a `usage` object beside it.
+    pub(crate) fn deliver_with_usage(
+        &self,
+        id: RequestId,
+        outcome: Outcome,
+        usage: Option<Value>,
+    ) -> Delivery {
         let mut state = self.lock();
         let Some(waiter) = state.in_flight.remove(&id) else {
             return Delivery::NotInFlight;
         };
-        let delivery = match waiter.finish(Ok(outcome)) {
+        let delivery = match waiter.finish(Ok(outcome), usage) {
             true => Delivery::Delivered,
             false => {
                 tracing::debug!(
@@ -455,11 +468,14 @@ impl WorkerCore {
         tracing::debug!(worker_id, %exit, "mock worker crashes");
         state.refusal = Some(Refusal::Exited(exit));
         for (request_id, waiter) in state.in_flight.drain() {
-            let _abandoned = waiter.finish(Err(CallError::WorkerExited {
-                worker_id,
-                request_id,
-                exit,
-            }));
+            let _abandoned = waiter.finish(
+                Err(CallError::WorkerExited {
+                    worker_id,
+                    request_id,
+                    exit,
+                }),
+                None,
+            );
         }
         self.finish(&mut state, exit);
         true
@@ -479,10 +495,13 @@ impl WorkerCore {
             "the worker broke the protocol ({detail}) and was killed"
         )));
         for (_, waiter) in state.in_flight.drain() {
-            let _abandoned = waiter.finish(Err(CallError::ProtocolViolation {
-                worker_id,
-                detail: detail.to_owned(),
-            }));
+            let _abandoned = waiter.finish(
+                Err(CallError::ProtocolViolation {
+                    worker_id,
+                    detail: detail.to_owned(),
+                }),
+                None,
+            );
         }
         self.finish(&mut state, WorkerExit::signal(9));
         true
@@ -502,10 +521,13 @@ impl WorkerCore {
         let reason = format!("the worker was {reason}");
         state.refusal = Some(Refusal::Closed(reason.clone()));
         for (_, waiter) in state.in_flight.drain() {
-            let _abandoned = waiter.finish(Err(CallError::Closed {
-                worker_id,
-                reason: reason.clone(),
-            }));
+            let _abandoned = waiter.finish(
+                Err(CallError::Closed {
+                    worker_id,
+                    reason: reason.clone(),
+                }),
+                None,
+            );
         }
         self.finish(&mut state, WorkerExit::signal(9));
     }

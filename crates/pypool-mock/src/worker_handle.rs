@@ -243,6 +243,14 @@ impl PendingRequest {
         self.core.deliver(self.request.id, Outcome::Ok { result })
     }
 
+    /// The worker replies with `result` and a `usage` object beside it (as a
+    /// `dspy` program reports its LM usage); `call_with_usage` and
+    /// `ReplyStream::usage` see it.
+    pub fn reply_with_usage(self, result: Value, usage: Value) -> Delivery {
+        self.core
+            .deliver_with_usage(self.request.id, Outcome::Ok { result }, Some(usage))
+    }
+
     /// The worker replies with `error`.
     pub fn reply_error(self, error: RemoteError) -> Delivery {
         self.core.deliver(self.request.id, Outcome::Error { error })

@@ -194,3 +194,42 @@ async fn a_behaviour_worker_streams_its_chunks_under_credit_then_answers() {
     ));
     assert_eq!(worker.in_flight(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scripted_reply_can_carry_usage_for_calls_and_streams() {
+    let (_spawner, _spawns, connection, mut worker) = scripted_worker().await;
+    let call = tokio::spawn({
+        let connection = connection.clone();
+        async move { connection.call_with_usage(request(1, "qa")).await }
+    });
+    let usage = json!({"calls": 1, "prompt_tokens": 10, "completion_tokens": 2});
+    let pending = worker.next_request().await.unwrap();
+    assert_eq!(
+        pending.reply_with_usage(json!("four"), usage.clone()),
+        Delivery::Delivered
+    );
+    let replied = call.await.unwrap().unwrap();
+    assert_eq!(
+        replied.outcome,
+        Outcome::Ok {
+            result: json!("four")
+        }
+    );
+    assert_eq!(replied.usage, Some(usage.clone()));
+
+    let mut stream = connection
+        .call_stream(request(2, "qa"), window(2))
+        .await
+        .unwrap();
+    let pending = worker.next_request().await.unwrap();
+    assert_eq!(stream.usage(), None);
+    assert_eq!(
+        pending.reply_with_usage(json!("five"), usage.clone()),
+        Delivery::Delivered
+    );
+    assert!(matches!(
+        next(&mut stream).await,
+        Some(Ok(StreamItem::End(_)))
+    ));
+    assert_eq!(stream.usage(), Some(usage));
+}
