@@ -243,6 +243,17 @@ def test_a_dspy_program_streams_its_output_field_token_by_token(worker, sse_lm):
     assert {chunk["field"] for chunk in chunks} == {"answer"}
     assert "".join(chunk["chunk"] for chunk in chunks).strip() == answer
     assert reply["usage"]["calls"] == 1
+    # The cached program streams again (DSPy's stream listeners are single-use).
+    worker.send({"type": "stream_request", "id": 503, "command": "pypool.run_program", "credit": 64,
+                 "args": {"program_id": "streamed-501", "version": "1", "inputs": {"question": "once more"}}})
+    again = []
+    while True:
+        frame = worker.recv()
+        if frame["type"] == "reply":
+            break
+        again.append(frame["data"]["chunk"])
+    assert frame["status"] == "ok", frame
+    assert len(again) >= 2 and "".join(again).strip() == frame["result"]["answer"], (again, frame)
     # The same program without streaming: one plain reply.
     plain = run(worker, "streamed-501", {"question": "again"}, None)
     assert ok(plain)["answer"].startswith("fake answer")

@@ -132,8 +132,6 @@ class DspyProgram:
         self._forward = forward
         self._program_lm = lm
         self._stream_fields = list(stream_fields or [])
-        self._streamer: Any = None
-        self._streamer_lock = threading.Lock()
         #: How the worker runs its requests (:data:`CONCURRENCY`).
         self.concurrency = CONCURRENCY
 
@@ -180,17 +178,16 @@ class DspyProgram:
         return WithUsage(_prediction_fields(prediction), usage_summary(tracker.usage_data))
 
     def _streaming_program(self, dspy: Any) -> Any:
-        with self._streamer_lock:
-            if self._streamer is None:
-                fields = self._stream_fields or self._output_fields()
-                if not fields:
-                    raise invalid_arguments(
-                        "%s: cannot stream: name the output fields to stream in spec.stream "
-                        "(or declare spec.signature)" % self.where
-                    )
-                listeners = [dspy.streaming.StreamListener(signature_field_name=name) for name in fields]
-                self._streamer = dspy.streamify(self.module, stream_listeners=listeners, async_streaming=True)
-            return self._streamer
+        """A ``dspy.streamify`` wrapper of the module with fresh stream listeners
+        (a listener serves one stream: DSPy's listeners are single-use)."""
+        fields = self._stream_fields or self._output_fields()
+        if not fields:
+            raise invalid_arguments(
+                "%s: cannot stream: name the output fields to stream in spec.stream "
+                "(or declare spec.signature)" % self.where
+            )
+        listeners = [dspy.streaming.StreamListener(signature_field_name=name) for name in fields]
+        return dspy.streamify(self.module, stream_listeners=listeners, async_streaming=True)
 
     def _output_fields(self) -> List[str]:
         signature = getattr(self.module, "signature", None)
