@@ -363,6 +363,9 @@ fn describe(message: &Message) -> &'static str {
         Message::Reply(_) => "a reply",
         Message::Draining(_) => "a draining notice",
         Message::Cancel(_) => "a cancel",
+        Message::StreamRequest(_) => "a streaming request",
+        Message::Chunk(_) => "a chunk",
+        Message::Credit(_) => "a credit",
     }
 }
 

@@ -123,7 +123,8 @@ fn tail_suffix(stderr_tail: &str) -> String {
 }
 
 /// Why a call did not produce an [`Outcome`](crate::Outcome). After any of
-/// these except [`CallError::DuplicateRequestId`], the connection is dead.
+/// these except [`CallError::DuplicateRequestId`] and
+/// [`CallError::StreamingUnsupported`], the connection is dead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
@@ -163,6 +164,20 @@ pub enum CallError {
         request_id: RequestId,
         /// Why.
         reason: String,
+    },
+    /// This connection cannot stream replies ([`WorkerConnection::call_stream`]
+    /// has no implementation for it); nothing was sent and the connection is
+    /// fine. Use `call` instead.
+    ///
+    /// [`WorkerConnection::call_stream`]: crate::WorkerConnection::call_stream
+    #[error(
+        "worker {worker_id} cannot stream replies; request {request_id} was not sent (call it without streaming)"
+    )]
+    StreamingUnsupported {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The request that was not sent.
+        request_id: RequestId,
     },
     /// A request with this id is already in flight on this connection.
     #[error("request id {request_id} is already in flight on worker {worker_id}")]

@@ -152,10 +152,32 @@ pub struct FakeLm {
 impl FakeLm {
     /// Starts the server and waits for its `READY <port>` line (its readiness event).
     pub fn start() -> Self {
+        Self::start_script(&fixture("fake_openai.py"), &[])
+    }
+
+    /// `python/bench/fake_lm.py` instead: it answers `"stream": true`
+    /// completions with server-sent events, the first token after
+    /// `first_token_ms` (other completions at once), in DSPy's ChatAdapter
+    /// format (`fake answer N`).
+    pub fn start_sse(first_token_ms: u64) -> Self {
+        let script = repo_root().join("python").join("bench").join("fake_lm.py");
+        Self::start_script(
+            &script.display().to_string(),
+            &[
+                "--latency-ms",
+                "0",
+                "--first-token-ms",
+                &first_token_ms.to_string(),
+            ],
+        )
+    }
+
+    fn start_script(script: &str, extra: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(python())
-            .arg(fixture("fake_openai.py"))
+            .arg(script)
             .args(["--port", "0"])
+            .args(extra)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
