@@ -83,6 +83,10 @@ pub struct PythonSettings {
     pub env_policy: String,
     /// Variables passed to workers under `clear`.
     pub pass_env: Vec<String>,
+    /// `fork` or `spawn`: how workers start.
+    pub start_mode: String,
+    /// Libraries every worker imports at start.
+    pub preload: Vec<String>,
 }
 
 /// How a pool is built.
@@ -195,6 +199,14 @@ pub fn resolve_python(args: &PythonArgs, file: &FileConfig) -> PythonSettings {
             .unwrap_or_else(|| "inherit".to_owned()),
         pass_env: non_empty(args.pass_env.clone())
             .or_else(|| file.pass_env.clone())
+            .unwrap_or_default(),
+        start_mode: args
+            .start_mode
+            .clone()
+            .or_else(|| file.start_mode.map(|name| name.as_str().to_owned()))
+            .unwrap_or_else(|| pypool::StartMethod::default().to_string()),
+        preload: non_empty(args.preload.clone())
+            .or_else(|| file.preload.clone())
             .unwrap_or_default(),
     }
 }

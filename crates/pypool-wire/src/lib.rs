@@ -42,6 +42,7 @@ mod messages;
 mod nesting;
 mod pending;
 mod protocol;
+mod template;
 
 pub use body::{decode_body, json_type};
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
@@ -53,3 +54,4 @@ pub use messages::{
 pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};
 pub use protocol::ProtocolMismatch;
+pub use template::{TemplateCodec, TemplateCommand, TemplateEvent, encode_template_command};
