@@ -186,7 +186,9 @@ pub(crate) async fn spawn_forked(
         // other end is closed): the same typed error as for a spawn that
         // was waiting when it died.
         tracing::debug!(worker_id, %error, "could not send a fork command");
-        let (exit, stderr_tail) = forks.dead.clone().unwrap_or_default();
+        // The next spawn starts a new template (its reader will record how
+        // this one ended).
+        let (exit, stderr_tail) = forks.dead.get_or_insert_with(Default::default).clone();
         return Err(SpawnError::TemplateExited {
             worker_id,
             exit,
