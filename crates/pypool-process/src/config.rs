@@ -70,7 +70,10 @@ pub enum StartMethod {
     /// share the template's memory pages and start in milliseconds. Linux
     /// only; if the template has more than one thread after its imports
     /// (forking it would be unsafe), the spawner logs a warning and falls
-    /// back to [`StartMethod::Spawn`] for good.
+    /// back to [`StartMethod::Spawn`] for good. A configuration whose
+    /// [`worker_module`](PythonSpawnerConfig::worker_module) is not the
+    /// default `pypool_worker` (which alone speaks the template protocol)
+    /// always spawns.
     Fork,
     /// Each worker is its own `python -m pypool_worker` process, which
     /// imports everything itself.

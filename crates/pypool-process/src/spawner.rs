@@ -23,6 +23,10 @@ use crate::runtime::{RuntimeUnpackError, embedded_runtime_dir};
 use crate::signals::SpawnedProcess;
 use crate::stderr::{self, StderrTail};
 
+/// The worker module that speaks the template protocol (fork start method);
+/// a spawner configured with another module always spawns.
+const DEFAULT_WORKER_MODULE: &str = "pypool_worker";
+
 /// The environment variable that tells the worker's guardian the host's pid.
 pub(crate) const HOST_PID_ENV: &str = "PYPOOL_HOST_PID";
 
@@ -218,7 +222,10 @@ impl WorkerSpawner for PythonSpawner {
                 });
             }
         }
-        if self.config.start_method == StartMethod::Fork && !self.forks.fell_back() {
+        if self.config.start_method == StartMethod::Fork
+            && self.config.worker_module == DEFAULT_WORKER_MODULE
+            && !self.forks.fell_back()
+        {
             if let Some(connection) = crate::fork::spawn_forked(self, &request).await? {
                 return Ok(connection);
             }

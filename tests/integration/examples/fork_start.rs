@@ -25,7 +25,10 @@ fn pool(method: StartMethod, size: usize) -> Result<Pool, Box<dyn std::error::Er
         .build()?)
 }
 
-async fn time_to_ready(method: StartMethod, size: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+async fn time_to_ready(
+    method: StartMethod,
+    size: usize,
+) -> Result<Duration, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pool = pool(method, size)?;
     pool.ready().await?;
@@ -47,7 +50,11 @@ async fn replacement(pool: &Pool, size: usize) -> Result<Duration, Box<dyn std::
     )?;
     pool.wait_until(|status| {
         status.ready == size
-            && status.worker_details.iter().filter_map(|w| w.pid).any(|pid| !before.contains(&pid))
+            && status
+                .worker_details
+                .iter()
+                .filter_map(|w| w.pid)
+                .any(|pid| !before.contains(&pid))
     })
     .await;
     pool.execute("ping", json!({})).await?;
@@ -56,7 +63,12 @@ async fn replacement(pool: &Pool, size: usize) -> Result<Duration, Box<dyn std::
 
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn pss_kib(pid: u32) -> u64 {
