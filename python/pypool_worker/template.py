@@ -129,12 +129,12 @@ class Template:
             while True:
                 self.report_exits()
                 try:
-                    ready, _, _ = select.select([self.control, self.wake_read], [], [])
+                    ready, _, _ = select.select([self.control.fileno(), self.wake_read], [], [])
                 except InterruptedError:
                     continue
                 if self.wake_read in ready:
                     _drain(self.wake_read)
-                if self.control in ready:
+                if self.control.fileno() in ready:
                     if not self.handle_packet():
                         return 0
         except (BrokenPipeError, ConnectionError):

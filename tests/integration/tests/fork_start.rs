@@ -186,3 +186,26 @@ async fn an_import_error_surfaces_as_in_spawn_mode_to_every_waiting_spawn() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_with_threads_falls_back_to_spawning_every_worker() {
+    let spawner = spawner(StartMethod::Fork, &["thread_at_import.py"]);
+    for worker_id in 1..=2 {
+        let worker = spawn(&spawner, worker_id).await;
+        let reply = match bounded(
+            "where_imported",
+            worker.call(request(1, "where_imported", json!({}))),
+        )
+        .await
+        {
+            Ok(Outcome::Ok { result }) => result,
+            other => panic!("where_imported failed: {other:?}"),
+        };
+        // Each worker imported the module itself: it was spawned, not forked.
+        assert_eq!(reply["imported_in"], reply["pid"], "{reply}");
+        assert_eq!(
+            parent_of(worker.process_id().expect("a pid")),
+            std::process::id()
+        );
+    }
+}
