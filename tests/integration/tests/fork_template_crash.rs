@@ -43,22 +43,18 @@ async fn waiting_spawns_get_a_typed_error_and_the_next_spawn_restarts_the_templa
     let template = probe(&first).await["imported_in"]
         .as_u64()
         .expect("the template's pid");
-    // A stopped template reads no command: these spawns wait for a fork.
+    // A stopped template reads no command. Polled once, each spawn takes the
+    // live template, sends its `fork` (the socket buffers it) and waits for
+    // the answer: both are waiting for a fork when the template dies.
     signal(template, Signal::SIGSTOP);
-    let waiting: Vec<_> = (2..=3)
-        .map(|worker_id| {
-            let spawner = spawner.clone();
-            tokio::spawn(async move { spawner.spawn(spawn_request(worker_id)).await })
-        })
-        .collect();
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
+    let mut second = std::pin::pin!(spawner.spawn(spawn_request(2)));
+    let mut third = std::pin::pin!(spawner.spawn(spawn_request(3)));
+    assert!(futures::poll!(second.as_mut()).is_pending());
+    assert!(futures::poll!(third.as_mut()).is_pending());
     signal(template, Signal::SIGKILL);
-    for spawn in waiting {
+    for spawn in [second, third] {
         let error = bounded("a waiting spawn's end", spawn)
             .await
-            .expect("the task")
             .expect_err("its template died");
         assert!(
             matches!(error, SpawnError::TemplateExited { .. }),
