@@ -590,6 +590,43 @@ mod tests {
     }
 
     #[test]
+    fn the_start_mode_and_preloads_come_from_flags_over_the_file_and_reach_the_spawner() {
+        let defaults = resolve_stress(&StressArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(
+            defaults.pool.python.start_mode,
+            pypool::StartMethod::default().to_string()
+        );
+        assert!(defaults.pool.python.preload.is_empty());
+        let config = file(
+            r#"
+            start_mode = "spawn"
+            preload = ["dspy"]
+            "#,
+        );
+        let from_file = resolve_stress(&StressArgs::default(), &config).unwrap();
+        let spawner = crate::pool_setup::spawner_config(&from_file.pool.python);
+        assert_eq!(spawner.start_method, pypool::StartMethod::Spawn);
+        assert_eq!(spawner.preload, ["dspy"]);
+        let args = StressArgs {
+            pool: PoolArgs {
+                python: PythonArgs {
+                    start_mode: Some("fork".into()),
+                    ..PythonArgs::default()
+                },
+                ..PoolArgs::default()
+            },
+            ..StressArgs::default()
+        };
+        let from_flags = resolve_stress(&args, &config).unwrap();
+        let spawner = crate::pool_setup::spawner_config(&from_flags.pool.python);
+        assert_eq!(spawner.start_method, pypool::StartMethod::Fork);
+        assert!(
+            parse("start_mode = \"vfork\"", Path::new("/cfg")).is_err(),
+            "an unknown start mode in the file is an error"
+        );
+    }
+
+    #[test]
     fn the_environment_policy_defaults_to_inherit_and_comes_from_flags_or_the_file() {
         let stress = resolve_stress(&StressArgs::default(), &FileConfig::default()).unwrap();
         assert_eq!(stress.pool.python.env_policy, "inherit");
