@@ -168,8 +168,17 @@ class Template:
 
     def fork(self, worker_id: int, fds: List[int]) -> None:
         """Forks worker ``worker_id`` onto ``fds`` (closed by the caller in the template)."""
+        # Checked again before every fork: a thread started after the
+        # imports (a timer, a lazily started pool) makes forking unsafe too.
+        self.threads = max(self.threads, thread_count())
         if self.threads > 1:
-            self.send({"type": "fork_failed", "worker_id": worker_id, "message": "the template is multi-threaded"})
+            self.send(
+                {
+                    "type": "fork_failed",
+                    "worker_id": worker_id,
+                    "message": "the template has %d threads; forking it is unsafe" % self.threads,
+                }
+            )
             return
         if len(fds) != FORK_FDS:
             self.send(
