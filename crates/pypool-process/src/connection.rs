@@ -138,6 +138,8 @@ pub struct ProcessConnection {
     shared: Arc<Shared>,
     /// Requests and cancels for the writer, in the order they are written.
     outgoing: mpsc::UnboundedSender<Message>,
+    /// Kept as long as the connection: a forked worker's template.
+    _keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ProcessConnection {
@@ -176,7 +178,17 @@ impl ProcessConnection {
             handshake,
             shared,
             outgoing,
+            _keep_alive: None,
         }
+    }
+
+    /// Keeps `keep_alive` (a forked worker's template) as long as this connection.
+    pub(crate) fn keeping_alive(
+        mut self,
+        keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> Self {
+        self._keep_alive = keep_alive;
+        self
     }
 }
 

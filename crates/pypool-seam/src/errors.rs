@@ -98,6 +98,21 @@ pub enum SpawnError {
         /// The last lines the worker wrote on stderr.
         stderr_tail: String,
     },
+    /// The fork template (the process that imported the handlers once and
+    /// forks workers) exited while this worker was being forked from it. The
+    /// next spawn starts a new template.
+    #[error(
+        "worker {worker_id} could not be forked: the template process {exit} (a new one starts with the next spawn){}",
+        tail_suffix(stderr_tail)
+    )]
+    TemplateExited {
+        /// The worker being started.
+        worker_id: WorkerId,
+        /// How the template ended.
+        exit: WorkerExit,
+        /// The last lines the template wrote on stderr.
+        stderr_tail: String,
+    },
     /// The environment cannot run workers at all (interpreter too old, the
     /// worker runtime not importable, …), found by a check before the first
     /// worker; every problem says how to fix it.

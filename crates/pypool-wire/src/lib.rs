@@ -43,6 +43,7 @@ mod messages;
 mod nesting;
 mod pending;
 mod protocol;
+mod template;
 
 pub use body::{decode_body, json_type};
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
@@ -55,3 +56,4 @@ pub use messages::{
 pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};
 pub use protocol::ProtocolMismatch;
+pub use template::{TemplateCodec, TemplateCommand, TemplateEvent, encode_template_command};

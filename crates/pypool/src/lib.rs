@@ -49,7 +49,7 @@ pub use pypool_affinity::{AffinityMode, AffinityStore, IdError, InMemoryAffinity
 pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};
 pub use pypool_lifecycle::{Health, RecycleLimits, State as WorkerState};
 pub use pypool_process::{
-    EnvPolicy, EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, check_environment,
+    EnvPolicy, EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, StartMethod, check_environment,
     embedded_runtime_digest,
 };
 pub use pypool_recovery::{Jitter, RecoveryConfig};

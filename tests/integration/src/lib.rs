@@ -347,10 +347,34 @@ pub fn kill_busy_host(
     signal: nix::sys::signal::Signal,
     bound: Duration,
 ) -> HostKill {
+    kill_busy_host_started(
+        host,
+        interpreter,
+        workers,
+        signal,
+        bound,
+        pypool::StartMethod::default(),
+    )
+}
+
+/// [`kill_busy_host`], with the host's workers started by `start_method`.
+pub fn kill_busy_host_started(
+    host: &str,
+    interpreter: &str,
+    workers: usize,
+    signal: nix::sys::signal::Signal,
+    bound: Duration,
+    start_method: pypool::StartMethod,
+) -> HostKill {
     use std::io::BufRead;
-    let marker = unique_marker(&format!("host-{signal}"));
+    let marker = unique_marker(&format!("host-{signal}-{start_method}"));
     let mut child = std::process::Command::new(host)
-        .args([interpreter, &marker, &workers.to_string()])
+        .args([
+            interpreter,
+            &marker,
+            &workers.to_string(),
+            &start_method.to_string(),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the busy host starts");
