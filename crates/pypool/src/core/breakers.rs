@@ -2,10 +2,11 @@
 //! its namespace, at most [`MAX_PROGRAM_BREAKERS`]), plus one for every
 //! command no worker announced — bounded, whatever callers send.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use pypool_breaker::{BreakerState, CallOutcome, CircuitBreaker, Permit, Rejected};
+use pypool_seam::WorkerId;
 
 use super::{Core, WaiterToken, WorkerHandle};
 use crate::job::JobKey;
@@ -22,10 +23,34 @@ pub(crate) enum BreakerKey {
 /// The most program breakers kept; past it, closed ones are forgotten.
 pub(crate) const MAX_PROGRAM_BREAKERS: usize = 4096;
 
+/// How many recently failed workers are remembered (see
+/// [`Breakers::charged_exits`]); far more than can end at once.
+const CHARGED_EXITS_KEPT: usize = 256;
+
 /// The breakers, by key.
 #[derive(Debug, Default)]
 pub(super) struct Breakers {
     by_key: HashMap<BreakerKey, CircuitBreaker>,
+    /// Workers whose death (exit, broken connection, protocol violation)
+    /// has already been counted against a breaker: the other requests that
+    /// worker held end with the same failure, but it is one failure of the
+    /// worker, not one per request. Bounded; oldest forgotten first.
+    charged_exits: VecDeque<WorkerId>,
+}
+
+impl Breakers {
+    /// Whether this failure of a request on `worker` is the first one of
+    /// that worker's death (and so counts): `true` once per worker.
+    pub(super) fn charge_worker_death(&mut self, worker: WorkerId) -> bool {
+        if self.charged_exits.contains(&worker) {
+            return false;
+        }
+        if self.charged_exits.len() == CHARGED_EXITS_KEPT {
+            self.charged_exits.pop_front();
+        }
+        self.charged_exits.push_back(worker);
+        true
+    }
 }
 
 fn is_program(key: &BreakerKey) -> bool {

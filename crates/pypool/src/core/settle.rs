@@ -50,6 +50,17 @@ fn counts_against_command(failure: &FailureClass) -> bool {
     )
 }
 
+/// Whether a failure ends the worker itself, and with it every other
+/// request the worker held (they all end with the same failure).
+fn ends_the_worker(failure: &FailureClass) -> bool {
+    matches!(
+        failure,
+        FailureClass::WorkerExited { .. }
+            | FailureClass::ConnectionLost
+            | FailureClass::ProtocolViolation
+    )
+}
+
 impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
     /// The `command` metric label of the request labelled `label` (a
     /// command name or `program:<id>`): bounded by the commands workers
@@ -105,11 +116,24 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
             .map_or(WorkerAction::Keep, |decision| decision.worker);
         self.release(worker, ending.replied, action, fx);
         let outcome = match &ending.failure {
-            Some(failure) if counts_against_command(failure) => CallOutcome::Failure,
-            _ => CallOutcome::Success,
+            // The other requests a dead worker held: collateral, not the
+            // command's failure (the first one counts for the death).
+            Some(failure)
+                if ends_the_worker(failure) && !self.breakers.charge_worker_death(worker) =>
+            {
+                None
+            }
+            Some(failure) if counts_against_command(failure) => Some(CallOutcome::Failure),
+            _ => Some(CallOutcome::Success),
         };
         let label = self.command_label(command);
-        let breaker = permit.and_then(|(key, permit)| self.record_permit(&key, permit, outcome));
+        let breaker = permit.and_then(|(key, permit)| match outcome {
+            Some(outcome) => self.record_permit(&key, permit, outcome),
+            None => {
+                self.release_permit(&key, permit);
+                None
+            }
+        });
         let retry_after = decision.as_ref().and_then(Decision::retry_delay);
         match (&ending.failure, retry_after) {
             (None, _) => self.counters.requests_ok += 1,
