@@ -537,6 +537,7 @@ impl Harness {
                 reached_worker: true,
                 attempt: attempt.attempt,
                 elapsed: Duration::ZERO,
+                retriable: true,
             },
             fx,
         );
