@@ -135,6 +135,15 @@ impl ExecuteStream {
         self.worker_id
     }
 
+    /// How many chunks wait in the host, read by nobody yet: at most the
+    /// pool's stream window (0 before the stream is sent and after its end).
+    pub fn buffered_chunks(&self) -> usize {
+        match &self.state {
+            State::Streaming(open) => open.reply.buffered_chunks(),
+            _ => 0,
+        }
+    }
+
     /// The final reply's `usage` (a `dspy` program's LM usage: calls,
     /// prompt and completion tokens, cost), once the stream ended with a
     /// reply that reported one.
