@@ -151,6 +151,10 @@ impl ExecuteStream {
         self.usage.as_ref()
     }
 
+    #[allow(
+        clippy::result_large_err,
+        reason = "the stream's item: the pool's one error type, as every call returns"
+    )]
     fn end(&mut self, end: Result<Outcome, CallError>) -> Result<StreamItem, PoolError> {
         let State::Streaming(open) = std::mem::replace(&mut self.state, State::Ended) else {
             return Err(PoolError::Connection {
@@ -642,6 +646,10 @@ impl Sending {
 }
 
 /// A command's stream, validated before anything else happens.
+#[allow(
+    clippy::result_large_err,
+    reason = "the pool's one error type, as every call returns"
+)]
 pub(crate) fn command_stream(
     inner: &Arc<Inner>,
     route: Option<Route>,
@@ -663,6 +671,10 @@ pub(crate) fn command_stream(
 
 /// A program's stream: inputs validated at once, the program (and the
 /// session's binding) looked up when the stream is first polled.
+#[allow(
+    clippy::result_large_err,
+    reason = "the pool's one error type, as every call returns"
+)]
 pub(crate) fn program_stream(
     inner: &Arc<Inner>,
     route: Option<Route>,
