@@ -125,6 +125,13 @@ async fn dispatch(
                     );
                 }
             };
+            if settings.stream {
+                let output = call::run_stream(builder, &settings.command, &settings.args, |line| {
+                    print_stdout(&line.to_string());
+                })
+                .await;
+                return print_call(&output, false);
+            }
             let output = call::run(builder, &settings.command, &settings.args).await;
             print_call(&output, settings.pretty)
         }

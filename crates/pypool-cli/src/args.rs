@@ -189,6 +189,11 @@ pub struct CallArgs {
     /// Pretty-prints the JSON output.
     #[arg(long)]
     pub pretty: bool,
+    /// Streams the reply (a generator handler's yields): one JSON line
+    /// `{"chunk": …}` per chunk as it arrives, then `{"result": …}` (or the
+    /// error document) as the last line.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 /// `pypool doctor`.

@@ -6,10 +6,16 @@
 //! | 0 | the command returned | its result |
 //! | 1 | the pool or Python failed (start-up, the handler raised, a crash, …) | `{"error": {"kind", "message", …}}` |
 //! | 2 | bad input (arguments not JSON or not an object, a bad setting) | `{"error": {"kind", "message"}}` |
+//!
+//! With `--stream` the reply is streamed: stdout gets one JSON line
+//! `{"chunk": …}` per chunk as it arrives, then one last line, `{"result": …}`
+//! or the error document (after the chunks already printed), with the same
+//! exit statuses.
 
 use std::time::Duration;
 
-use pypool::{PoolBuilder, PoolError};
+use futures::StreamExt;
+use pypool::{PoolBuilder, PoolError, StreamItem};
 use serde_json::{Map, Value, json};
 
 /// How long the command may still run at shutdown before workers are killed.
@@ -75,6 +81,59 @@ pub async fn run(builder: PoolBuilder, command: &str, args: &str) -> CallOutput 
             },
             Err(error) => from_pool_error(&error),
         },
+    };
+    let shutdown = pool.shutdown(SHUTDOWN_DEADLINE).await;
+    if !shutdown.drained {
+        tracing::warn!(
+            killed = shutdown.killed,
+            "workers had to be killed at shutdown"
+        );
+    }
+    output
+}
+
+/// [`run`], streaming: `line` gets `{"chunk": …}` for each chunk as it
+/// arrives; the returned output (`{"result": …}` or the error document) is
+/// the last line.
+pub async fn run_stream(
+    builder: PoolBuilder,
+    command: &str,
+    args: &str,
+    mut line: impl FnMut(&Value),
+) -> CallOutput {
+    let args = match parse_args(args) {
+        Ok(args) => args,
+        Err(output) => return output,
+    };
+    let pool = match builder.build() {
+        Ok(pool) => pool,
+        Err(error) => {
+            return CallOutput::error("invalid_setting", error.to_string(), EXIT_BAD_INPUT);
+        }
+    };
+    let output = match pool.ready().await {
+        Err(error) => from_pool_error(&error),
+        Ok(()) => {
+            let mut stream = pool.execute_stream(command, Value::Object(args));
+            let mut output = CallOutput::error(
+                "connection",
+                "the stream ended without a result",
+                EXIT_FAILED,
+            );
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(StreamItem::Chunk(chunk)) => line(&json!({ "chunk": chunk })),
+                    Ok(StreamItem::Done(result)) => {
+                        output = CallOutput {
+                            json: json!({ "result": result }),
+                            exit: EXIT_OK,
+                        };
+                    }
+                    Err(error) => output = from_pool_error(&error),
+                }
+            }
+            output
+        }
     };
     let shutdown = pool.shutdown(SHUTDOWN_DEADLINE).await;
     if !shutdown.drained {
@@ -191,5 +250,23 @@ mod tests {
         assert_eq!(output.exit, EXIT_FAILED);
         assert_eq!(output.json["error"]["kind"], "remote");
         assert_eq!(output.json["error"]["remote"]["kind"], "python_exception");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streamed_call_prints_each_chunk_then_the_result() {
+        let spawner = MockSpawner::with_behaviour(Behaviour::default().stream_chunks(3)).unwrap();
+        let builder = Pool::builder().size(1).spawner(spawner);
+        let mut lines = Vec::new();
+        let output = run_stream(builder, "echo", r#"{"n": 3}"#, |line| {
+            lines.push(line.clone())
+        })
+        .await;
+        assert_eq!(output.exit, EXIT_OK, "{:?}", output.json);
+        assert_eq!(output.json["result"]["echo"]["n"], 3);
+        let expected: Vec<Value> = (0..3).map(|seq| json!({"chunk": {"seq": seq}})).collect();
+        assert_eq!(lines, expected);
+
+        let output = run_stream(Pool::builder().size(1), "echo", "[1]", |_| {}).await;
+        assert_eq!(output.exit, EXIT_BAD_INPUT);
     }
 }

@@ -153,6 +153,8 @@ pub struct CallSettings {
     pub args: String,
     /// Pretty JSON.
     pub pretty: bool,
+    /// Stream the reply: each chunk as a JSON line as it arrives.
+    pub stream: bool,
 }
 
 /// What `pypool show-config` prints.
@@ -347,6 +349,7 @@ pub fn resolve_call(args: &CallArgs, file: &FileConfig) -> Result<CallSettings, 
         command: args.command.clone(),
         args: args.args.clone(),
         pretty: args.pretty,
+        stream: args.stream,
     })
 }
 

@@ -111,6 +111,7 @@ impl PoolBuilder {
                 session_ttl: Duration::from_secs(300),
                 expire_session_data: false,
                 allowed_program_modules: None,
+                stream_window: pypool_seam::DEFAULT_STREAM_WINDOW,
             },
         }
     }
@@ -148,6 +149,16 @@ impl PoolBuilder {
     /// How many requests may wait for a worker before `execute` fails with `Overloaded`.
     pub fn queue_bound(mut self, bound: usize) -> Self {
         self.config.queue_bound = bound;
+        self
+    }
+
+    /// How many chunks of one streamed request (`execute_stream`) may wait
+    /// in the host, read by nobody yet (default 32): the host memory bound
+    /// per stream. The worker sends a chunk only with credit, and credit
+    /// returns as the stream is read, so a consumer that stops reading
+    /// pauses the handler instead of growing a buffer.
+    pub fn stream_window(mut self, chunks: std::num::NonZeroU32) -> Self {
+        self.config.stream_window = chunks;
         self
     }
 
@@ -430,6 +441,12 @@ fn validate(config: &PoolConfig) -> Result<(), BuildError> {
         if value.is_zero() {
             return Err(invalid(setting, "must be above zero"));
         }
+    }
+    if timeouts.stream_idle.is_some_and(|idle| idle.is_zero()) {
+        return Err(invalid(
+            "timeouts.stream_idle",
+            "must be above zero (use None for no idle limit)",
+        ));
     }
     if config
         .health_check_interval

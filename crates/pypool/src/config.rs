@@ -48,4 +48,6 @@ pub(crate) struct PoolConfig {
     pub(crate) expire_session_data: bool,
     /// Module prefixes `python` programs may name (`None`: any module).
     pub(crate) allowed_program_modules: Option<Vec<String>>,
+    /// Chunks one stream may hold in the host (its initial credit).
+    pub(crate) stream_window: std::num::NonZeroU32,
 }

@@ -75,6 +75,23 @@ pub enum PoolError {
         /// The deadline that passed.
         deadline: Duration,
     },
+    /// A streamed request sent nothing (no chunk, no end) for longer than
+    /// `Timeouts::stream_idle`: it was cancelled on its worker, as at a
+    /// deadline (the worker is killed and replaced unless the request ends
+    /// within the cancel grace).
+    #[error(
+        "`{command}` (request {request_id}) on worker {worker_id} sent nothing for {idle:?} (the stream's idle limit); it was cancelled, and its worker is killed and replaced unless the request ends within the cancel grace"
+    )]
+    StreamIdle {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The command.
+        command: String,
+        /// The request.
+        request_id: RequestId,
+        /// The idle limit that passed.
+        idle: Duration,
+    },
     /// The worker broke the protocol; it was killed and is being replaced.
     #[error(
         "worker {worker_id} broke the protocol while running `{command}` (request {request_id}): {detail}; it was killed and is being replaced"
@@ -193,6 +210,7 @@ impl PoolError {
             Self::Spawn(_) => "spawn",
             Self::WorkerExited { .. } => "worker_exited",
             Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::StreamIdle { .. } => "stream_idle",
             Self::ProtocolViolation { .. } => "protocol_violation",
             Self::Connection { .. } => "connection",
             Self::Remote { .. } => "remote",

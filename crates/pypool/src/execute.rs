@@ -219,8 +219,9 @@ impl Inner {
         let in_flight_id = AtomicU64::new(0);
         let mut answer = Some(answer);
         let mut learned = None;
+        let mut usage = None;
         let (called, late) = {
-            let call = self.perform(&lease, &job, &in_flight_id, &mut learned);
+            let call = self.perform(&lease, &job, &in_flight_id, &mut learned, &mut usage);
             tokio::pin!(call);
             match tokio::time::timeout(deadline, &mut call).await {
                 Ok(called) => (Some(called), None),
@@ -326,6 +327,7 @@ impl Inner {
                 reached_worker,
                 attempt,
                 elapsed: started.elapsed(),
+                retriable: true,
             },
         );
         metrics::request_duration(
@@ -334,6 +336,9 @@ impl Inner {
             took,
             result.is_ok(),
         );
+        if let Some(usage) = &usage {
+            self.metrics.record_usage(&self.config.name, &key, usage);
+        }
         if let (Err(error), Some(decision)) = (&result, &settled.decision) {
             tracing::debug!(%error, ?decision, "attempt failed");
         }
@@ -350,7 +355,7 @@ impl Inner {
 
     /// After a cancelled request's grace period: its worker and its breaker
     /// permit (a deadline counts against the command), in one lock take.
-    fn settle_after_grace(
+    pub(crate) fn settle_after_grace(
         &self,
         lease: Lease,
         permit: CommandPermit,
@@ -376,7 +381,7 @@ impl Inner {
     /// Settles one attempt in one lock take: the recovery policy's verdict,
     /// the worker's state machine and its next use, the breaker, the
     /// counters and the metric label.
-    fn finish_attempt(
+    pub(crate) fn finish_attempt(
         self: &Arc<Self>,
         lease: Lease,
         permit: CommandPermit,
@@ -454,7 +459,7 @@ impl Drop for Detachable {
 }
 
 /// How a worker's error reply is classified.
-fn class_of_remote(error: &RemoteError) -> FailureClass {
+pub(crate) fn class_of_remote(error: &RemoteError) -> FailureClass {
     match error.kind {
         RemoteErrorKind::InvalidArguments
         | RemoteErrorKind::UnknownCommand
@@ -470,7 +475,7 @@ fn class_of_remote(error: &RemoteError) -> FailureClass {
 }
 
 /// How a failed call is classified.
-fn class_of_call(error: &CallError) -> FailureClass {
+pub(crate) fn class_of_call(error: &CallError) -> FailureClass {
     match error {
         CallError::WorkerExited { exit, .. } => FailureClass::WorkerExited {
             code: exit.code,
@@ -481,7 +486,7 @@ fn class_of_call(error: &CallError) -> FailureClass {
     }
 }
 
-fn pool_error_of_call(error: CallError, command: &str, request_id: u64) -> PoolError {
+pub(crate) fn pool_error_of_call(error: CallError, command: &str, request_id: u64) -> PoolError {
     let command = command.to_owned();
     match error {
         CallError::WorkerExited {

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId};
+use pypool_seam::{CallError, Outcome, RemoteErrorKind, ReplyStream, Request, RequestId};
 use pypool_store::{Namespace, StoredProgram};
 use serde_json::{Map, Value, json};
 
@@ -91,6 +91,7 @@ impl Inner {
         job: &Job,
         in_flight_id: &AtomicU64,
         learned: &mut Option<ProgramKey>,
+        usage: &mut Option<Value>,
     ) -> Result<Outcome, CallError> {
         let worker_id = lease.worker_id();
         if let Some(failed) = self.sync_settings(lease, in_flight_id).await {
@@ -98,7 +99,8 @@ impl Inner {
         }
         match job {
             Job::Command { command, args } => {
-                self.send(lease, command, args.clone(), in_flight_id).await
+                self.send(lease, command, args.clone(), in_flight_id, usage)
+                    .await
             }
             Job::Program { program, inputs } => {
                 let key = (
@@ -113,6 +115,7 @@ impl Inner {
                         RUN_PROGRAM,
                         program_args(program, inputs, !known),
                         in_flight_id,
+                        usage,
                     )
                     .await;
                 if known && is_not_cached(&outcome) {
@@ -123,6 +126,7 @@ impl Inner {
                             RUN_PROGRAM,
                             program_args(program, inputs, true),
                             in_flight_id,
+                            usage,
                         )
                         .await;
                 }
@@ -134,12 +138,55 @@ impl Inner {
         }
     }
 
+    /// Sends `job` to the leased worker as a streaming request with
+    /// `window` chunks of credit (settings first if the worker is behind).
+    /// A program always travels with its definition (a stream is never
+    /// re-sent, so a worker that evicted it cannot be asked twice); the
+    /// returned key is the program the worker holds once the stream ends
+    /// well. A settings sync the worker refused comes back as a stream that
+    /// ended with that refusal.
+    pub(crate) async fn perform_stream(
+        &self,
+        lease: &Lease,
+        job: &Job,
+        window: std::num::NonZeroU32,
+        in_flight_id: &AtomicU64,
+    ) -> (Result<ReplyStream, CallError>, Option<ProgramKey>) {
+        if let Some(failed) = self.sync_settings(lease, in_flight_id).await {
+            let request_id = in_flight_id.load(Ordering::Relaxed);
+            let ended = failed
+                .map(|outcome| ReplyStream::ended(lease.worker_id(), request_id, Ok(outcome)));
+            return (ended, None);
+        }
+        let (command, args, key) = match job {
+            Job::Command { command, args } => (command.as_str(), args.clone(), None),
+            Job::Program { program, inputs } => (
+                RUN_PROGRAM,
+                program_args(program, inputs, true),
+                Some((
+                    wire_namespace(&program.owner),
+                    program.id.as_str().to_owned(),
+                    program.version.clone(),
+                )),
+            ),
+        };
+        let request_id: RequestId = self.next_request_id();
+        in_flight_id.store(request_id, Ordering::Relaxed);
+        let request = Request {
+            id: request_id,
+            command: command.to_owned(),
+            args,
+        };
+        (lease.connection().call_stream(request, window).await, key)
+    }
+
     async fn send(
         &self,
         lease: &Lease,
         command: &str,
         args: Map<String, Value>,
         in_flight_id: &AtomicU64,
+        usage: &mut Option<Value>,
     ) -> Result<Outcome, CallError> {
         let request_id: RequestId = self.next_request_id();
         in_flight_id.store(request_id, Ordering::Relaxed);
@@ -148,7 +195,9 @@ impl Inner {
             command: command.to_owned(),
             args,
         };
-        lease.connection().call(request).await
+        let replied = lease.connection().call_with_usage(request).await?;
+        *usage = replied.usage;
+        Ok(replied.outcome)
     }
 
     /// Sends the pool's settings if this worker has an older version.
@@ -172,7 +221,9 @@ impl Inner {
         let Value::Object(args) = args else {
             return None;
         };
-        let outcome = self.send(lease, APPLY_SETTINGS, args, in_flight_id).await;
+        let outcome = self
+            .send(lease, APPLY_SETTINGS, args, in_flight_id, &mut None)
+            .await;
         match outcome {
             Ok(Outcome::Ok { .. }) => {
                 self.lock().core.settings_applied(worker_id, version);

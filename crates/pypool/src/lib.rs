@@ -28,6 +28,7 @@ mod session;
 mod settings_check;
 mod spawning;
 mod status;
+mod stream;
 mod timeouts;
 #[cfg(feature = "tower")]
 mod tower_service;
@@ -41,6 +42,7 @@ pub use error::PoolError;
 pub use pool::{Pool, ShutdownReport};
 pub use session::{Session, SessionDeleted};
 pub use status::{Status, WorkerStatus};
+pub use stream::{ExecuteStream, StreamItem};
 pub use timeouts::Timeouts;
 #[cfg(feature = "tower")]
 pub use tower_service::{PoolFuture, PoolRequest, PoolService};

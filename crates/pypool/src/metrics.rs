@@ -19,6 +19,8 @@ use pypool_breaker::BreakerState;
 use pypool_lifecycle::RecycleReason;
 use pypool_seam::WorkerExit;
 
+use crate::job::JobKey;
+
 /// Metric names, for dashboards and tests.
 pub mod names {
     /// Histogram (seconds): time a request waited for a worker.
@@ -43,14 +45,39 @@ pub mod names {
     pub const AFFINITY: &str = "pypool_affinity_total";
     /// Gauge: workers by state; label `state` (`starting`, `ready`, `busy`, `degraded`, `draining`).
     pub const WORKERS: &str = "pypool_workers";
+    /// Counter: replies that reported LM usage (a `dspy` program run, streamed or not); label `program` (a global program's id, up to [`USAGE_PROGRAM_LABELS`](super::USAGE_PROGRAM_LABELS) of them, else `other`; `session` for sessions' programs; `command` for commands).
+    pub const LM_RUNS: &str = "pypool_lm_runs_total";
+    /// Counter: LM calls that reached the provider; label `program`.
+    pub const LM_CALLS: &str = "pypool_lm_calls_total";
+    /// Counter: prompt tokens; label `program`.
+    pub const LM_PROMPT_TOKENS: &str = "pypool_lm_prompt_tokens_total";
+    /// Counter: completion tokens; label `program`.
+    pub const LM_COMPLETION_TOKENS: &str = "pypool_lm_completion_tokens_total";
+    /// Counter: LM cost in millionths of a US dollar, when the worker knew it; label `program`.
+    pub const LM_COST_MICRO_USD: &str = "pypool_lm_cost_micro_usd_total";
 }
+
+/// How many global programs get a `program` label value of their own in
+/// the LM usage metrics; later ones share [`labels::OTHER`].
+pub const USAGE_PROGRAM_LABELS: usize = 64;
+
+// The `program` label of the LM usage metrics (`pypool_lm_*`): a global
+// program's id (for the first `USAGE_PROGRAM_LABELS` ids a pool sees, then
+// `other`), `session` for every session's programs (their ids are callers'
+// input), `command` for usage a plain command reported. So the series stay
+// bounded whatever callers do.
 
 /// The fixed `command` label values besides registered command names.
 pub mod labels {
     /// `command` label of every program run, global or a session's.
     pub const PROGRAM: &str = "program";
-    /// `command` label of a command no worker announced in its handshake.
+    /// `command` label of a command no worker announced in its handshake;
+    /// `program` label of a global program past the usage label bound.
     pub const OTHER: &str = "other";
+    /// `program` label (LM usage) of every session's programs.
+    pub const SESSION: &str = "session";
+    /// `program` label (LM usage) of usage reported by a plain command.
+    pub const COMMAND: &str = "command";
 }
 
 /// Records a request's duration; `command` is a `command` label value.
@@ -124,6 +151,8 @@ pub(crate) struct Handles {
     workers: [metrics::Gauge; 5],
     queue_depth: metrics::Gauge,
     checkout_wait: metrics::Histogram,
+    /// Global program ids that have a usage label of their own (bounded).
+    usage_programs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Handles {
@@ -139,6 +168,60 @@ impl Handles {
             ],
             queue_depth: metrics::gauge!(names::QUEUE_DEPTH, "pool" => pool.to_owned()),
             checkout_wait: metrics::histogram!(names::CHECKOUT_WAIT, "pool" => pool.to_owned()),
+            usage_programs: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// The `program` label of the LM usage metrics for `key`.
+    fn usage_label(&self, key: &JobKey) -> String {
+        match key {
+            JobKey::Command(_) => labels::COMMAND.to_owned(),
+            JobKey::Program { namespace, id } if namespace == "global" => {
+                let mut seen = self
+                    .usage_programs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if seen.contains(id) {
+                    id.clone()
+                } else if seen.len() < USAGE_PROGRAM_LABELS {
+                    seen.insert(id.clone());
+                    id.clone()
+                } else {
+                    labels::OTHER.to_owned()
+                }
+            }
+            JobKey::Program { .. } => labels::SESSION.to_owned(),
+        }
+    }
+
+    /// Adds a reply's `usage` (`calls`, `prompt_tokens`,
+    /// `completion_tokens`, `cost` in USD or null) to the request's
+    /// program's LM usage counters. Missing or non-numeric fields count 0.
+    pub(crate) fn record_usage(&self, pool: &str, key: &JobKey, usage: &serde_json::Value) {
+        let program = self.usage_label(key);
+        let count = |field: &str| {
+            usage
+                .get(field)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let labels = [("pool", pool.to_owned()), ("program", program)];
+        metrics::counter!(names::LM_RUNS, &labels).increment(1);
+        metrics::counter!(names::LM_CALLS, &labels).increment(count("calls"));
+        metrics::counter!(names::LM_PROMPT_TOKENS, &labels).increment(count("prompt_tokens"));
+        metrics::counter!(names::LM_COMPLETION_TOKENS, &labels)
+            .increment(count("completion_tokens"));
+        if let Some(cost) = usage.get("cost").and_then(serde_json::Value::as_f64) {
+            if cost.is_finite() && cost > 0.0 {
+                // Rounded to the nearest millionth of a dollar.
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "finite, positive, rounded"
+                )]
+                let micro = (cost * 1_000_000.0).round() as u64;
+                metrics::counter!(names::LM_COST_MICRO_USD, &labels).increment(micro);
+            }
         }
     }
 

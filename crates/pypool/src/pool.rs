@@ -109,6 +109,39 @@ impl Pool {
         self.inner.execute(command, args).await
     }
 
+    /// Runs `command` on any ready worker and streams its reply: the
+    /// values the handler yields (a generator or an async generator), in
+    /// order, then its result — a [`futures::Stream`] of
+    /// `Result<StreamItem, PoolError>` ([`StreamItem::Chunk`]s, then one
+    /// [`StreamItem::Done`] or one `Err`).
+    ///
+    /// The stream holds one capacity slot of its worker until it ends; at
+    /// most the pool's stream window of chunks waits in the host (a slow
+    /// consumer pauses the handler); `Timeouts::request` covers the whole
+    /// stream and `Timeouts::stream_idle` each wait for the next item;
+    /// dropping it cancels the request on the worker. It is never retried
+    /// once sent. Arguments are checked as for [`execute`](Self::execute);
+    /// a refusal is the stream's only item.
+    ///
+    /// [`StreamItem::Chunk`]: crate::StreamItem::Chunk
+    /// [`StreamItem::Done`]: crate::StreamItem::Done
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: pypool::Pool) -> Result<(), pypool::PoolError> {
+    /// use futures::StreamExt;
+    /// let mut stream = pool.execute_stream("count", serde_json::json!({"n": 3}));
+    /// while let Some(item) = stream.next().await {
+    ///     match item? {
+    ///         pypool::StreamItem::Chunk(chunk) => println!("chunk {chunk}"),
+    ///         pypool::StreamItem::Done(result) => println!("result {result}"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn execute_stream(&self, command: &str, args: Value) -> crate::ExecuteStream {
+        crate::stream::command_stream(&self.inner, None, command, args)
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }

@@ -300,6 +300,22 @@ impl Session {
             .await
     }
 
+    /// Runs a registered command with this session's affinity and streams
+    /// its reply: chunks as the handler yields them, then its result (see
+    /// [`ExecuteStream`](crate::ExecuteStream)). The session binds to the
+    /// worker that took the stream.
+    pub fn execute_stream(&self, command: &str, args: Value) -> crate::ExecuteStream {
+        crate::stream::command_stream(self.pool.inner(), Some(self.route.clone()), command, args)
+    }
+
+    /// Runs a program this session can see and streams its reply (a `dspy`
+    /// program streams its output fields token by token; a `python`
+    /// program whose callable is a generator, its yields). See
+    /// [`ExecuteStream`](crate::ExecuteStream).
+    pub fn execute_program_stream(&self, id: &str, inputs: Value) -> crate::ExecuteStream {
+        crate::stream::program_stream(self.pool.inner(), Some(self.route.clone()), id, inputs)
+    }
+
     /// A value from the session's data map (`None`: no such key). Fails
     /// only when the store cannot be reached — "could not look" is never
     /// answered as "absent".
@@ -400,18 +416,7 @@ impl Inner {
         let inputs = crate::pool::object_args(id, inputs)?;
         // The inputs travel one level down, inside `pypool.run_program`'s args.
         crate::pool::check_depth(id, &inputs, 1)?;
-        // A session's binding and the program's definition are independent
-        // reads: done together, they cost one store round trip, not two.
-        let (program, binding) = match route {
-            Some(route) => {
-                let (program, bound) = tokio::join!(
-                    self.find_program(Some(&route.session), id),
-                    self.stores.affinity.lookup(&route.session)
-                );
-                (program?, Some(bound))
-            }
-            None => (self.find_program(None, id).await?, None),
-        };
+        let (program, binding) = self.lookup_program_for(route, id).await?;
         let job = Job::Program {
             inputs,
             program: Box::new(program),
@@ -421,6 +426,27 @@ impl Inner {
 }
 
 impl Inner {
+    /// The program `id` as `route`'s session (or, without one, the global
+    /// namespace) sees it, with the session's binding. A session's binding
+    /// and the program's definition are independent reads: done together,
+    /// they cost one store round trip, not two.
+    pub(crate) async fn lookup_program_for(
+        &self,
+        route: Option<&Route>,
+        id: &str,
+    ) -> Result<(StoredProgram, Option<Option<WorkerId>>), PoolError> {
+        Ok(match route {
+            Some(route) => {
+                let (program, bound) = tokio::join!(
+                    self.find_program(Some(&route.session), id),
+                    self.stores.affinity.lookup(&route.session)
+                );
+                (program?, Some(bound))
+            }
+            None => (self.find_program(None, id).await?, None),
+        })
+    }
+
     /// Refuses a `python` program whose callable is outside the allowed modules.
     #[allow(clippy::result_large_err, reason = "returned to the caller as is")]
     fn check_allowed(&self, id: &ProgramId, spec: &ProgramSpec) -> Result<(), PoolError> {
@@ -515,6 +541,12 @@ impl Pool {
     /// Runs a global program on any worker.
     pub async fn execute_program(&self, id: &str, inputs: Value) -> Result<Value, PoolError> {
         self.inner().run_program(None, id, inputs).await
+    }
+
+    /// Runs a global program on any worker and streams its reply (see
+    /// [`ExecuteStream`](crate::ExecuteStream)).
+    pub fn execute_program_stream(&self, id: &str, inputs: Value) -> crate::ExecuteStream {
+        crate::stream::program_stream(self.inner(), None, id, inputs)
     }
 
     /// Replaces the pool's worker-wide settings (for example `{"lm": {...}}`

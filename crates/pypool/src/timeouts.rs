@@ -25,6 +25,13 @@ pub struct Timeouts {
     /// How long a worker asked to stop (SIGTERM) may take before it is
     /// killed (SIGKILL) (default 5 s).
     pub terminate_grace: Duration,
+    /// For a streamed request (`execute_stream`): the longest wait for its
+    /// next item (its first chunk included) once the request was sent
+    /// (default `None`: no idle limit; the request deadline still covers the
+    /// whole stream). When it passes, the stream ends with
+    /// [`PoolError::StreamIdle`](crate::PoolError::StreamIdle) and the
+    /// request is cancelled as at a deadline.
+    pub stream_idle: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -36,6 +43,7 @@ impl Default for Timeouts {
             cancel_grace: Duration::from_secs(2),
             health_check: Duration::from_secs(5),
             terminate_grace: Duration::from_secs(5),
+            stream_idle: None,
         }
     }
 }

@@ -83,6 +83,10 @@ enum Kind {
     Plain,
     /// An idempotent command: retried after a crash or a deadline.
     Idempotent,
+    /// An idempotent command sent as a stream: never retried once it
+    /// reached a worker (the shell settles it with `retriable: false`, and
+    /// at its deadline counts it failed without asking for a retry).
+    IdempotentStream,
     /// A command of session `n` (bound to the worker that last served it).
     Session(u8),
 }
@@ -209,6 +213,7 @@ impl ReferenceStateMachine for CoreModel {
         let kind = prop_oneof![
             3 => Just(Kind::Plain),
             2 => Just(Kind::Idempotent),
+            1 => Just(Kind::IdempotentStream),
             3 => (0u8..3).prop_map(Kind::Session),
         ];
         let reply = prop_oneof![
@@ -525,6 +530,7 @@ impl Harness {
             return;
         };
         let ok = failure.is_none();
+        let stream = self.requests[request].kind == Kind::IdempotentStream;
         let settled = self.core.finish(
             attempt.worker,
             attempt.permit,
@@ -537,8 +543,13 @@ impl Harness {
                 reached_worker: true,
                 attempt: attempt.attempt,
                 elapsed: Duration::ZERO,
+                retriable: !stream,
             },
             fx,
+        );
+        assert!(
+            !(stream && settled.retry_after.is_some()),
+            "a stream that reached a worker was retried"
         );
         if ok {
             if let Kind::Session(session) = self.requests[request].kind {
@@ -673,7 +684,7 @@ impl Harness {
     fn submit(&mut self, kind: Kind) {
         let command = match kind {
             Kind::Plain => "plain",
-            Kind::Idempotent => "idem",
+            Kind::Idempotent | Kind::IdempotentStream => "idem",
             Kind::Session(_) => "session",
         };
         self.requests.push(Request {
@@ -778,12 +789,19 @@ impl Harness {
                     let index = live[pick % live.len()];
                     let attempt = &mut self.attempts[index];
                     let request = attempt.request.take().unwrap();
-                    let (retry_after, _label) = self.core.deadline(
-                        &attempt.key,
-                        &attempt.command,
-                        attempt.attempt,
-                        Duration::ZERO,
-                    );
+                    let retry_after = if self.requests[request].kind == Kind::IdempotentStream {
+                        self.core.count_unsettled_failure(&attempt.command);
+                        None
+                    } else {
+                        self.core
+                            .deadline(
+                                &attempt.key,
+                                &attempt.command,
+                                attempt.attempt,
+                                Duration::ZERO,
+                            )
+                            .0
+                    };
                     if retry_after.is_some() {
                         self.requests[request].status = Status::Retrying;
                         self.requests[request].attempt += 1;

@@ -26,6 +26,9 @@ pub(crate) struct Ending {
     pub(crate) attempt: u32,
     /// Time since the request's first attempt started.
     pub(crate) elapsed: Duration,
+    /// Whether the request may be tried again if the recovery policy says
+    /// so (a stream that reached its worker never is).
+    pub(crate) retriable: bool,
 }
 
 /// What settling an attempt decided.
@@ -134,7 +137,10 @@ impl<H: WorkerHandle, T: WaiterToken> Core<H, T> {
                 None
             }
         });
-        let retry_after = decision.as_ref().and_then(Decision::retry_delay);
+        let retry_after = decision
+            .as_ref()
+            .and_then(Decision::retry_delay)
+            .filter(|_| ending.retriable);
         match (&ending.failure, retry_after) {
             (None, _) => self.counters.requests_ok += 1,
             (Some(_), Some(_)) => self.counters.retries += 1,
