@@ -1,5 +1,6 @@
-//! Time to first token of a streamed DSPy answer through `ProcessConnection`
-//! (a real worker, `pypool.run_program` as a `stream_request`) against the
+//! Time to first token of a streamed DSPy answer through the whole `Pool`
+//! (`Pool::execute_program_stream`) and through `ProcessConnection` alone
+//! (a real worker, `pypool.run_program` as a `stream_request`), against the
 //! same `dspy.streamify` program run in-process
 //! (`python/bench/streamify_ttft.py`), both against one loopback SSE server
 //! (`python/bench/fake_lm.py`) sending its first token after 50 ms, in one run.
@@ -12,7 +13,8 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pypool_integration::{FakeLm, config, python, repo_root, request, spawn};
+use pypool::{ProgramKind, ProgramSpec};
+use pypool_integration::{FakeLm, config, pool_builder, python, repo_root, request, spawn};
 use pypool_seam::{Outcome, StreamItem};
 use serde_json::{Value, json};
 
@@ -69,6 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     samples.sort_unstable();
     let through_worker = samples[samples.len() / 2];
+    drop(worker);
+
+    let through_pool = through_pool(&lm, runs).await?;
 
     let script = repo_root()
         .join("python")
@@ -99,11 +104,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let in_process_ms = in_process["median_ms"].as_f64().ok_or("no median")?;
     let in_process = Duration::from_secs_f64(in_process_ms / 1000.0);
     println!("{runs} runs, first token after 50 ms at the server");
+    println!("median time to first token through the Pool:        {through_pool:.1?}");
     println!("median time to first token through pypool-process: {through_worker:.1?}");
     println!("median time to first token in-process (streamify):  {in_process:.1?}");
+    println!(
+        "ratio through the Pool / in-process: {:.2}",
+        through_pool.as_secs_f64() / in_process.as_secs_f64()
+    );
     println!(
         "ratio through worker / in-process: {:.2}",
         through_worker.as_secs_f64() / in_process.as_secs_f64()
     );
     Ok(())
+}
+
+/// The median time to the first chunk of `runs` streamed answers through a
+/// one-worker `Pool` (after two warm-up runs).
+async fn through_pool(lm: &FakeLm, runs: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    let pool = pool_builder(&[])
+        .size(1)
+        .health_check_interval(None)
+        .env(KEY_ENV, "sk-not-a-real-key")
+        .build()?;
+    pool.ready().await?;
+    let spec = json!({
+        "module": "Predict",
+        "signature": "question: str -> answer: str",
+        "stream": ["answer"],
+        "lm": { "model": "openai/fake-model", "api_base": lm.api_base(), "api_key_env": KEY_ENV },
+    });
+    pool.create_program("ttft", ProgramSpec::new(ProgramKind::Dspy, spec))
+        .await?;
+    let mut samples = Vec::new();
+    for run in 0..runs + 2 {
+        let started = Instant::now();
+        let mut stream =
+            pool.execute_program_stream("ttft", json!({ "question": format!("question {run}") }));
+        let mut first = None;
+        while let Some(item) = stream.next().await {
+            match item? {
+                pypool::StreamItem::Chunk(_) => {
+                    first.get_or_insert_with(|| started.elapsed());
+                }
+                pypool::StreamItem::Done(_) => break,
+            }
+        }
+        let first = first.ok_or("no chunk arrived through the pool")?;
+        if run >= 2 {
+            samples.push(first);
+        }
+    }
+    pool.shutdown(Duration::from_secs(10)).await;
+    samples.sort_unstable();
+    Ok(samples[samples.len() / 2])
 }
