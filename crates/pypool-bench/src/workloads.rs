@@ -49,19 +49,24 @@ pub struct Context {
 /// setting (issue 11), set it here, once, and every workload uses it; no
 /// workload assumes a capacity (the callers in flight are fixed, the pool
 /// decides how they meet the workers).
-fn python_pool(context: &Context, size: usize) -> PoolBuilder {
+pub(crate) fn python_pool(context: &Context, size: usize) -> PoolBuilder {
     Pool::builder()
         .size(size)
         .interpreter(&context.python)
         .log_level("warning")
 }
 
-fn pool_error(error: PoolError) -> String {
+/// A pool error as `kind: message`.
+pub(crate) fn pool_error(error: PoolError) -> String {
     format!("{}: {error}", error.kind())
 }
 
 /// Runs a baseline script off the async runtime.
-async fn script(context: &Context, name: &str, args: Vec<String>) -> Result<Value, String> {
+pub(crate) async fn script(
+    context: &Context,
+    name: &str,
+    args: Vec<String>,
+) -> Result<Value, String> {
     let (python, path) = (context.python.clone(), context.scripts.join(name));
     tokio::task::spawn_blocking(move || python::run_script(&python, &path, &args))
         .await
@@ -656,6 +661,11 @@ mod tests {
                 facade_window: Duration::from_millis(50),
                 facade_sequential: 200,
                 pings: 10,
+                scaling_window: Duration::from_millis(10),
+                startup_stdlib: &[1],
+                startup_dspy: &[1],
+                replacements: 1,
+                chaos_window: Duration::from_millis(10),
             },
             lm_latency_ms: 1,
             dspy_version: None,
