@@ -120,6 +120,22 @@ pub fn quantile_us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1_000.0
 }
 
+/// The percentiles a latency chart shows.
+pub const CHART_PERCENTILES: [f64; 14] = [
+    0.0, 10.0, 25.0, 50.0, 75.0, 80.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95,
+];
+
+/// `[percentile, µs]` points of `histogram` for a latency chart.
+pub fn percentile_points(histogram: &Histogram<u64>) -> Vec<[f64; 2]> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    CHART_PERCENTILES
+        .iter()
+        .map(|&percentile| [percentile, quantile_us(histogram, percentile / 100.0)])
+        .collect()
+}
+
 /// One caller awaiting `call(n)` `count` times in a row; the latencies.
 pub async fn sequential<F, Fut>(count: u64, call: F) -> Result<Histogram<u64>, String>
 where
@@ -173,34 +189,54 @@ async fn read_frame(
     Ok(true)
 }
 
-/// Raw framed pipe, one frame at a time: each frame's round trip (after one
-/// warm-up round trip, once the interpreter has started).
-pub async fn raw_pipe_latency(
-    python: &str,
-    scripts: &Path,
-    count: u64,
-) -> Result<Histogram<u64>, String> {
-    let mut child = start_echo(python, scripts)?;
-    let mut stdin = child.stdin.take().ok_or("the echo loop has no stdin")?;
-    let mut stdout = child.stdout.take().ok_or("the echo loop has no stdout")?;
-    let io = |error: std::io::Error| format!("raw pipe: {error}");
-    let mut latencies = histogram();
-    let mut reply = Vec::new();
-    for n in 0..=count {
+/// The raw framed pipe, one frame at a time: a minimal Python echo loop.
+pub struct RawEcho {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    reply: Vec<u8>,
+}
+
+impl RawEcho {
+    /// Starts the echo loop and makes one warm-up round trip (once the
+    /// interpreter has started).
+    pub async fn start(python: &str, scripts: &Path) -> Result<Self, String> {
+        let mut child = start_echo(python, scripts)?;
+        let stdin = child.stdin.take().ok_or("the echo loop has no stdin")?;
+        let stdout = child.stdout.take().ok_or("the echo loop has no stdout")?;
+        let mut echo = Self {
+            child,
+            stdin,
+            stdout,
+            reply: Vec::new(),
+        };
+        echo.round_trip(0).await?;
+        Ok(echo)
+    }
+
+    /// Sends frame `n` and reads it back.
+    pub async fn round_trip(&mut self, n: u64) -> Result<(), String> {
+        let io = |error: std::io::Error| format!("raw pipe: {error}");
         let body = raw_body(n);
-        let request = frame(&body)?;
-        let sent = Instant::now();
-        stdin.write_all(&request).await.map_err(io)?;
-        if !read_frame(&mut stdout, &mut reply).await.map_err(io)? || reply != body {
+        self.stdin.write_all(&frame(&body)?).await.map_err(io)?;
+        if !read_frame(&mut self.stdout, &mut self.reply)
+            .await
+            .map_err(io)?
+            || self.reply != body
+        {
             return Err("raw pipe: the echo loop answered other bytes or ended".to_owned());
         }
-        if n > 0 {
-            record(&mut latencies, sent.elapsed());
-        }
+        Ok(())
     }
-    drop(stdin);
-    let _ = child.wait().await;
-    Ok(latencies)
+
+    /// Closes its input and waits for it to exit.
+    pub async fn stop(self) {
+        let Self {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let _ = child.wait().await;
+    }
 }
 
 /// Raw framed pipe with `in_flight` frames outstanding, sending for

@@ -130,7 +130,10 @@ async fn main() -> ExitCode {
                     .map_err(|error| format!("cannot write {}: {error}", readme.display()))
             });
         match rewritten {
-            Ok(()) => eprintln!("pypool-bench: rewrote the measurements in {}", readme.display()),
+            Ok(()) => eprintln!(
+                "pypool-bench: rewrote the measurements in {}",
+                readme.display()
+            ),
             Err(error) => {
                 eprintln!("pypool-bench: {error}");
                 return ExitCode::FAILURE;

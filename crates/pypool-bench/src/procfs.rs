@@ -76,11 +76,17 @@ mod tests {
         std::fs::create_dir_all(dir.join("task").join(pid.to_string())).expect("a folder");
         std::fs::write(
             dir.join("smaps_rollup"),
-            format!("00400000-7fff [rollup]\nRss:  {}\nPss:  {pss_kib} kB\nPss_Anon: 1 kB\n", pss_kib * 2),
+            format!(
+                "00400000-7fff [rollup]\nRss:  {}\nPss:  {pss_kib} kB\nPss_Anon: 1 kB\n",
+                pss_kib * 2
+            ),
         )
         .expect("smaps_rollup");
-        std::fs::write(dir.join("task").join(pid.to_string()).join("children"), children)
-            .expect("children");
+        std::fs::write(
+            dir.join("task").join(pid.to_string()).join("children"),
+            children,
+        )
+        .expect("children");
     }
 
     #[test]
@@ -92,7 +98,10 @@ mod tests {
         process(proc, 11, 40, "12 13");
         process(proc, 12, 7, "");
         process(proc, 20, 1_000, "12");
-        assert_eq!(pss_of_trees(proc, &[10, 20]), Ok((100 + 40 + 7 + 1_000) * 1024));
+        assert_eq!(
+            pss_of_trees(proc, &[10, 20]),
+            Ok((100 + 40 + 7 + 1_000) * 1024)
+        );
         assert_eq!(pss_of_trees(proc, &[11]), Ok(47 * 1024));
         let gone = pss_of_trees(proc, &[10, 99]).expect_err("a root that has gone");
         assert!(gone.contains("99"), "{gone}");

@@ -383,9 +383,16 @@ impl Report {
                 .load_average
                 .map_or_else(|| "unknown".to_owned(), |load| format!("{load:.2}")),
         );
-        let _ = writeln!(out, "| workload | measure | result | goal |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| workload | measure | result | goal |\n|---|---|---|---|"
+        );
         for workload in &self.workloads {
-            for figure in workload.figures.iter().filter(|figure| figure.goal.is_some()) {
+            for figure in workload
+                .figures
+                .iter()
+                .filter(|figure| figure.goal.is_some())
+            {
                 let _ = writeln!(
                     out,
                     "| `{}` | {} | {} {} | {} |",
@@ -431,7 +438,10 @@ impl Report {
         let json_path = dir.join("report.json");
         let markdown_path = dir.join("report.md");
         let json = serde_json::to_string_pretty(self).map_err(ReportError::Serialize)?;
-        let mut files = vec![(json_path.clone(), json), (markdown_path.clone(), self.to_markdown())];
+        let mut files = vec![
+            (json_path.clone(), json),
+            (markdown_path.clone(), self.to_markdown()),
+        ];
         for workload in &self.workloads {
             for chart in &workload.charts {
                 let svg = crate::charts::svg(chart).map_err(|reason| ReportError::Chart {
@@ -746,12 +756,21 @@ mod tests {
         let report = sample();
         let noop = &report.workloads[0];
         assert_eq!(noop.charts.len(), 1, "the chart without series is dropped");
-        assert_eq!(noop.charts[0].series.len(), 1, "the empty series is dropped");
+        assert_eq!(
+            noop.charts[0].series.len(),
+            1,
+            "the empty series is dropped"
+        );
         let dir = tempfile::tempdir().expect("a temporary folder");
         report.write(dir.path()).expect("the report is written");
         let svg = std::fs::read_to_string(dir.path().join("noop-scaling.svg")).expect("the chart");
         assert!(svg.starts_with("<svg"), "{svg}");
-        for text in ["Throughput vs concurrency", "pypool", "requests/s", "callers"] {
+        for text in [
+            "Throughput vs concurrency",
+            "pypool",
+            "requests/s",
+            "callers",
+        ] {
             assert!(svg.contains(text), "the chart lacks {text:?}");
         }
         assert!(!dir.path().join("noop-empty.svg").exists());
@@ -768,14 +787,18 @@ mod tests {
             "| `noop` | failed | raw pipe: no python | |",
             "| `facade` | p50 | 4.20 µs | ≤ 5.00 µs — **met** |",
         ] {
-            assert!(table.contains(expected), "missing {expected:?} in:\n{table}");
+            assert!(
+                table.contains(expected),
+                "missing {expected:?} in:\n{table}"
+            );
         }
     }
 
     #[test]
     fn the_readme_rewrite_replaces_only_what_is_between_the_markers() {
         let readme = "# Title\n\nintro\n<!-- bench:start -->\nold table\nold line\n<!-- bench:end -->\n\n## Next\n";
-        let rewritten = replace_between_markers(readme, "| new | table |\n").expect("markers found");
+        let rewritten =
+            replace_between_markers(readme, "| new | table |\n").expect("markers found");
         assert_eq!(
             rewritten,
             "# Title\n\nintro\n<!-- bench:start -->\n| new | table |\n<!-- bench:end -->\n\n## Next\n"

@@ -163,11 +163,17 @@ pub async fn startup(context: &Context) -> Workload {
     );
     workload.parameter(
         "stdlib_workers",
-        plan.startup_stdlib.iter().map(|&n| n as u64).collect::<Vec<_>>(),
+        plan.startup_stdlib
+            .iter()
+            .map(|&n| n as u64)
+            .collect::<Vec<_>>(),
     );
     workload.parameter(
         "dspy_workers",
-        plan.startup_dspy.iter().map(|&n| n as u64).collect::<Vec<_>>(),
+        plan.startup_dspy
+            .iter()
+            .map(|&n| n as u64)
+            .collect::<Vec<_>>(),
     );
     for preload in Preload::ALL {
         if let Err(why) = preload.available(context) {
@@ -188,7 +194,11 @@ pub async fn startup(context: &Context) -> Workload {
                         pool.shutdown(Duration::from_secs(10)).await;
                         workload.figure(
                             &id,
-                            &format!("pypool ({}), {n} {} workers", launch.name(), preload.label()),
+                            &format!(
+                                "pypool ({}), {n} {} workers",
+                                launch.name(),
+                                preload.label()
+                            ),
                             took.as_secs_f64(),
                             "s",
                             None,
@@ -212,10 +222,12 @@ pub async fn startup(context: &Context) -> Workload {
             for &n in counts {
                 let id = format!("{mode}_{}_{n}", preload.name());
                 let args = baseline_args(context, mode, n, preload);
-                match script(context, "startup_baseline.py", args).await.and_then(|result| {
-                    let seconds = crate::python::number(&result, "seconds")?;
-                    Ok((seconds, result["warm_seconds"].as_f64()))
-                }) {
+                match script(context, "startup_baseline.py", args)
+                    .await
+                    .and_then(|result| {
+                        let seconds = crate::python::number(&result, "seconds")?;
+                        Ok((seconds, result["warm_seconds"].as_f64()))
+                    }) {
                     Ok((seconds, warm)) => {
                         workload.figure(
                             &id,
@@ -228,7 +240,10 @@ pub async fn startup(context: &Context) -> Workload {
                         if let Some(warm) = warm {
                             workload.figure(
                                 &format!("{mode}_warm_{}_{n}", preload.name()),
-                                &format!("{label} already running, {n} {} processes", preload.label()),
+                                &format!(
+                                    "{label} already running, {n} {} processes",
+                                    preload.label()
+                                ),
                                 warm,
                                 "s",
                                 None,
@@ -329,7 +344,11 @@ pub async fn replacement(context: &Context) -> Workload {
                     let max = times[times.len() - 1];
                     workload.figure(
                         &format!("{prefix}_cold"),
-                        &format!("cold start, 1 {} worker ({})", preload.label(), launch.name()),
+                        &format!(
+                            "cold start, 1 {} worker ({})",
+                            preload.label(),
+                            launch.name()
+                        ),
                         ms(cold),
                         "ms",
                         None,
@@ -464,7 +483,11 @@ pub async fn chaos(context: &Context) -> Workload {
         let prefix = launch.name();
         for (with_chaos, id, label) in [
             (false, format!("{prefix}_calm"), "without chaos"),
-            (true, format!("{prefix}_chaos"), "a SIGKILL every 1,000 requests"),
+            (
+                true,
+                format!("{prefix}_chaos"),
+                "a SIGKILL every 1,000 requests",
+            ),
         ] {
             match chaos_run(context, launch, window, with_chaos).await {
                 Ok((throughput, kills)) => {
@@ -525,7 +548,8 @@ async fn chaos_run(
     let answered = Arc::new(AtomicU64::new(0));
     let kills = Arc::new(AtomicU64::new(0));
     let throughput = load::closed_loop(CALLERS, window, {
-        let (pool, answered, kills) = (Arc::clone(&pool), Arc::clone(&answered), Arc::clone(&kills));
+        let (pool, answered, kills) =
+            (Arc::clone(&pool), Arc::clone(&answered), Arc::clone(&kills));
         move |n| {
             let (pool, answered, kills) =
                 (Arc::clone(&pool), Arc::clone(&answered), Arc::clone(&kills));
@@ -630,7 +654,11 @@ pub async fn memory(context: &Context) -> Workload {
         for &launch in Launch::ALL {
             workload.ratio(
                 &format!("{}_{}_vs_forkserver", launch.name(), preload.name()),
-                &format!("pypool ({}) ÷ forkserver, {}", launch.name(), preload.label()),
+                &format!(
+                    "pypool ({}) ÷ forkserver, {}",
+                    launch.name(),
+                    preload.label()
+                ),
                 &format!("{}_{}", launch.name(), preload.name()),
                 &id,
                 None,
