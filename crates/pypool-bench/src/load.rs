@@ -189,42 +189,93 @@ async fn read_frame(
     Ok(true)
 }
 
-/// The raw framed pipe, one frame at a time: a minimal Python echo loop.
+/// A framed pipe driven one frame at a time straight from this task: to a
+/// minimal Python echo loop (the raw pipe), or to `python -m pypool_worker`
+/// itself (the worker runtime without `pypool-process`).
 pub struct RawEcho {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: tokio::process::ChildStdout,
     reply: Vec<u8>,
+    /// Talking to the worker runtime (replies are pings' replies), not the echo loop.
+    worker: bool,
 }
 
 impl RawEcho {
     /// Starts the echo loop and makes one warm-up round trip (once the
     /// interpreter has started).
     pub async fn start(python: &str, scripts: &Path) -> Result<Self, String> {
-        let mut child = start_echo(python, scripts)?;
-        let stdin = child.stdin.take().ok_or("the echo loop has no stdin")?;
-        let stdout = child.stdout.take().ok_or("the echo loop has no stdout")?;
-        let mut echo = Self {
+        Self::wire(start_echo(python, scripts)?, false).await
+    }
+
+    /// Starts `python -m pypool_worker` (the package found in the venv, or
+    /// next to `scripts`), reads its handshake and makes one warm-up ping.
+    pub async fn start_worker(python: &str, scripts: &Path) -> Result<Self, String> {
+        let package_dir = scripts.parent().unwrap_or(scripts);
+        let child = tokio::process::Command::new(python)
+            .args([
+                "-m",
+                "pypool_worker",
+                "--worker-id",
+                "1",
+                "--log-level",
+                "warning",
+            ])
+            .env("PYTHONPATH", package_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| format!("cannot start `{python} -m pypool_worker`: {error}"))?;
+        Self::wire(child, true).await
+    }
+
+    async fn wire(mut child: tokio::process::Child, worker: bool) -> Result<Self, String> {
+        let stdin = child.stdin.take().ok_or("the pipe has no stdin")?;
+        let stdout = child.stdout.take().ok_or("the pipe has no stdout")?;
+        let mut pipe = Self {
             child,
             stdin,
             stdout,
             reply: Vec::new(),
+            worker,
         };
-        echo.round_trip(0).await?;
-        Ok(echo)
+        if worker {
+            let handshake = read_frame(&mut pipe.stdout, &mut pipe.reply)
+                .await
+                .map_err(|error| format!("the worker's handshake: {error}"))?;
+            if !handshake || !pipe.reply.starts_with(br#"{"type":"handshake""#) {
+                return Err(format!(
+                    "the worker did not start: {}",
+                    String::from_utf8_lossy(&pipe.reply)
+                ));
+            }
+        }
+        pipe.round_trip(0).await?;
+        Ok(pipe)
     }
 
-    /// Sends frame `n` and reads it back.
+    /// Sends frame `n` (a ping request's bytes) and reads the answer: the
+    /// same bytes from the echo loop, the ping's reply from the worker.
     pub async fn round_trip(&mut self, n: u64) -> Result<(), String> {
         let io = |error: std::io::Error| format!("raw pipe: {error}");
         let body = raw_body(n);
         self.stdin.write_all(&frame(&body)?).await.map_err(io)?;
-        if !read_frame(&mut self.stdout, &mut self.reply)
+        let answered = read_frame(&mut self.stdout, &mut self.reply)
             .await
-            .map_err(io)?
-            || self.reply != body
-        {
-            return Err("raw pipe: the echo loop answered other bytes or ended".to_owned());
+            .map_err(io)?;
+        let expected = if self.worker {
+            let reply = String::from_utf8_lossy(&self.reply);
+            reply.contains(r#""status":"ok""#) && reply.contains(&format!(r#""payload":{n}}}"#))
+        } else {
+            self.reply == body
+        };
+        if !answered || !expected {
+            return Err(format!(
+                "raw pipe: the {} answered other bytes or ended: {}",
+                if self.worker { "worker" } else { "echo loop" },
+                String::from_utf8_lossy(&self.reply)
+            ));
         }
         Ok(())
     }

@@ -576,10 +576,13 @@ pub async fn ping_latency(context: &Context) -> Workload {
         "Ping latency: one caller, one worker",
         &format!(
             "{pings} sequential built-in `ping`s through a 1-worker pool, {pings} on one \
-             `pypool-process` worker connection without the pool, and {pings} frames of the same \
-             bytes through a raw framed pipe to a minimal Python echo loop, interleaved in blocks of \
-             {PING_BLOCK} (each contestant in turn, the order rotating) so a change in the machine's \
-             load meets all three alike; each after a warm-up."
+             `pypool-process` worker connection without the pool, {pings} written straight to \
+             `python -m pypool_worker` (the worker runtime alone: a framed pipe driven from the \
+             benchmark's task, no `pypool-process`), and {pings} frames of the same bytes through a \
+             raw framed pipe to a minimal Python echo loop; interleaved in blocks of {PING_BLOCK} \
+             (each contestant in turn, the order rotating) so a change in the machine's load meets \
+             all alike; each after a warm-up. The steps from one to the next say where a ping's \
+             time goes: the pool facade, the connection (`pypool-process`), the Python runtime."
         ),
     );
     workload.parameter("pings", pings);
@@ -594,6 +597,10 @@ pub async fn ping_latency(context: &Context) -> Workload {
     let names = [
         ("pypool", "through the pool"),
         ("process", "one `pypool-process` connection, no pool"),
+        (
+            "runtime",
+            "`python -m pypool_worker` over a bare framed pipe",
+        ),
         ("raw", "raw framed pipe"),
     ];
     let mut series = Vec::new();
@@ -634,6 +641,20 @@ pub async fn ping_latency(context: &Context) -> Workload {
         None,
     );
     workload.ratio(
+        "process_p50_vs_runtime",
+        "`pypool-process` p50 ÷ bare-pipe worker p50 (the connection's share)",
+        "process_p50",
+        "runtime_p50",
+        None,
+    );
+    workload.ratio(
+        "runtime_p50_vs_raw",
+        "bare-pipe worker p50 ÷ raw pipe p50 (the Python runtime's share)",
+        "runtime_p50",
+        "raw_p50",
+        None,
+    );
+    workload.ratio(
         "p99_vs_raw",
         "pool p99 ÷ raw pipe p99",
         "pypool_p99",
@@ -655,12 +676,12 @@ pub async fn ping_latency(context: &Context) -> Workload {
 /// Pings per contestant in a row before the next contestant's turn.
 pub const PING_BLOCK: u64 = 100;
 
-/// The three contestants' latencies (pool, `pypool-process`, raw pipe),
-/// measured in interleaved blocks.
+/// The contestants' latencies (pool, `pypool-process`, the worker runtime on
+/// a bare pipe, the raw echo pipe), measured in interleaved blocks.
 async fn interleaved_pings(
     context: &Context,
     pings: u64,
-) -> Result<[hdrhistogram::Histogram<u64>; 3], String> {
+) -> Result<[hdrhistogram::Histogram<u64>; 4], String> {
     let pool = python_pool(context, 1)
         .build()
         .map_err(|error| error.to_string())?;
@@ -673,32 +694,41 @@ async fn interleaved_pings(
         worker_id: 1,
         handshake_timeout: Duration::from_secs(60),
     });
-    let (ready, worker, raw) = tokio::join!(
+    let (ready, worker, runtime, raw) = tokio::join!(
         pool.ready(),
         worker,
+        load::RawEcho::start_worker(&context.python, &context.scripts),
         load::RawEcho::start(&context.python, &context.scripts)
     );
     let result = async {
         ready.map_err(pool_error)?;
         let worker = worker.map_err(|error| format!("pypool-process: {error}"))?;
+        let mut runtime = runtime?;
         let mut raw = raw?;
         let measured = async {
-            let mut histograms = [load::histogram(), load::histogram(), load::histogram()];
+            let mut histograms = [
+                load::histogram(),
+                load::histogram(),
+                load::histogram(),
+                load::histogram(),
+            ];
             for n in 0..100 {
                 ping(&pool, n).await?;
                 process_ping(&worker, n).await?;
+                runtime.round_trip(n).await?;
                 raw.round_trip(n).await?;
             }
             let mut n = 100;
             for round in 0..pings.div_ceil(PING_BLOCK) {
-                for turn in 0..3 {
-                    let contestant = (turn + round as usize) % 3;
+                for turn in 0..4 {
+                    let contestant = (turn + round as usize) % 4;
                     for _ in 0..PING_BLOCK {
                         n += 1;
                         let sent = std::time::Instant::now();
                         match contestant {
                             0 => ping(&pool, n).await?,
                             1 => process_ping(&worker, n).await?,
+                            2 => runtime.round_trip(n).await?,
                             _ => raw.round_trip(n).await?,
                         }
                         load::record(&mut histograms[contestant], sent.elapsed());
@@ -709,6 +739,7 @@ async fn interleaved_pings(
         }
         .await;
         worker.terminate();
+        runtime.stop().await;
         raw.stop().await;
         measured
     }
