@@ -104,6 +104,11 @@ pub struct Plan {
     pub startup_stdlib: &'static [usize],
     /// Worker counts of the start-up workload, DSPy-preloaded workers.
     pub startup_dspy: &'static [usize],
+    /// The start-up baseline of interpreters started one after another runs
+    /// up to this many stdlib interpreters (it takes N times one).
+    pub sequential_max_stdlib: usize,
+    /// The same for DSPy-preloaded interpreters.
+    pub sequential_max_dspy: usize,
     /// SIGKILLs (each followed by its replacement) per replacement contestant.
     pub replacements: u64,
     /// Timed window of each chaos contestant.
@@ -120,9 +125,11 @@ impl Plan {
                 facade_window: Duration::from_secs(1),
                 facade_sequential: 20_000,
                 pings: 1_500,
-                scaling_window: Duration::from_millis(500),
+                scaling_window: Duration::from_millis(300),
                 startup_stdlib: &[1, 8, 64],
                 startup_dspy: &[1, 8],
+                sequential_max_stdlib: 8,
+                sequential_max_dspy: 1,
                 replacements: 3,
                 chaos_window: Duration::from_secs(2),
             }
@@ -136,6 +143,8 @@ impl Plan {
                 scaling_window: Duration::from_secs(2),
                 startup_stdlib: &[1, 8, 64],
                 startup_dspy: &[1, 8, 64],
+                sequential_max_stdlib: 64,
+                sequential_max_dspy: 64,
                 replacements: 10,
                 chaos_window: Duration::from_secs(5),
             }

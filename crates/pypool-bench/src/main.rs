@@ -66,7 +66,14 @@ async fn main() -> ExitCode {
         machine.pypool_rev
     );
     let mut results = Vec::new();
-    for id in args.selected() {
+    let selected = args.selected();
+    // The start-up workload measures the memory workload's figures on its own
+    // pools when both run (saving a second start of the same pools).
+    let mut memory_from_startup = None;
+    for id in selected.iter().copied() {
+        if id == WorkloadId::Memory && memory_from_startup.is_some() {
+            continue;
+        }
         eprintln!("pypool-bench: running `{}`", id.name());
         let begun = Instant::now();
         let workload = match id {
@@ -74,7 +81,12 @@ async fn main() -> ExitCode {
             WorkloadId::Noop => workloads::noop(&context).await,
             WorkloadId::Facade => workloads::facade(&context).await,
             WorkloadId::Ping => workloads::ping_latency(&context).await,
-            WorkloadId::Startup => startup::startup(&context).await,
+            WorkloadId::Startup => {
+                let (startup, memory) =
+                    startup::startup(&context, selected.contains(&WorkloadId::Memory)).await;
+                memory_from_startup = memory;
+                startup
+            }
             WorkloadId::Replacement => startup::replacement(&context).await,
             WorkloadId::Chaos => startup::chaos(&context).await,
             WorkloadId::Memory => startup::memory(&context).await,
@@ -92,6 +104,21 @@ async fn main() -> ExitCode {
         }
         eprintln!("  ({:.1} s)", begun.elapsed().as_secs_f64());
         results.push(workload);
+    }
+    if let Some(memory) = memory_from_startup {
+        eprintln!("pypool-bench: `memory` (measured during `startup`)");
+        for figure in &memory.figures {
+            eprintln!(
+                "  {}: {} {}",
+                figure.label,
+                report::number(figure.value),
+                figure.unit
+            );
+        }
+        for failure in &memory.failures {
+            eprintln!("  FAILED: {failure}");
+        }
+        results.push(memory);
     }
     let report = Report {
         started_unix_s,

@@ -149,9 +149,12 @@ fn baseline_args(context: &Context, mode: &str, workers: usize, preload: Preload
 // ---------------------------------------------------------------- start-up
 
 /// Start-up of 1, 8 and 64 workers vs starting them one after another and
-/// vs Python's forkserver with the same preload.
-pub async fn startup(context: &Context) -> Workload {
+/// vs Python's forkserver with the same preload; with `with_memory`, also
+/// the memory workload, measured on the 8-worker pools and forkserver runs
+/// (which saves starting them twice).
+pub async fn startup(context: &Context, with_memory: bool) -> (Workload, Option<Workload>) {
     let plan = context.plan;
+    let mut memory = with_memory.then(memory_workload);
     let mut workload = Workload::new(
         "startup",
         "Start-up: 1, 8 and 64 workers ready",
@@ -177,12 +180,19 @@ pub async fn startup(context: &Context) -> Workload {
     );
     for preload in Preload::ALL {
         if let Err(why) = preload.available(context) {
+            if let Some(memory) = &mut memory {
+                memory.fail(why.clone());
+            }
             workload.fail(why);
             continue;
         }
         let counts = match preload {
             Preload::Stdlib => plan.startup_stdlib,
             Preload::Dspy => plan.startup_dspy,
+        };
+        let sequential_max = match preload {
+            Preload::Stdlib => plan.sequential_max_stdlib,
+            Preload::Dspy => plan.sequential_max_dspy,
         };
         let mut series = Vec::new();
         for &launch in Launch::ALL {
@@ -191,6 +201,9 @@ pub async fn startup(context: &Context) -> Workload {
                 let id = format!("{}_{}_{n}", launch.name(), preload.name());
                 match start(pool(context, launch, preload, n)).await {
                     Ok((pool, took)) => {
+                        if let Some(memory) = memory.as_mut().filter(|_| n == MEMORY_WORKERS) {
+                            memory_pool_figure(memory, launch, preload, pool_pss(&pool));
+                        }
                         pool.shutdown(Duration::from_secs(10)).await;
                         workload.figure(
                             &id,
@@ -220,14 +233,27 @@ pub async fn startup(context: &Context) -> Workload {
             let mut points = Vec::new();
             let mut warm_points = Vec::new();
             for &n in counts {
+                if mode == "sequential" && n > sequential_max {
+                    continue;
+                }
                 let id = format!("{mode}_{}_{n}", preload.name());
-                let args = baseline_args(context, mode, n, preload);
-                match script(context, "startup_baseline.py", args)
-                    .await
-                    .and_then(|result| {
-                        let seconds = crate::python::number(&result, "seconds")?;
-                        Ok((seconds, result["warm_seconds"].as_f64()))
-                    }) {
+                let mut args = baseline_args(context, mode, n, preload);
+                let pss_here = mode == "forkserver" && n == MEMORY_WORKERS && memory.is_some();
+                if pss_here {
+                    args.push("--pss".into());
+                }
+                let result = script(context, "startup_baseline.py", args).await;
+                if let Some(memory) = memory.as_mut().filter(|_| pss_here) {
+                    let pss = result
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|result| crate::python::number(result, "pss_bytes"));
+                    memory_forkserver_figure(memory, preload, pss);
+                }
+                match result.and_then(|result| {
+                    let seconds = crate::python::number(&result, "seconds")?;
+                    Ok((seconds, result["warm_seconds"].as_f64()))
+                }) {
                     Ok((seconds, warm)) => {
                         workload.figure(
                             &id,
@@ -287,6 +313,9 @@ pub async fn startup(context: &Context) -> Workload {
             }
             for &n in counts {
                 for mode in ["sequential", "forkserver"] {
+                    if mode == "sequential" && n > sequential_max {
+                        continue;
+                    }
                     workload.ratio(
                         &format!("{prefix}_{n}_vs_{mode}"),
                         &format!(
@@ -301,6 +330,15 @@ pub async fn startup(context: &Context) -> Workload {
                 }
             }
         }
+        if let Some(memory) = &mut memory {
+            if !counts.contains(&MEMORY_WORKERS) {
+                memory.fail(format!(
+                    "{}: the start-up workload ran no {MEMORY_WORKERS}-worker pool",
+                    preload.label()
+                ));
+            }
+            memory_ratios(memory, preload);
+        }
         workload.chart(Chart {
             id: preload.name().to_owned(),
             title: format!("Start-up vs worker count, {} workers", preload.label()),
@@ -311,7 +349,7 @@ pub async fn startup(context: &Context) -> Workload {
             series,
         });
     }
-    workload
+    (workload, memory)
 }
 
 // ---------------------------------------------------------------- replacement
@@ -469,9 +507,14 @@ pub async fn chaos(context: &Context) -> Workload {
         "chaos",
         "Chaos: no-op throughput with a SIGKILL every 1,000 requests",
         &format!(
-            "pypool's built-in `ping`, {NOOP_WORKERS} stdlib workers, {CALLERS} callers, {:.0} s: \
-             once without chaos, then with a worker's Python process SIGKILLed after every \
-             1,000 answered requests (failed requests are counted, not retried by the caller).",
+            "pypool's built-in `ping`, {NOOP_WORKERS} stdlib workers, {CALLERS} callers, {:.0} s \
+             each: without chaos; then with a worker's Python process SIGKILLed after every 1,000 \
+             answered requests, once with the pool's default settings and once with the command \
+             circuit breaker off (`consecutive_failures: u32::MAX`): a killed worker fails the \
+             requests it held (up to its capacity, 64), which opens `ping`'s breaker (5 consecutive \
+             failures) for 5 s with the defaults. Failed requests are counted, not retried by the \
+             caller; the goal is held by the run without the breaker (the cost of replacing \
+             workers).",
             window.as_secs_f64()
         ),
     );
@@ -481,15 +524,19 @@ pub async fn chaos(context: &Context) -> Workload {
     workload.parameter("kill_every", KILL_EVERY);
     for &launch in Launch::ALL {
         let prefix = launch.name();
-        for (with_chaos, id, label) in [
-            (false, format!("{prefix}_calm"), "without chaos"),
+        for (run, label) in [
+            (ChaosRun::Calm, "without chaos"),
             (
-                true,
-                format!("{prefix}_chaos"),
-                "a SIGKILL every 1,000 requests",
+                ChaosRun::Defaults,
+                "a SIGKILL every 1,000 requests, default settings",
+            ),
+            (
+                ChaosRun::BreakerOff,
+                "a SIGKILL every 1,000 requests, command breaker off",
             ),
         ] {
-            match chaos_run(context, launch, window, with_chaos).await {
+            let id = format!("{prefix}_{}", run.name());
+            match chaos_run(context, launch, window, run).await {
                 Ok((throughput, kills)) => {
                     workload.figure(
                         &id,
@@ -498,37 +545,79 @@ pub async fn chaos(context: &Context) -> Workload {
                         "requests/s",
                         None,
                     );
-                    if with_chaos {
-                        workload.figure(
-                            &format!("{prefix}_kills"),
-                            &format!("pypool ({}): workers killed", launch.name()),
-                            kills as f64,
-                            "",
-                            None,
-                        );
-                        workload.figure(
-                            &format!("{prefix}_failed"),
-                            &format!("pypool ({}): requests failed (typed errors)", launch.name()),
-                            throughput.errors as f64,
-                            "",
-                            None,
-                        );
-                    } else if let Some(error) = throughput.first_error {
-                        workload.fail(format!("{id}: a request failed without chaos: {error}"));
+                    if run == ChaosRun::Calm {
+                        if let Some(error) = throughput.first_error {
+                            workload.fail(format!("{id}: a request failed without chaos: {error}"));
+                        }
+                        continue;
                     }
+                    if let Some(error) = &throughput.first_error {
+                        workload.parameter(&format!("{id}_first_error"), error.as_str());
+                    }
+                    workload.figure(
+                        &format!("{id}_kills"),
+                        &format!("pypool ({}), {label}: workers killed", launch.name()),
+                        kills as f64,
+                        "",
+                        None,
+                    );
+                    workload.figure(
+                        &format!("{id}_failed"),
+                        &format!(
+                            "pypool ({}), {label}: requests failed (typed errors)",
+                            launch.name()
+                        ),
+                        throughput.errors as f64,
+                        "",
+                        None,
+                    );
                 }
                 Err(error) => workload.fail(format!("{id}: {error}")),
             }
         }
         workload.ratio(
             &format!("{prefix}_chaos_vs_calm"),
-            &format!("chaos ÷ without chaos ({})", launch.name()),
-            &format!("{prefix}_chaos"),
-            &format!("{prefix}_calm"),
+            &format!(
+                "chaos ÷ without chaos, command breaker off ({})",
+                launch.name()
+            ),
+            &format!("{prefix}_{}", ChaosRun::BreakerOff.name()),
+            &format!("{prefix}_{}", ChaosRun::Calm.name()),
             Some(Goal::AtLeast(0.8)),
+        );
+        workload.ratio(
+            &format!("{prefix}_chaos_defaults_vs_calm"),
+            &format!(
+                "chaos ÷ without chaos, default settings ({})",
+                launch.name()
+            ),
+            &format!("{prefix}_{}", ChaosRun::Defaults.name()),
+            &format!("{prefix}_{}", ChaosRun::Calm.name()),
+            None,
         );
     }
     workload
+}
+
+/// The three runs of the chaos workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChaosRun {
+    /// No kills.
+    Calm,
+    /// Kills, the pool's default settings.
+    Defaults,
+    /// Kills, the command circuit breaker off.
+    BreakerOff,
+}
+
+impl ChaosRun {
+    fn name(self) -> &'static str {
+        match self {
+            ChaosRun::Calm => "calm",
+            ChaosRun::Defaults => "chaos_defaults",
+            ChaosRun::BreakerOff => "chaos",
+        }
+    }
 }
 
 /// Requests between two SIGKILLs of the chaos workload.
@@ -538,9 +627,17 @@ async fn chaos_run(
     context: &Context,
     launch: Launch,
     window: Duration,
-    with_chaos: bool,
+    run: ChaosRun,
 ) -> Result<(load::Throughput, u64), String> {
-    let (pool, _) = start(pool(context, launch, Preload::Stdlib, NOOP_WORKERS)).await?;
+    let with_chaos = run != ChaosRun::Calm;
+    let mut builder = pool(context, launch, Preload::Stdlib, NOOP_WORKERS);
+    if run == ChaosRun::BreakerOff {
+        builder = builder.command_breaker(pypool::BreakerConfig {
+            consecutive_failures: u32::MAX,
+            ..pypool::BreakerConfig::default()
+        });
+    }
+    let (pool, _) = start(builder).await?;
     let pool = Arc::new(pool);
     for n in 0..NOOP_WORKERS as u64 * 4 {
         ping_worker(&pool, n).await?;
@@ -562,12 +659,15 @@ async fn chaos_run(
                     && with_chaos
                     && (answered.fetch_add(1, Ordering::Relaxed) + 1) % KILL_EVERY == 0
                 {
-                    let victim = pool
+                    let pids: Vec<u32> = pool
                         .status()
                         .worker_details
                         .iter()
                         .filter_map(|worker| worker.reported_pid)
-                        .nth((kills.load(Ordering::Relaxed) % NOOP_WORKERS as u64) as usize);
+                        .collect();
+                    let victim = (!pids.is_empty()).then(|| {
+                        pids[(kills.load(Ordering::Relaxed) % pids.len() as u64) as usize]
+                    });
                     if let Some(pid) = victim {
                         if procfs::sigkill(pid).is_ok() {
                             kills.fetch_add(1, Ordering::Relaxed);
@@ -585,91 +685,120 @@ async fn chaos_run(
 
 // ---------------------------------------------------------------- memory
 
-/// The PSS of 8 workers (all their processes) vs the forkserver's.
-pub async fn memory(context: &Context) -> Workload {
+/// The memory workload, empty: its figures come from [`memory`] alone or
+/// from [`startup`], which measures them on its own 8-worker pools.
+fn memory_workload() -> Workload {
     let mut workload = Workload::new(
         "memory",
         "Memory: PSS of 8 workers",
         &format!(
             "The proportional set size (`Pss` of `/proc/<pid>/smaps_rollup`, which splits shared \
              pages among the processes sharing them) summed over every process of {MEMORY_WORKERS} \
-             ready workers (each worker's whole process tree), stdlib and DSPy-preloaded; against \
-             `multiprocessing`'s forkserver with the same modules preloaded ({MEMORY_WORKERS} \
-             children and the forkserver itself)."
+             ready workers (each worker's whole process tree: the guardian, the worker and its \
+             children), stdlib and DSPy-preloaded; against `multiprocessing`'s forkserver with the \
+             same modules preloaded ({MEMORY_WORKERS} children and the forkserver itself)."
         ),
     );
     workload.parameter("workers", MEMORY_WORKERS);
-    let proc = Path::new("/proc");
+    workload
+}
+
+/// The PSS of every worker process tree of `pool`.
+fn pool_pss(pool: &Pool) -> Result<u64, String> {
+    let roots: Vec<u32> = pool
+        .status()
+        .worker_details
+        .iter()
+        .filter_map(|worker| worker.pid)
+        .collect();
+    procfs::pss_of_trees(Path::new("/proc"), &roots)
+}
+
+fn memory_pool_figure(
+    workload: &mut Workload,
+    launch: Launch,
+    preload: Preload,
+    pss: Result<u64, String>,
+) {
+    let id = format!("{}_{}", launch.name(), preload.name());
+    match pss {
+        Ok(bytes) => workload.figure(
+            &id,
+            &format!(
+                "pypool ({}), {MEMORY_WORKERS} {} workers",
+                launch.name(),
+                preload.label()
+            ),
+            mib(bytes),
+            "MiB",
+            None,
+        ),
+        Err(error) => workload.fail(format!("{id}: {error}")),
+    }
+}
+
+fn memory_forkserver_figure(workload: &mut Workload, preload: Preload, pss: Result<f64, String>) {
+    let id = format!("forkserver_{}", preload.name());
+    match pss {
+        Ok(bytes) => workload.figure(
+            &id,
+            &format!("forkserver, {MEMORY_WORKERS} {} processes", preload.label()),
+            bytes / f64::from(1u32 << 20),
+            "MiB",
+            None,
+        ),
+        Err(error) => workload.fail(format!("{id}: {error}")),
+    }
+}
+
+fn memory_ratios(workload: &mut Workload, preload: Preload) {
+    for &launch in Launch::ALL {
+        workload.ratio(
+            &format!("{}_{}_vs_forkserver", launch.name(), preload.name()),
+            &format!(
+                "pypool ({}) ÷ forkserver, {}",
+                launch.name(),
+                preload.label()
+            ),
+            &format!("{}_{}", launch.name(), preload.name()),
+            &format!("forkserver_{}", preload.name()),
+            None,
+        );
+    }
+}
+
+/// The PSS of 8 workers (all their processes) vs the forkserver's, when
+/// the start-up workload does not run (it measures them on its own pools).
+pub async fn memory(context: &Context) -> Workload {
+    let mut workload = memory_workload();
     for preload in Preload::ALL {
         if let Err(why) = preload.available(context) {
             workload.fail(why);
             continue;
         }
         for &launch in Launch::ALL {
-            let id = format!("{}_{}", launch.name(), preload.name());
-            let measured = async {
+            let pss = async {
                 let (pool, _) = start(pool(context, launch, preload, MEMORY_WORKERS)).await?;
-                let roots: Vec<u32> = pool
-                    .status()
-                    .worker_details
-                    .iter()
-                    .filter_map(|worker| worker.pid)
-                    .collect();
-                let pss = procfs::pss_of_trees(proc, &roots);
+                let pss = pool_pss(&pool);
                 pool.shutdown(Duration::from_secs(10)).await;
                 pss
             }
             .await;
-            match measured {
-                Ok(bytes) => workload.figure(
-                    &id,
-                    &format!(
-                        "pypool ({}), {MEMORY_WORKERS} {} workers",
-                        launch.name(),
-                        preload.label()
-                    ),
-                    mib(bytes),
-                    "MiB",
-                    None,
-                ),
-                Err(error) => workload.fail(format!("{id}: {error}")),
-            }
+            memory_pool_figure(&mut workload, launch, preload, pss);
         }
-        let id = format!("forkserver_{}", preload.name());
         let mut args = baseline_args(context, "forkserver", MEMORY_WORKERS, preload);
         args.push("--pss".into());
-        match script(context, "startup_baseline.py", args)
+        let pss = script(context, "startup_baseline.py", args)
             .await
-            .and_then(|result| crate::python::number(&result, "pss_bytes"))
-        {
-            Ok(bytes) => workload.figure(
-                &id,
-                &format!("forkserver, {MEMORY_WORKERS} {} processes", preload.label()),
-                bytes / f64::from(1u32 << 20),
-                "MiB",
-                None,
-            ),
-            Err(error) => workload.fail(format!("{id}: {error}")),
-        }
-        for &launch in Launch::ALL {
-            workload.ratio(
-                &format!("{}_{}_vs_forkserver", launch.name(), preload.name()),
-                &format!(
-                    "pypool ({}) ÷ forkserver, {}",
-                    launch.name(),
-                    preload.label()
-                ),
-                &format!("{}_{}", launch.name(), preload.name()),
-                &id,
-                None,
-            );
-        }
+            .and_then(|result| crate::python::number(&result, "pss_bytes"));
+        memory_forkserver_figure(&mut workload, preload, pss);
+        memory_ratios(&mut workload, preload);
     }
     workload
 }
 
 /// Workers of the memory workload.
-const MEMORY_WORKERS: usize = 8;
+pub const MEMORY_WORKERS: usize = 8;
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 20)

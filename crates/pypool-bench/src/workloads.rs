@@ -810,6 +810,8 @@ mod tests {
                 scaling_window: Duration::from_millis(10),
                 startup_stdlib: &[1],
                 startup_dspy: &[1],
+                sequential_max_stdlib: 1,
+                sequential_max_dspy: 1,
                 replacements: 1,
                 chaos_window: Duration::from_millis(10),
             },
