@@ -23,6 +23,7 @@ fn place(scale: Scale, value: f64) -> f64 {
     match scale {
         Scale::Linear => value,
         Scale::Log => value.max(f64::MIN_POSITIVE).log10(),
+        Scale::Log2 => value.max(f64::MIN_POSITIVE).log2(),
         Scale::Nines => -(1.0 - (value / 100.0).min(0.999_999)).log10(),
     }
 }
@@ -32,6 +33,7 @@ fn unplace(scale: Scale, position: f64) -> f64 {
     match scale {
         Scale::Linear => position,
         Scale::Log => 10f64.powf(position),
+        Scale::Log2 => 2f64.powf(position),
         Scale::Nines => 100.0 * (1.0 - 10f64.powf(-position)),
     }
 }
@@ -40,7 +42,11 @@ fn unplace(scale: Scale, position: f64) -> f64 {
 fn label(scale: Scale, position: f64) -> String {
     // Undo the rounding of the log and back (10^log10(64) is 63.99999…).
     let value = (unplace(scale, position) * 1e6).round() / 1e6;
+    let whole = (position - position.round()).abs() < 1e-6;
     match scale {
+        // Ticks between whole nines (p0, p90, p99, p99.9) or between powers of
+        // two would read p68.377 or 2.8: left blank.
+        Scale::Nines | Scale::Log2 if !whole => String::new(),
         Scale::Nines => {
             let text = format!("{value:.3}");
             let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -99,7 +105,12 @@ fn draw(chart: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error
     plot.configure_mesh()
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
-        .x_labels(8)
+        .x_labels(match x_scale {
+            // One tick per whole power of two or nine (plotters puts ticks at
+            // round steps; half steps come out blank).
+            Scale::Log2 | Scale::Nines => 20,
+            _ => 8,
+        })
         .y_labels(8)
         .x_label_formatter(&x_label)
         .y_label_formatter(&y_label)
@@ -146,6 +157,7 @@ mod tests {
         for (scale, value) in [
             (Scale::Linear, 42.0),
             (Scale::Log, 64.0),
+            (Scale::Log2, 64.0),
             (Scale::Nines, 99.0),
             (Scale::Nines, 50.0),
         ] {
@@ -155,6 +167,13 @@ mod tests {
         assert_eq!(label(Scale::Nines, place(Scale::Nines, 99.9)), "p99.9");
         assert_eq!(label(Scale::Nines, place(Scale::Nines, 90.0)), "p90");
         assert_eq!(label(Scale::Log, place(Scale::Log, 64.0)), "64");
+        assert_eq!(label(Scale::Log2, place(Scale::Log2, 64.0)), "64");
+        assert_eq!(
+            label(Scale::Log2, 2.5),
+            "",
+            "between powers of two: no label"
+        );
+        assert_eq!(label(Scale::Nines, 1.5), "", "between nines: no label");
         assert_eq!(label(Scale::Linear, 25_000.0), "25k");
     }
 

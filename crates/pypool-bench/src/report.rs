@@ -112,6 +112,8 @@ pub enum Scale {
     Linear,
     /// Logarithmically (every value must be positive).
     Log,
+    /// Logarithmically with ticks at powers of two (worker counts, callers).
+    Log2,
     /// Percentiles, by their nines: 0, 90, 99, 99.9 evenly spaced (values are
     /// percentiles in `[0, 100)`).
     Nines,
@@ -642,7 +644,7 @@ mod tests {
             title: "Throughput vs concurrency".into(),
             x_label: "callers".into(),
             y_label: "requests/s".into(),
-            x_scale: Scale::Log,
+            x_scale: Scale::Log2,
             y_scale: Scale::Linear,
             series: vec![
                 Series {

@@ -344,7 +344,7 @@ pub async fn startup(context: &Context, with_memory: bool) -> (Workload, Option<
             title: format!("Start-up vs worker count, {} workers", preload.label()),
             x_label: "workers".to_owned(),
             y_label: "seconds until all are ready (log)".to_owned(),
-            x_scale: Scale::Log,
+            x_scale: Scale::Log2,
             y_scale: Scale::Log,
             series,
         });
@@ -558,7 +558,7 @@ pub async fn chaos(context: &Context) -> Workload {
                         &format!("{id}_kills"),
                         &format!("pypool ({}), {label}: workers killed", launch.name()),
                         kills as f64,
-                        "",
+                        "workers",
                         None,
                     );
                     workload.figure(
@@ -568,7 +568,7 @@ pub async fn chaos(context: &Context) -> Workload {
                             launch.name()
                         ),
                         throughput.errors as f64,
-                        "",
+                        "requests",
                         None,
                     );
                 }

@@ -436,7 +436,7 @@ async fn scaling(context: &Context, workload: &mut Workload) {
         title: "No-op throughput vs concurrency".to_owned(),
         x_label: "callers (frames) in flight".to_owned(),
         y_label: "answers per second".to_owned(),
-        x_scale: crate::report::Scale::Log,
+        x_scale: crate::report::Scale::Log2,
         y_scale: crate::report::Scale::Linear,
         series: vec![
             crate::report::Series {
