@@ -21,7 +21,9 @@ use crate::workloads::{CALLERS, Context, NOOP_WORKERS, pool_error, python_pool, 
 /// How the pool starts its workers. Today every worker is spawned (a fresh
 /// interpreter); the fork start mode adds its variant here, to
 /// [`Launch::ALL`], and one line to [`Launch::configure`], and every
-/// workload of this module measures it next to `spawn`.
+/// workload of this module measures it next to `spawn`. Where the builder
+/// has a start method whose default is not spawn, `Spawn` must set it
+/// explicitly (`builder.start_method(StartMethod::Spawn)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
     /// A fresh interpreter per worker.
