@@ -16,6 +16,12 @@ output field named in the system message ("Your output fields are:" ...,
 default ``answer``), then ``[[ ## completed ## ]]``, so ``dspy.Predict`` of
 ``question -> answer`` parses it. ``GET /stats`` answers ``{"requests": n}``.
 
+A request with ``"stream": true`` is answered with server-sent events instead
+(OpenAI's ``chat.completion.chunk`` format, then ``data: [DONE]``): the same
+content cut into word-sized tokens, the first after ``--first-token-ms``
+(default: ``--latency-ms``), each next one ``--token-ms`` later (default 0),
+so ``dspy.streamify`` can stream it and a benchmark can time the first token.
+
 asyncio and the standard library only; HTTP/1.1 with keep-alive, so the
 server's own cost per call stays small next to the clients'.
 """
@@ -28,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 _OUTPUT_LINE = re.compile(r"^\s*\d+\.\s*`(\w+)`", re.MULTILINE)
 
@@ -56,6 +62,47 @@ def output_fields(messages: List[Any]) -> List[str]:
     return ["answer"]
 
 
+def completion_text(messages: List[Any], number: int) -> str:
+    """The assistant's reply: one section per output field, then ``completed``."""
+    sections = ["[[ ## %s ## ]]\nfake %s %d" % (name, name, number) for name in output_fields(messages)]
+    sections.append("[[ ## completed ## ]]")
+    return "\n\n".join(sections)
+
+
+def parse_request(body: bytes) -> Dict[str, Any]:
+    """The request body as a dict (``{}`` when it is not a JSON object)."""
+    try:
+        request = json.loads(body.decode("utf-8") or "{}")
+    except ValueError:
+        return {}
+    return request if isinstance(request, dict) else {}
+
+
+_TOKEN = re.compile(r"\s*\S+\s*")
+
+
+def tokens(text: str) -> List[str]:
+    """``text`` cut into word-sized tokens (whitespace kept) that join back into it."""
+    found = _TOKEN.findall(text)
+    return found if "".join(found) == text else [text]
+
+
+def stream_events(request: Dict[str, Any], number: int) -> List[bytes]:
+    """The server-sent events of a streamed completion, ``data: [DONE]`` last."""
+    messages = request.get("messages") if isinstance(request.get("messages"), list) else []
+    base = {"id": "chatcmpl-bench-%d" % number, "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": request.get("model", "fake")}
+    events = []
+    for index, token in enumerate(tokens(completion_text(messages, number))):
+        delta: Dict[str, Any] = {"content": token}
+        if index == 0:
+            delta["role"] = "assistant"
+        events.append(dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": None}]))
+    events.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                       usage={"prompt_tokens": 10, "completion_tokens": len(events), "total_tokens": 10 + len(events)}))
+    return [b"data: " + json.dumps(event).encode("utf-8") + b"\n\n" for event in events] + [b"data: [DONE]\n\n"]
+
+
 def completion(body: bytes, number: int) -> Dict[str, Any]:
     """An OpenAI ``chat.completion`` object answering the request ``body``."""
     try:
@@ -65,9 +112,7 @@ def completion(body: bytes, number: int) -> Dict[str, Any]:
     if not isinstance(request, dict):
         request = {}
     messages = request.get("messages") if isinstance(request.get("messages"), list) else []
-    sections = ["[[ ## %s ## ]]\nfake %s %d" % (name, name, number) for name in output_fields(messages)]
-    sections.append("[[ ## completed ## ]]")
-    content = "\n\n".join(sections)
+    content = completion_text(messages, number)
     return {
         "id": "chatcmpl-bench-%d" % number,
         "object": "chat.completion",
@@ -83,9 +128,23 @@ def completion(body: bytes, number: int) -> Dict[str, Any]:
 class Server:
     """Serves connections; counts completion requests."""
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, first_token: Optional[float] = None, token_gap: float = 0.0) -> None:
         self.latency = latency
+        self.first_token = latency if first_token is None else first_token
+        self.token_gap = token_gap
         self.requests = 0
+
+    async def stream(self, writer: asyncio.StreamWriter, body: bytes, number: int) -> None:
+        """Answers a ``"stream": true`` completion with server-sent events, then closes."""
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        await writer.drain()
+        for index, event in enumerate(stream_events(parse_request(body), number)):
+            await asyncio.sleep(self.first_token if index == 0 else self.token_gap)
+            writer.write(event)
+            await writer.drain()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -109,6 +168,9 @@ class Server:
                 if method == "POST" and path.rstrip("/").endswith("/chat/completions"):
                     self.requests += 1
                     number = self.requests
+                    if parse_request(body).get("stream") is True:
+                        await self.stream(writer, body, number)
+                        return
                     await asyncio.sleep(self.latency)
                     status, reply = 200, completion(body, number)
                 elif method == "GET" and path.rstrip("/") == "/stats":
@@ -131,8 +193,8 @@ class Server:
             writer.close()
 
 
-async def serve(port: int, latency: float) -> None:
-    server_state = Server(latency)
+async def serve(port: int, latency: float, first_token: Optional[float] = None, token_gap: float = 0.0) -> None:
+    server_state = Server(latency, first_token, token_gap)
     server = await asyncio.start_server(server_state.handle, "127.0.0.1", port, backlog=2048)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -155,8 +217,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="time before each completion is answered")
+    parser.add_argument("--first-token-ms", type=float, default=None,
+                        help="time before the first token of a streamed completion (default: --latency-ms)")
+    parser.add_argument("--token-ms", type=float, default=0.0, help="time between the tokens of a streamed completion")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.latency_ms / 1000.0))
+    first = None if args.first_token_ms is None else args.first_token_ms / 1000.0
+    asyncio.run(serve(args.port, args.latency_ms / 1000.0, first, args.token_ms / 1000.0))
     return 0
 
 

@@ -27,6 +27,8 @@ standard library.
 
 from .errors import CommandError
 from .registry import Command, DuplicateCommand, Registry, command, registry
+from .results import WithUsage
+from .streaming import streaming_requested
 from .settings_store import settings, settings_version
 
 __version__ = "0.1.0"
@@ -40,5 +42,7 @@ __all__ = [
     "registry",
     "settings",
     "settings_version",
+    "streaming_requested",
+    "WithUsage",
     "__version__",
 ]

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         "else %d); serial commands still run one at a time" % builtins.CONCURRENT_CAPACITY,
     )
     parser.add_argument(
+        "--template",
+        action="store_true",
+        help="run as a fork template: import the preloads and handlers once, then fork a worker "
+        "for each request of the host (see pypool_worker.template); --worker-id is ignored",
+    )
+    parser.add_argument(
         "--preload",
         nargs="+",
         action="append",
@@ -128,7 +134,9 @@ def main(argv: Optional[Sequence[str]] = None, registry: Optional[Registry] = No
 
     logger = log.configure(args.log_level)
     stop = StopSignal()
-    stop.install()
+    if not args.template:
+        # A template dies of SIGTERM (its guardian then takes its workers down).
+        stop.install()
     state = WorkerState(args.worker_id, started=started)
     commands = registry if registry is not None else default_registry
     runner = programs.ProgramRunner(programs.ProgramCache(args.program_cache), settings_store.store, logger)
@@ -154,6 +162,36 @@ def main(argv: Optional[Sequence[str]] = None, registry: Optional[Registry] = No
         _send_startup_error(streams, "handler_import", message, trace, args.max_frame_bytes)
         return EXIT_STARTUP_ERROR
 
+    if args.template:
+        from . import template
+
+        return template.serve(
+            streams,
+            lambda worker_id: _serve_forked(worker_id, args, commands, state),
+            logger,
+        )
+    return _serve(streams, args, commands, state, stop, logger)
+
+
+def _serve_forked(worker_id: int, args: argparse.Namespace, commands: Registry, state: WorkerState) -> int:
+    """The rest of a forked worker's life, after the template set up its fds 0, 1 and 2."""
+    streams = stdio.take_frame_streams()
+    logger = log.configure(args.log_level)
+    stop = StopSignal()
+    stop.install()
+    state.become(worker_id)
+    return _serve(streams, args, commands, state, stop, logger)
+
+
+def _serve(
+    streams: stdio.FrameStreams,
+    args: argparse.Namespace,
+    commands: Registry,
+    state: WorkerState,
+    stop: StopSignal,
+    logger: Any,
+) -> int:
+    """Serves requests until the worker should exit; returns the exit status."""
     server = Server(
         commands, state, streams.reader, streams.write_all, args.max_frame_bytes, stop, logger, capacity=args.capacity
     )

@@ -24,9 +24,16 @@ CONCURRENCY_MODES = (SERIAL, THREADS, ASYNC)
 Router = Callable[[Dict[str, Any]], str]
 
 
+def is_async_handler(handler: Handler) -> bool:
+    """Whether ``handler`` is an ``async def`` (a coroutine function, or an async
+    generator function, whose yields stream)."""
+    return inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
+
+
 def default_concurrency(handler: Handler) -> str:
-    """``async`` for an ``async def`` handler, ``serial`` for anything else."""
-    return ASYNC if inspect.iscoroutinefunction(handler) else SERIAL
+    """``async`` for an ``async def`` handler (streaming or not), ``serial`` for
+    anything else (a generator function included)."""
+    return ASYNC if is_async_handler(handler) else SERIAL
 
 
 def check_concurrency(name: str, handler: Handler, concurrency: Optional[str]) -> str:
@@ -41,7 +48,7 @@ def check_concurrency(name: str, handler: Handler, concurrency: Optional[str]) -
         raise ValueError(
             "command %r: concurrency must be one of %s, got %r" % (name, ", ".join(CONCURRENCY_MODES), concurrency)
         )
-    if concurrency == ASYNC and not inspect.iscoroutinefunction(handler):
+    if concurrency == ASYNC and not is_async_handler(handler):
         raise ValueError(
             "command %r: concurrency 'async' needs an 'async def' handler (a plain function would block the "
             "event loop every async request shares); use 'threads' for a thread-safe plain function" % (name,)
@@ -185,6 +192,11 @@ class Registry:
         order, on the main thread), ``"threads"`` (concurrently on a bounded
         thread pool: the function must be thread-safe) or ``"async"`` (default
         for ``async def``: concurrently on the worker's one event loop).
+        A generator function (``def`` with ``yield``) or an async generator
+        function (``async def`` with ``yield``) streams its values to a
+        ``stream_request`` as chunks, under the host's credit (a plain request
+        gets the list of its values); a sync generator runs in the command's
+        concurrency mode, an async one on the event loop.
         The decorated function is returned unchanged.
         """
         if callable(name):

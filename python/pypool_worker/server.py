@@ -12,7 +12,11 @@ A worker holds up to ``capacity`` requests at once (protocol version 2):
 * replies are written by whichever thread finished the request, one frame at
   a time under a lock, so frames are never interleaved; every request is
   answered exactly once (the :class:`Held` state under the server's lock
-  decides who answers).
+  decides who answers);
+* a handler returning a generator or an async generator to a
+  ``stream_request`` (protocol version 3) streams: each value it yields is a
+  ``chunk``, sent only while the stream holds credit (:mod:`.streaming`; the
+  reader thread applies ``credit``), and its end is the ordinary reply.
 
 The server owns the request lifecycle and the exit statuses of PROTOCOL.md.
 It reaches the frame format only through :mod:`pypool_worker.wire`, and the
@@ -37,8 +41,10 @@ from . import builtins, wire
 from .errors import CommandError
 from .log import logger as default_logger
 from .registry import SERIAL, THREADS, Command, Registry
+from .results import ok_reply
 from .runners import EventLoopThread, ThreadRunner
 from .signals import StopSignal, block_stop_signals_in_this_thread
+from .streaming import StreamCredit, reset_streaming, set_streaming
 from .state import WorkerState
 
 #: Exit status: stdin reached EOF, a stop signal was honoured, or the host went away.
@@ -76,9 +82,17 @@ class HostGone(Exception):
 class Held:
     """One request the worker holds, from hand-over to reply."""
 
-    __slots__ = ("id", "name", "command", "args", "mode", "state", "task", "future", "cancel_requested")
+    __slots__ = ("id", "name", "command", "args", "mode", "state", "task", "future", "cancel_requested", "stream")
 
-    def __init__(self, request_id: int, name: str, command: Command, args: Dict[str, Any], mode: str) -> None:
+    def __init__(
+        self,
+        request_id: int,
+        name: str,
+        command: Command,
+        args: Dict[str, Any],
+        mode: str,
+        stream: Optional[StreamCredit] = None,
+    ) -> None:
         self.id = request_id
         self.name = name
         self.command = command
@@ -92,6 +106,8 @@ class Held:
         self.future: Optional["concurrent.futures.Future[Any]"] = None
         #: The host sent ``cancel`` while it ran.
         self.cancel_requested = False
+        #: The stream's credit, for a ``stream_request``; ``None`` for a plain request.
+        self.stream = stream
 
 
 class Server:
@@ -370,8 +386,12 @@ class Server:
         """Reads frames until EOF or a protocol error; never waits for a handler."""
         block_stop_signals_in_this_thread()
         try:
-            self._post(("end", self._read_frames()))
+            end = self._read_frames()
+            # No credit can arrive any more: streams waiting for it must end.
+            self._stop_streams("host_gone")
+            self._post(("end", end))
         except HostGone:
+            self._stop_streams("host_gone")
             self._post(("gone",))
         except BaseException:  # a bug in this runtime
             self.log.exception("internal error in the request reader; exiting")
@@ -409,17 +429,23 @@ class Server:
             if kind == "request":
                 if not self._accept(message):
                     return EXIT_PROTOCOL_ERROR
+            elif kind == "stream_request":
+                if not self._accept(message, StreamCredit(message["credit"])):
+                    return EXIT_PROTOCOL_ERROR
             elif kind == "cancel":
                 self._cancel(message["id"])
+            elif kind == "credit":
+                self._credit(message["id"], message["grant"])
             else:
                 self.log.error(
-                    "protocol error: the host sent a %r message, only requests and cancels are allowed; exiting",
+                    "protocol error: the host sent a %r message, only requests, stream requests, cancels and credits are allowed; exiting",
                     kind,
                 )
                 return EXIT_PROTOCOL_ERROR
 
-    def _accept(self, request: Dict[str, Any]) -> bool:
-        """Answers ``request`` at once or hands it over; False on a protocol violation."""
+    def _accept(self, request: Dict[str, Any], stream: Optional[StreamCredit] = None) -> bool:
+        """Answers ``request`` at once or hands it over (``stream``: the credit of a
+        ``stream_request``); False on a protocol violation."""
         request_id = request["id"]
         name = request["command"]
         args = request.get("args", {})
@@ -443,7 +469,7 @@ class Server:
         except TypeError as exc:
             self._answer_now(request_id, name, _error_reply(request_id, "invalid_arguments", "command %r: %s" % (name, exc)))
             return True
-        held = Held(request_id, name, command, args, command.concurrency_for(args))
+        held = Held(request_id, name, command, args, command.concurrency_for(args), stream)
         with self._lock:
             if request_id in self._held:
                 self.log.error(
@@ -458,9 +484,11 @@ class Server:
                 self._held[request_id] = held
         if stopping:
             self._answer_not_started(request_id, name)
-        elif command.inline:
+        elif command.inline and stream is None:
             # A built-in that runs no user code and never blocks (``ping``):
             # answered here, which saves handing it to another thread and back.
+            # Never a stream: this thread applies credits, so nothing that may
+            # wait for one runs here.
             self._run_held(held)
         elif held.mode == SERIAL:
             self._post(("serial", held))
@@ -469,6 +497,23 @@ class Server:
         else:
             self._loop.call_soon(self._start_task, held)
         return True
+
+    def _credit(self, request_id: int, grant: int) -> None:
+        """Applies ``credit``: more chunks for a stream; ignored for an id not held as one."""
+        with self._lock:
+            held = self._held.get(request_id)
+            stream = held.stream if held is not None and held.state != DONE else None
+        if stream is None:
+            self.log.debug("credit for request %d, which is not a stream this worker holds: ignored", request_id)
+            return
+        stream.grant(grant)
+
+    def _stop_streams(self, reason: str) -> None:
+        """Ends every stream's wait for credit (the host closed stdin: none will come)."""
+        with self._lock:
+            streams = [held.stream for held in self._held.values() if held.stream is not None]
+        for stream in streams:
+            stream.stop(reason)
 
     def _cancel(self, request_id: int) -> None:
         """Applies ``cancel``: answers an unstarted request ``cancelled``, interrupts
@@ -487,6 +532,9 @@ class Server:
             self.log.debug("cancel for request %d, which this worker does not hold (answered already?): ignored", request_id)
             return
         assert held is not None
+        if held.stream is not None:
+            # A producer waiting for credit, or between two chunks, stops at once.
+            held.stream.stop(CANCELLED)
         if action == "unstarted":
             self.log.info("request %d %r cancelled before it started", request_id, held.name)
             message = "request %d %r was cancelled by the host before it started; it did not run" % (request_id, held.name)
@@ -499,6 +547,8 @@ class Server:
             future = held.future
             assert future is not None
             future.cancel()
+        elif held.stream is not None:
+            self.log.info("request %d %r: its stream stops at its next chunk", request_id, held.name)
         else:
             self.log.info(
                 "request %d %r cannot be cancelled: it runs a plain function, which is not interruptible; "
@@ -551,8 +601,15 @@ class Server:
 
     def _call_sync(self, held: Held) -> Dict[str, Any]:
         request_id = held.id
+        token = set_streaming(held.stream is not None)
         try:
             result = held.command.handler(**held.args)
+            if inspect.isgenerator(result):
+                if held.stream is not None:
+                    return self._stream_sync(held, result)
+                result = list(result)
+            elif inspect.isasyncgen(result):
+                result = self._stream_async(held, result) if held.stream is not None else _collect(result)
             if inspect.isawaitable(result):
                 # A coroutine from a plain function (or a serial `async def`):
                 # it runs on the event loop while this thread waits for it.
@@ -573,7 +630,11 @@ class Server:
             # records them); whatever a handler raises is the handler's fault and
             # gets an error reply, and the worker keeps serving.
             return _exception_reply(request_id, exc)
-        return {"type": "reply", "id": request_id, "status": "ok", "result": result}
+        finally:
+            reset_streaming(token)
+        if isinstance(result, _Reply):
+            return result.reply
+        return ok_reply(request_id, result)
 
     def _start_task(self, held: Held) -> None:
         """On the event loop: starts an ``async`` request as a task."""
@@ -592,8 +653,11 @@ class Server:
 
     async def _call_async(self, held: Held) -> Dict[str, Any]:
         request_id = held.id
+        set_streaming(held.stream is not None)  # this task's own context
         try:
             result = held.command.handler(**held.args)
+            if inspect.isasyncgen(result):
+                result = await (self._stream_async(held, result) if held.stream is not None else _collect(result))
             if inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError as exc:
@@ -604,7 +668,114 @@ class Server:
             return _error_reply(request_id, exc.kind, exc.message, traceback_text=exc.traceback_text)
         except BaseException as exc:  # noqa: B036 - as in _call_sync
             return _exception_reply(request_id, exc)
-        return {"type": "reply", "id": request_id, "status": "ok", "result": result}
+        if isinstance(result, _Reply):
+            return result.reply
+        return ok_reply(request_id, result)
+
+    # -- streaming replies ---------------------------------------------------
+
+    def _stream_sync(self, held: Held, generator: Any) -> Dict[str, Any]:
+        """Iterates a sync generator where the request runs, one chunk per unit of
+        credit; returns the final reply (it never raises the generator's errors)."""
+        stream = held.stream
+        assert stream is not None
+        seq = 0
+        try:
+            while True:
+                # Waits for credit before asking for the next value: a paused
+                # producer holds nothing back, and a cancel wakes the wait.
+                if not stream.take():
+                    generator.close()  # GeneratorExit where it yields
+                    return self._stream_stopped_reply(held, seq)
+                try:
+                    value = next(generator)
+                except StopIteration as stop:
+                    return ok_reply(held.id, stop.value)
+                if stream.stop_reason is not None:
+                    generator.close()
+                    return self._stream_stopped_reply(held, seq)
+                frame = self._encode_chunk(held, seq, value)
+                if isinstance(frame, dict):
+                    generator.close()
+                    return frame
+                self.send_bytes(frame)
+                seq += 1
+        except HostGone:
+            stream.stop("host_gone")
+            generator.close()
+            return self._stream_stopped_reply(held, seq)
+        except CommandError as exc:
+            return _error_reply(held.id, exc.kind, exc.message, traceback_text=exc.traceback_text)
+        except BaseException as exc:  # noqa: B036 - as in _call_sync
+            return _exception_reply(held.id, exc)
+
+    async def _stream_async(self, held: Held, generator: Any) -> "_Reply":
+        """Iterates an async generator on the event loop, one chunk per unit of
+        credit; a cancel arrives as ``CancelledError`` (raised to the caller, after
+        the generator was closed)."""
+        stream = held.stream
+        assert stream is not None
+        seq = 0
+        try:
+            while True:
+                if not await stream.take_async():
+                    await generator.aclose()
+                    if stream.stop_reason == CANCELLED:
+                        raise asyncio.CancelledError()
+                    return _Reply(self._stream_stopped_reply(held, seq))
+                try:
+                    value = await generator.__anext__()
+                except StopAsyncIteration:
+                    return _Reply({"type": "reply", "id": held.id, "status": "ok", "result": None})
+                frame = self._encode_chunk(held, seq, value)
+                if isinstance(frame, dict):
+                    await generator.aclose()
+                    return _Reply(frame)
+                try:
+                    self.send_bytes(frame)
+                except HostGone:
+                    stream.stop("host_gone")
+                    await generator.aclose()
+                    return _Reply(self._stream_stopped_reply(held, seq))
+                seq += 1
+        except asyncio.CancelledError:
+            # Cancelled while waiting for credit or for the generator: closing
+            # it raises GeneratorExit where it is suspended (a no-op if the
+            # CancelledError came out of the generator itself).
+            await generator.aclose()
+            raise
+
+    def _stream_stopped_reply(self, held: Held, sent: int) -> Dict[str, Any]:
+        stream = held.stream
+        reason = stream.stop_reason if stream is not None else None
+        if reason == "host_gone":
+            message = "request %d %r: the host closed the connection after %d chunk(s); the stream was closed" % (
+                held.id, held.name, sent)
+        else:
+            message = "request %d %r was cancelled by the host after %d chunk(s); its generator was closed" % (
+                held.id, held.name, sent)
+        return _error_reply(held.id, CANCELLED, message)
+
+    def _encode_chunk(self, held: Held, seq: int, value: Any) -> Union[bytes, Dict[str, Any]]:
+        """The chunk frame for ``value``, or the ``invalid_result`` reply ending the stream."""
+        chunk = {"type": "chunk", "id": held.id, "seq": seq, "data": value}
+        problem: Exception
+        try:
+            frame = wire.encode(chunk, self.max_frame_bytes)
+            if not (
+                wire.may_be_too_deep(frame, wire.MAX_NESTING_DEPTH + 1)
+                and wire.nesting_depth_exceeds(value, wire.MAX_NESTING_DEPTH)
+            ):
+                return frame
+            detail = "command %r yielded a value nested deeper than %d levels of arrays and objects (the protocol's limit)" % (
+                held.name, wire.MAX_NESTING_DEPTH)
+        except wire.FrameTooLarge as exc:
+            detail = "command %r yielded a value too large to send: %s" % (held.name, exc)
+        except wire.InvalidMessage as exc:
+            problem = exc
+            detail = "command %r yielded a value that is not JSON-serialisable: %s" % (
+                held.name, _text_of(problem.__cause__ or problem))
+        return _error_reply(held.id, "invalid_result", "%s; the stream ends after chunk %d" % (detail, seq))
 
     def _cancelled_reply(self, held: Held) -> Dict[str, Any]:
         return _error_reply(
@@ -731,6 +902,20 @@ def _exception_reply(request_id: int, exc: BaseException) -> Dict[str, Any]:
         exception_type=type(exc).__name__,
         traceback_text=_format_traceback(exc),
     )
+
+
+class _Reply:
+    """A reply a streaming helper already decided (so the caller does not wrap it as a result)."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: Dict[str, Any]) -> None:
+        self.reply = reply
+
+
+async def _collect(generator: Any) -> List[Any]:
+    """Every value of an async generator, for a plain request to a streaming handler."""
+    return [value async for value in generator]
 
 
 def _drain_pipe(fd: int) -> None:

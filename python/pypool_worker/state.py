@@ -21,6 +21,13 @@ class WorkerState:
         #: ``platform.python_version()``.
         self.python_version = platform.python_version()
 
+    def become(self, worker_id: int) -> None:
+        """Starts afresh as worker ``worker_id`` in this process (a worker forked from a template)."""
+        self.worker_id = worker_id
+        self.started = time.monotonic()
+        self.requests_served = 0
+        self.pid = os.getpid()
+
     def uptime_s(self) -> float:
         """Seconds since the worker started."""
         return time.monotonic() - self.started

@@ -1,4 +1,4 @@
-"""The pypool wire protocol, version 1 (see docs/PROTOCOL.md).
+"""The pypool wire protocol, version 3 (see docs/PROTOCOL.md).
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8
 JSON holding one object with a ``type`` field. This module is the only Python
@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
     Protocol = object  # type: ignore[assignment]
 
 #: The protocol version this module speaks.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: Default maximum body size, the same on both sides of the pipe.
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -37,7 +37,9 @@ MAX_PREFIX_VALUE = 0xFFFFFFFF
 MAX_NESTING_DEPTH = 100
 
 #: The message types the protocol defines.
-MESSAGE_TYPES = ("handshake", "startup_error", "request", "reply", "draining", "cancel")
+MESSAGE_TYPES = (
+    "handshake", "startup_error", "request", "reply", "draining", "cancel", "stream_request", "chunk", "credit",
+)
 
 #: How a command's requests may run relative to each other (see PROTOCOL.md).
 CONCURRENCY_MODES = ("serial", "threads", "async")
@@ -242,7 +244,7 @@ def _too_deep_request(data: bytes) -> NestingTooDeep:
         envelope = json.loads(_scan(data)[1].decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return NestingTooDeep(detail)
-    if not isinstance(envelope, dict) or envelope.get("type") != "request":
+    if not isinstance(envelope, dict) or envelope.get("type") not in ("request", "stream_request"):
         return NestingTooDeep(detail)
     request_id = envelope.get("id")
     command = envelope.get("command")
@@ -465,6 +467,8 @@ def _validate_reply(message: Dict[str, Any]) -> None:
         _optional_str("reply.error", error, "traceback")
     else:
         raise InvalidMessage("reply.status must be 'ok' or 'error', got %r" % (status,))
+    if message.get("usage") is not None and not isinstance(message["usage"], dict):
+        raise InvalidMessage("reply.usage must be an object when present, got %r" % (message["usage"],))
 
 
 def _validate_handshake(message: Dict[str, Any]) -> None:
@@ -502,9 +506,30 @@ def _validate_cancel(message: Dict[str, Any]) -> None:
     _require(message, "id", "u64")
 
 
+def _validate_stream_request(message: Dict[str, Any]) -> None:
+    _validate_request(message)
+    _require(message, "credit", "u32")
+
+
+def _validate_chunk(message: Dict[str, Any]) -> None:
+    _require(message, "id", "u64")
+    _require(message, "seq", "u64")
+    if "data" not in message:
+        raise InvalidMessage("chunk message lacks the 'data' field")
+
+
+def _validate_credit(message: Dict[str, Any]) -> None:
+    _require(message, "id", "u64")
+    _require(message, "grant", "u32")
+
+
 _NO_ARGS: Dict[str, Any] = {}
 
+
 _VALIDATORS = {
+    "stream_request": _validate_stream_request,
+    "chunk": _validate_chunk,
+    "credit": _validate_credit,
     "request": _validate_request,
     "reply": _validate_reply,
     "handshake": _validate_handshake,
@@ -561,6 +586,8 @@ def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
                 if error.get(field) is not None:
                     kept[field] = error[field]
             out["error"] = kept
+        if message.get("usage") is not None:
+            out["usage"] = message["usage"]
     elif kind == "handshake":
         out.update(
             protocol=message["protocol"],
@@ -579,6 +606,12 @@ def normalize(message: Dict[str, Any]) -> Dict[str, Any]:
         )
     elif kind == "cancel":
         out.update(id=message["id"])
+    elif kind == "stream_request":
+        out.update(id=message["id"], command=message["command"], args=message.get("args", {}), credit=message["credit"])
+    elif kind == "chunk":
+        out.update(id=message["id"], seq=message["seq"], data=message["data"])
+    elif kind == "credit":
+        out.update(id=message["id"], grant=message["grant"])
     elif kind == "draining":
         pass
     else:  # startup_error

@@ -86,7 +86,7 @@ def _one_frame(rng, max_frame_bytes):
     if kind == 8:
         return _frame(b'{"type":"reply","id":1,"status":"ok","result":null}')
     if kind == 9:
-        return _frame(b'{"type":"handshake","protocol":2,"worker_id":1,"pid":0,"python_version":"x","commands":[]}')
+        return _frame(b'{"type":"handshake","protocol":3,"worker_id":1,"pid":0,"python_version":"x","commands":[]}')
     if kind == 10:
         return _frame(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))))
     if kind == 11:

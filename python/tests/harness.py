@@ -243,9 +243,9 @@ class FakeOpenAI:
 
     SCRIPT = REPO_FIXTURES_DIR / "fake_openai.py"
 
-    def __init__(self) -> None:
+    def __init__(self, script: Optional[Path] = None, extra_args: List[str] = ()) -> None:  # type: ignore[assignment]
         self.proc = subprocess.Popen(
-            [sys.executable, str(self.SCRIPT), "--port", "0"],
+            [sys.executable, str(script or self.SCRIPT), "--port", "0", *extra_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -502,7 +502,7 @@ def test_the_handshake_announces_capacity_and_per_command_concurrency():
 
     live = LiveServer(reg, capacity=7)
     modes = {c["name"]: c["concurrency"] for c in live.handshake["commands"]}
-    assert live.handshake["protocol"] == 2
+    assert live.handshake["protocol"] == 3
     assert live.handshake["capacity"] == 7
     assert modes["plain"] == "serial" and modes["pooled"] == "threads" and modes["coroutine"] == "async"
     assert modes["ping"] == builtins.PING_CONCURRENCY

@@ -89,7 +89,7 @@ def test_handshake_then_replies_in_order_then_clean_exit():
     status, frames, state = _serve([_req(1, "add", a=1, b=2), _req(2, "ping", payload="p"), _req(3, "info")])
     assert status == EXIT_OK
     handshake = frames[0]
-    assert handshake["type"] == "handshake" and handshake["worker_id"] == 5 and handshake["protocol"] == 2
+    assert handshake["type"] == "handshake" and handshake["worker_id"] == 5 and handshake["protocol"] == 3
     names = [c["name"] for c in handshake["commands"]]
     assert names[-4:] == ["ping", "info", "pypool.run_program", "pypool.apply_settings"]
     assert tuple(names[-4:]) == builtins.BUILTIN_NAMES

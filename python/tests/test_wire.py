@@ -19,7 +19,7 @@ def test_round_trip_of_every_message_type():
         _request(),
         {"type": "reply", "id": 2, "status": "ok", "result": [1, "two", None, {"3": 4.5}]},
         {"type": "reply", "id": 3, "status": "error", "error": {"kind": "internal", "message": "m"}},
-        {"type": "handshake", "protocol": 2, "worker_id": 9, "pid": 4, "python_version": "3.9.18", "commands": []},
+        {"type": "handshake", "protocol": 3, "worker_id": 9, "pid": 4, "python_version": "3.9.18", "commands": []},
         {"type": "startup_error", "kind": "bad_arguments", "message": "no"},
     ]
     stream = io.BytesIO(b"".join(wire.encode(m) for m in messages))

@@ -26,7 +26,7 @@ def _marker(label):
 def test_handshake_announces_identity_and_commands(shared_worker):
     handshake = shared_worker.handshake
     assert handshake["type"] == "handshake"
-    assert handshake["protocol"] == 2
+    assert handshake["protocol"] == 3
     assert handshake["worker_id"] == 7
     # The process started is the guardian; the worker is its child (Linux).
     assert handshake["pid"] == _worker_pid(shared_worker)

@@ -54,6 +54,11 @@ message("request_unicode_args", {"type": "request", "id": 18446744073709551615, 
 message("request_without_args", {"type": "request", "id": 7, "command": "info"},
         normalized={"type": "request", "id": 7, "command": "info", "args": {}})
 message("reply_ok", {"type": "reply", "id": 1, "status": "ok", "result": {"pong": True}})
+message("reply_ok_usage", {"type": "reply", "id": 3, "status": "ok", "result": {"answer": "4"},
+                           "usage": {"calls": 1, "completion_tokens": 8, "cost": None,
+                                     "models": {"openai/fake": {"calls": 1, "completion_tokens": 8,
+                                                                "prompt_tokens": 120}},
+                                     "prompt_tokens": 120, "total_tokens": 128}})
 message("reply_ok_null", {"type": "reply", "id": 2, "status": "ok", "result": None})
 message("reply_error_full", {"type": "reply", "id": 41, "status": "error",
                              "error": {"kind": "python_exception", "exception_type": "ValueError",
@@ -63,16 +68,16 @@ message("reply_error_minimal", {"type": "reply", "id": 42, "status": "error",
                                 "error": {"kind": "unknown_command", "message": "no command named 'nope'"}})
 message("reply_error_unknown_kind", {"type": "reply", "id": 43, "status": "error",
                                      "error": {"kind": "from_the_future", "message": "a kind this host does not know"}})
-message("handshake", {"type": "handshake", "protocol": 2, "worker_id": 3, "pid": 41234,
+message("handshake", {"type": "handshake", "protocol": 3, "worker_id": 3, "pid": 41234,
                       "python_version": "3.11.7",
                       "commands": [{"name": "ping", "idempotent": True, "concurrency": "serial"},
                                    {"name": "summarise", "idempotent": False, "concurrency": "threads"},
                                    {"name": "ask", "idempotent": False, "concurrency": "async"}],
                       "capacity": 64})
-message("handshake_unknown_fields", {"type": "handshake", "protocol": 2, "worker_id": 0, "pid": 1,
+message("handshake_unknown_fields", {"type": "handshake", "protocol": 3, "worker_id": 0, "pid": 1,
                                      "python_version": "3.9.0", "commands": [{"name": "ping"}],
                                      "zygote": {"preloaded": ["dspy"]}, "extra": 1},
-        normalized={"type": "handshake", "protocol": 2, "worker_id": 0, "pid": 1,
+        normalized={"type": "handshake", "protocol": 3, "worker_id": 0, "pid": 1,
                     "python_version": "3.9.0",
                     "commands": [{"name": "ping", "idempotent": False, "concurrency": "serial"}],
                     "capacity": 1})
@@ -85,6 +90,15 @@ message("cancel_unknown_fields", {"type": "cancel", "id": 7, "reason": "deadline
         normalized={"type": "cancel", "id": 7})
 message("draining_unknown_fields", {"type": "draining", "since": 1.5},
         normalized={"type": "draining"})
+# Streaming replies (protocol version 3).
+message("stream_request", {"type": "stream_request", "id": 41, "command": "tokens", "args": {"n": 3}, "credit": 16})
+message("stream_request_without_args", {"type": "stream_request", "id": 42, "command": "tokens", "credit": 0},
+        normalized={"type": "stream_request", "id": 42, "command": "tokens", "args": {}, "credit": 0})
+message("chunk", {"type": "chunk", "id": 41, "seq": 0, "data": {"token": "Hel"}})
+message("chunk_null_data", {"type": "chunk", "id": 41, "seq": 18446744073709551615, "data": None})
+message("credit", {"type": "credit", "id": 41, "grant": 8})
+message("credit_unknown_fields", {"type": "credit", "id": 41, "grant": 4294967295, "why": "consumer read"},
+        normalized={"type": "credit", "id": 41, "grant": 4294967295})
 
 error("oversized_length_prefix", struct.pack(">I", MAX_FRAME_BYTES + 1) + b"{}", "frame_too_large",
       "the length prefix exceeds max_frame_bytes; the body must not be read")
@@ -103,6 +117,16 @@ error("request_negative_id", frame(b'{"type":"request","id":-1,"command":"ping",
       "ids are unsigned 64-bit integers")
 error("request_args_not_object", frame(b'{"type":"request","id":1,"command":"ping","args":[1]}'),
       "invalid_message", "args must be an object")
+error("stream_request_without_credit", frame(b'{"type":"stream_request","id":1,"command":"tokens","args":{}}'),
+      "invalid_message", "a streaming request must say how many chunks the worker may send")
+error("chunk_without_seq", frame(b'{"type":"chunk","id":1,"data":"x"}'), "invalid_message",
+      "a chunk needs its sequence number")
+error("chunk_without_data", frame(b'{"type":"chunk","id":1,"seq":0}'), "invalid_message",
+      "a chunk needs its data (null is a value, absence is not)")
+error("credit_negative_grant", frame(b'{"type":"credit","id":1,"grant":-1}'), "invalid_message",
+      "grants are unsigned 32-bit integers")
+error("credit_grant_too_large", frame(b'{"type":"credit","id":1,"grant":4294967296}'), "invalid_message",
+      "grants are unsigned 32-bit integers")
 
 with open(os.path.join(HERE, "vectors.json"), "w", encoding="utf-8") as f:
     json.dump({"max_frame_bytes": MAX_FRAME_BYTES, "vectors": vectors}, f, indent=2, ensure_ascii=False)

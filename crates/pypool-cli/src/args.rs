@@ -86,6 +86,20 @@ pub struct PythonArgs {
         value_delimiter = ','
     )]
     pub pass_env: Vec<String>,
+    /// How workers start: `fork` (from a template process that imported the
+    /// handlers and preloads once; the default on Linux) or `spawn` (each
+    /// worker its own interpreter).
+    #[arg(long, env = "PYPOOL_START_MODE", value_name = "MODE", value_parser = ["fork", "spawn"])]
+    pub start_mode: Option<String>,
+    /// A library every worker imports at start rather than on first use
+    /// (repeatable, or `,`-separated), e.g. `dspy`.
+    #[arg(
+        long,
+        env = "PYPOOL_PRELOAD",
+        value_name = "MODULE",
+        value_delimiter = ','
+    )]
+    pub preload: Vec<String>,
 }
 
 /// How the pool is built.

@@ -7,6 +7,8 @@
 //! python_path = ["python"]          # relative to this file
 //! env_policy = "clear"              # or "inherit" (the default)
 //! pass_env = ["OPENAI_API_KEY"]     # passed on under "clear"
+//! start_mode = "spawn"              # or "fork" (the default on Linux)
+//! preload = ["dspy"]                # imported at worker start
 //! handlers = ["handlers/mine.py"]   # `.py` paths relative to this file
 //! workers = 4                       # both subcommands, unless a section says otherwise
 //! request_timeout = 30              # seconds
@@ -51,6 +53,10 @@ pub struct FileConfig {
     pub env_policy: Option<EnvPolicyName>,
     /// Variables passed to workers under `env_policy = "clear"`.
     pub pass_env: Option<Vec<String>>,
+    /// `fork` or `spawn`: how workers start.
+    pub start_mode: Option<StartModeName>,
+    /// Libraries every worker imports at start (e.g. `dspy`).
+    pub preload: Option<Vec<String>>,
     /// Handler modules or `.py` files.
     pub handlers: Option<Vec<String>>,
     /// Pool size for every subcommand without its own.
@@ -81,6 +87,26 @@ impl EnvPolicyName {
         match self {
             Self::Inherit => "inherit",
             Self::Clear => "clear",
+        }
+    }
+}
+
+/// `start_mode` in the file (anything else is an error naming the value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartModeName {
+    /// Workers are forked from a template.
+    Fork,
+    /// Each worker is its own interpreter.
+    Spawn,
+}
+
+impl StartModeName {
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fork => "fork",
+            Self::Spawn => "spawn",
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct PythonSettings {
     pub env_policy: String,
     /// Variables passed to workers under `clear`.
     pub pass_env: Vec<String>,
+    /// `fork` or `spawn`: how workers start.
+    pub start_mode: String,
+    /// Libraries every worker imports at start.
+    pub preload: Vec<String>,
 }
 
 /// How a pool is built.
@@ -195,6 +199,14 @@ pub fn resolve_python(args: &PythonArgs, file: &FileConfig) -> PythonSettings {
             .unwrap_or_else(|| "inherit".to_owned()),
         pass_env: non_empty(args.pass_env.clone())
             .or_else(|| file.pass_env.clone())
+            .unwrap_or_default(),
+        start_mode: args
+            .start_mode
+            .clone()
+            .or_else(|| file.start_mode.map(|name| name.as_str().to_owned()))
+            .unwrap_or_else(|| pypool::StartMethod::default().to_string()),
+        preload: non_empty(args.preload.clone())
+            .or_else(|| file.preload.clone())
             .unwrap_or_default(),
     }
 }
@@ -575,6 +587,43 @@ mod tests {
         let command = stress.command.unwrap();
         assert_eq!(command.name, "demo.primes");
         assert_eq!(command.args["limit"], 7);
+    }
+
+    #[test]
+    fn the_start_mode_and_preloads_come_from_flags_over_the_file_and_reach_the_spawner() {
+        let defaults = resolve_stress(&StressArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(
+            defaults.pool.python.start_mode,
+            pypool::StartMethod::default().to_string()
+        );
+        assert!(defaults.pool.python.preload.is_empty());
+        let config = file(
+            r#"
+            start_mode = "spawn"
+            preload = ["dspy"]
+            "#,
+        );
+        let from_file = resolve_stress(&StressArgs::default(), &config).unwrap();
+        let spawner = crate::pool_setup::spawner_config(&from_file.pool.python);
+        assert_eq!(spawner.start_method, pypool::StartMethod::Spawn);
+        assert_eq!(spawner.preload, ["dspy"]);
+        let args = StressArgs {
+            pool: PoolArgs {
+                python: PythonArgs {
+                    start_mode: Some("fork".into()),
+                    ..PythonArgs::default()
+                },
+                ..PoolArgs::default()
+            },
+            ..StressArgs::default()
+        };
+        let from_flags = resolve_stress(&args, &config).unwrap();
+        let spawner = crate::pool_setup::spawner_config(&from_flags.pool.python);
+        assert_eq!(spawner.start_method, pypool::StartMethod::Fork);
+        assert!(
+            parse("start_mode = \"vfork\"", Path::new("/cfg")).is_err(),
+            "an unknown start mode in the file is an error"
+        );
     }
 
     #[test]

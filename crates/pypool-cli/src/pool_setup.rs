@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use pypool::{EnvPolicy, Pool, PoolBuilder, PythonSpawnerConfig, Timeouts};
+use pypool::{EnvPolicy, Pool, PoolBuilder, PythonSpawnerConfig, StartMethod, Timeouts};
 use pypool_redis::{RedisConfig, RedisStores, RedisUrl};
 
 use crate::options::{PoolSettings, PythonSettings};
@@ -82,6 +82,12 @@ pub fn spawner_config(python: &PythonSettings) -> PythonSpawnerConfig {
     let mut config = PythonSpawnerConfig::default().with_interpreter(python.interpreter.clone());
     for dir in &python.python_path {
         config = config.with_python_path(dir.clone());
+    }
+    for module in &python.preload {
+        config = config.with_preload(module.clone());
+    }
+    if let Ok(method) = python.start_mode.parse::<StartMethod>() {
+        config = config.with_start_method(method);
     }
     config.with_env_policy(env_policy(python))
 }

@@ -83,6 +83,8 @@ fn settings(requests: u64, kill_every: Option<u64>) -> StressSettings {
                 python_path: Vec::new(),
                 env_policy: "inherit".into(),
                 pass_env: Vec::new(),
+                start_mode: "spawn".into(),
+                preload: Vec::new(),
             },
             workers: WORKERS,
             handlers: vec![DEMO_HANDLERS.into()],

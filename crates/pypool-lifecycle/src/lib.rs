@@ -60,9 +60,9 @@
 //! |---|---|
 //! | `Starting` | spawned, handshake pending |
 //! | `Ready` | idle; may be checked out |
-//! | `Busy` | serving one request |
+//! | `Busy` | serving requests: one, or up to its capacity (partially busy, then full) |
 //! | `Degraded` | idle but suspect (a health check or request failed, below the thresholds); may be checked out |
-//! | `Draining` | finishing its current request before recycling or shutdown; takes no new work |
+//! | `Draining` | finishing its current requests before recycling or shutdown; takes no new work |
 //! | `Terminating` | being stopped; waiting for the process to exit |
 //! | `Terminated` | gone; absorbing |
 //!
@@ -88,11 +88,14 @@
 //! | `Ready` | `recycle_due` | `always` | `Terminating` |
 //! | `Ready` | `shutdown` | `always` | `Terminating` |
 //! | `Ready` | `process_exited` | `always` | `Terminated` |
-//! | `Busy` | `checkin_ok` | `always` | `Ready` |
+//! | `Busy` | `checkout` | `has-room` | `Busy` |
+//! | `Busy` | `checkin_ok` | `last` | `Ready` |
+//! | `Busy` | `checkin_ok` | `others-in-flight` | `Busy` |
 //! | `Busy` | `request_failed` | `harmless` | `Ready` |
 //! | `Busy` | `request_failed` | `suspect-below-threshold` | `Degraded` |
 //! | `Busy` | `request_failed` | `suspect-threshold-reached` | `Terminating` |
 //! | `Busy` | `request_failed` | `fatal` | `Terminating` |
+//! | `Busy` | `request_failed` | `survived-with-others` | `Busy` |
 //! | `Busy` | `recycle_due` | `always` | `Draining` |
 //! | `Busy` | `shutdown` | `always` | `Draining` |
 //! | `Busy` | `process_exited` | `always` | `Terminated` |
@@ -103,8 +106,10 @@
 //! | `Degraded` | `recycle_due` | `always` | `Terminating` |
 //! | `Degraded` | `shutdown` | `always` | `Terminating` |
 //! | `Degraded` | `process_exited` | `always` | `Terminated` |
-//! | `Draining` | `checkin_ok` | `always` | `Terminating` |
-//! | `Draining` | `request_failed` | `always` | `Terminating` |
+//! | `Draining` | `checkin_ok` | `last` | `Terminating` |
+//! | `Draining` | `checkin_ok` | `others-in-flight` | `Draining` |
+//! | `Draining` | `request_failed` | `last-or-fatal` | `Terminating` |
+//! | `Draining` | `request_failed` | `survived-with-others` | `Draining` |
 //! | `Draining` | `process_exited` | `always` | `Terminated` |
 //! | `Terminating` | `handshake_failed` | `handshake-pending` | `Terminated` |
 //! | `Terminating` | `process_exited` | `always` | `Terminated` |
@@ -121,10 +126,28 @@
 //!   checkout is rejected and [`WorkerLifecycle::is_available`] is false.
 //! * `below-threshold` / `threshold-reached`: the consecutive health failures
 //!   stay below / reach the health-failure threshold.
-//! * `harmless`, `fatal`: the request failure's severity.
+//! * `harmless`, `fatal`: the request failure's severity (`harmless`: and no
+//!   other request is in flight).
 //! * `suspect-below-threshold` / `suspect-threshold-reached`: a suspect
 //!   failure, and the consecutive request failures stay below / reach the
-//!   request-failure threshold.
+//!   request-failure threshold (`suspect-below-threshold`: and no other
+//!   request is in flight).
+//! * `has-room`: fewer requests in flight than the worker's capacity.
+//! * `last` / `others-in-flight`: the ending request is the only one in
+//!   flight / others are in flight besides it.
+//! * `survived-with-others`: others are in flight besides the failed request,
+//!   and the failure is harmless or suspect below the threshold (the worker
+//!   keeps serving them); `last-or-fatal`: anything else.
+//!
+//! # Capacity
+//!
+//! A worker holds up to its capacity of requests at once
+//! ([`WorkerLifecycle::set_capacity`], its handshake's; 1 by default). The
+//! lifecycle counts them ([`WorkerLifecycle::in_flight`]): a checkout adds
+//! one, the end of a request (`checkin_ok`, `request_failed`) takes one
+//! away, and entering `Terminating` or `Terminated` ends them all.
+//! [`WorkerLifecycle::occupancy`] says idle, partially busy or full;
+//! [`WorkerLifecycle::has_room`] whether a checkout would be accepted.
 //! * `handshake-pending`: the worker was shut down while `Starting`.
 //!
 //! # Counters
@@ -146,9 +169,9 @@
 //!
 //! * `checkin_ok` from `Busy` goes to `Ready` even if the worker was
 //!   `Degraded` before its checkout: a completed request is good news.
-//! * A draining worker's request ends with `checkin_ok` or `request_failed`
-//!   and the worker goes to `Terminating`; the reason says why it drained
-//!   ([`TransitionReason::Drained`]) unless the failure was fatal.
+//! * When a draining worker's last request ends (`checkin_ok` or
+//!   `request_failed`) the worker goes to `Terminating`; the reason says why
+//!   it drained ([`TransitionReason::Drained`]) unless the failure was fatal.
 //! * A worker shut down while `Starting` is `Terminating` when its spawn
 //!   returns. If the spawn failed, apply `handshake_failed` (→ `Terminated`).
 //!   If it succeeded, `handshake_ok` is rejected: stop the new process and
@@ -173,7 +196,7 @@ pub use config::LifecycleConfig;
 pub use event::{Event, EventKind, FailureSeverity};
 pub use exit::ExitInfo;
 pub use history::HistoryEntry;
-pub use lifecycle::{Counters, InvalidTransition, Transition, WorkerLifecycle};
+pub use lifecycle::{Counters, InvalidTransition, Occupancy, Transition, WorkerLifecycle};
 pub use reason::{DrainCause, TransitionReason};
 pub use recycle::{RecycleLimits, RecycleReason};
 pub use state::{Health, State};

@@ -97,7 +97,23 @@ pub struct WorkerLifecycle {
     request_failures: u32,
     /// Whether a health check finished or a request completed.
     health_known: bool,
+    /// Requests the worker holds at once (its handshake's; at least 1).
+    capacity: u32,
+    /// Requests checked out and not yet ended (at most `capacity`).
+    in_flight: u32,
     history: History,
+}
+
+/// How much of its capacity a worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Occupancy {
+    /// Nothing in flight.
+    Idle,
+    /// Some requests in flight, room for more.
+    Partial,
+    /// As many requests in flight as its capacity.
+    Full,
 }
 
 impl WorkerLifecycle {
@@ -113,6 +129,8 @@ impl WorkerLifecycle {
             health_failures: 0,
             request_failures: 0,
             health_known: false,
+            capacity: 1,
+            in_flight: 0,
             history: History::new(config.history_len),
             config,
         }
@@ -144,6 +162,10 @@ impl WorkerLifecycle {
         };
         self.phase = phase;
         let to = phase.state();
+        if matches!(to, State::Terminating | State::Terminated) {
+            // What it held ends with it.
+            self.in_flight = 0;
+        }
         self.history.record(HistoryEntry {
             from,
             to,
@@ -157,6 +179,7 @@ impl WorkerLifecycle {
     /// change at all) if `event` is not allowed now.
     fn next(&mut self, event: Event) -> Option<(Phase, TransitionReason)> {
         use TransitionReason as R;
+        let others = self.in_flight > 1;
         match (self.phase, event) {
             (Phase::Terminated(_), _) => None,
             (_, Event::ProcessExited(exit)) => {
@@ -171,19 +194,42 @@ impl WorkerLifecycle {
                 Event::HandshakeFailed,
             ) => Some((Phase::Terminated(None), R::HandshakeFailed)),
             (Phase::Ready | Phase::Degraded, Event::Checkout) if self.within_thresholds() => {
+                self.in_flight = 1;
+                Some((Phase::Busy, R::CheckedOut))
+            }
+            (Phase::Busy, Event::Checkout) if self.in_flight < self.capacity => {
+                self.in_flight += 1;
                 Some((Phase::Busy, R::CheckedOut))
             }
             (Phase::Busy, Event::CheckinOk) => {
                 self.count_completed_request();
-                Some((Phase::Ready, R::RequestCompleted))
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if others {
+                    Some((Phase::Busy, R::RequestCompleted))
+                } else {
+                    Some((Phase::Ready, R::RequestCompleted))
+                }
             }
             (Phase::Draining(cause), Event::CheckinOk) => {
                 self.count_completed_request();
-                Some((Phase::TERMINATING, R::Drained(cause)))
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if others {
+                    Some((Phase::Draining(cause), R::RequestCompleted))
+                } else {
+                    Some((Phase::TERMINATING, R::Drained(cause)))
+                }
             }
-            (Phase::Busy, Event::RequestFailed { severity }) => Some(self.request_failed(severity)),
+            (Phase::Busy, Event::RequestFailed { severity }) => {
+                let next = self.request_failed(severity, others);
+                self.in_flight = self.in_flight.saturating_sub(1);
+                Some(next)
+            }
             (Phase::Draining(cause), Event::RequestFailed { severity }) => {
                 self.count_request_failure(severity);
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if others && self.survivable(severity) {
+                    return Some((Phase::Draining(cause), R::RequestFailed(severity)));
+                }
                 let reason = match severity {
                     FailureSeverity::Fatal => R::RequestFailed(severity),
                     FailureSeverity::Harmless | FailureSeverity::Suspect => R::Drained(cause),
@@ -219,6 +265,18 @@ impl WorkerLifecycle {
         }
     }
 
+    /// Whether a failure (already counted) leaves the worker serving its
+    /// other requests: harmless, or suspect below the threshold.
+    fn survivable(&self, severity: FailureSeverity) -> bool {
+        match severity {
+            FailureSeverity::Harmless => true,
+            FailureSeverity::Suspect => {
+                self.request_failures < self.config.request_failure_threshold
+            }
+            FailureSeverity::Fatal => false,
+        }
+    }
+
     fn count_completed_request(&mut self) {
         self.requests_served = self.requests_served.saturating_add(1);
         self.request_failures = 0;
@@ -231,9 +289,17 @@ impl WorkerLifecycle {
         }
     }
 
-    fn request_failed(&mut self, severity: FailureSeverity) -> (Phase, TransitionReason) {
+    fn request_failed(
+        &mut self,
+        severity: FailureSeverity,
+        others: bool,
+    ) -> (Phase, TransitionReason) {
         self.count_request_failure(severity);
         let threshold = self.config.request_failure_threshold;
+        if others && self.survivable(severity) {
+            // Its other requests keep it busy.
+            return (Phase::Busy, TransitionReason::RequestFailed(severity));
+        }
         match severity {
             FailureSeverity::Harmless => (Phase::Ready, TransitionReason::RequestFailed(severity)),
             FailureSeverity::Fatal => (
@@ -337,10 +403,45 @@ impl WorkerLifecycle {
         self.history.last()
     }
 
-    /// Whether a [`Event::Checkout`] would be accepted now: the worker is
-    /// idle and below both failure thresholds.
+    /// Whether the worker is idle and below both failure thresholds (a
+    /// [`Event::Checkout`] would be accepted; a busy worker may accept one
+    /// too while it has room, see [`has_room`](Self::has_room)).
     pub fn is_available(&self) -> bool {
         self.state().is_idle() && self.within_thresholds()
+    }
+
+    /// Sets how many requests the worker holds at once (its handshake's
+    /// capacity; 0 is treated as 1). Meant for right after the handshake.
+    pub fn set_capacity(&mut self, capacity: u32) {
+        self.capacity = capacity.max(1);
+    }
+
+    /// How many requests the worker holds at once (1 unless set).
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Requests checked out and not yet ended.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// How much of its capacity the worker uses.
+    pub fn occupancy(&self) -> Occupancy {
+        if self.in_flight == 0 {
+            Occupancy::Idle
+        } else if self.in_flight >= self.capacity {
+            Occupancy::Full
+        } else {
+            Occupancy::Partial
+        }
+    }
+
+    /// Whether a [`Event::Checkout`] would be accepted now: the worker is
+    /// available ([`is_available`](Self::is_available)), or busy with fewer
+    /// requests in flight than its capacity.
+    pub fn has_room(&self) -> bool {
+        self.is_available() || (self.state() == State::Busy && self.in_flight < self.capacity)
     }
 
     /// Whether the worker is not [`State::Terminated`].
@@ -391,8 +492,11 @@ impl WorkerLifecycle {
         health_failures: u32,
         request_failures: u32,
         health_known: bool,
+        (in_flight, capacity): (u32, u32),
     ) -> Self {
         let mut lifecycle = Self::new(config, clock);
+        lifecycle.in_flight = in_flight;
+        lifecycle.capacity = capacity.max(1);
         lifecycle.phase = phase;
         lifecycle.health_failures = health_failures;
         lifecycle.request_failures = request_failures;
@@ -403,12 +507,14 @@ impl WorkerLifecycle {
     /// The internal configuration apart from time, served count and history,
     /// for tests that explore the reachable state space.
     #[cfg(test)]
-    pub(crate) fn internals(&self) -> (Phase, u32, u32, bool) {
+    pub(crate) fn internals(&self) -> (Phase, u32, u32, bool, u32, u32) {
         (
             self.phase,
             self.health_failures,
             self.request_failures,
             self.health_known,
+            self.in_flight,
+            self.capacity,
         )
     }
 }

@@ -19,10 +19,12 @@ pub enum Guard {
     /// The worker was shut down while still `Starting`, so its spawn may
     /// still fail.
     HandshakePending,
-    /// The request failure is [`Harmless`](crate::FailureSeverity::Harmless).
+    /// The request failure is [`Harmless`](crate::FailureSeverity::Harmless)
+    /// and no other request is in flight.
     Harmless,
-    /// The request failure is [`Suspect`](crate::FailureSeverity::Suspect)
-    /// and the consecutive request failures stay below the threshold.
+    /// The request failure is [`Suspect`](crate::FailureSeverity::Suspect),
+    /// the consecutive request failures stay below the threshold, and no
+    /// other request is in flight.
     SuspectBelowThreshold,
     /// The request failure is [`Suspect`](crate::FailureSeverity::Suspect)
     /// and the consecutive request failures reach the threshold.
@@ -33,11 +35,23 @@ pub enum Guard {
     BelowThreshold,
     /// The consecutive health failures reach the threshold.
     ThresholdReached,
+    /// Fewer requests are in flight than the worker's capacity.
+    HasRoom,
+    /// The request ending is the only one in flight.
+    Last,
+    /// Other requests are in flight besides the one ending.
+    OthersInFlight,
+    /// Other requests are in flight besides the failed one, and the failure
+    /// is harmless or suspect below the threshold: the worker keeps serving them.
+    SurvivedWithOthers,
+    /// The failed request was the only one in flight, or the failure is
+    /// fatal or reaches the suspect threshold.
+    LastOrFatal,
 }
 
 impl Guard {
     /// Every guard.
-    pub const ALL: [Guard; 9] = [
+    pub const ALL: [Guard; 14] = [
         Guard::Always,
         Guard::Available,
         Guard::HandshakePending,
@@ -47,6 +61,11 @@ impl Guard {
         Guard::Fatal,
         Guard::BelowThreshold,
         Guard::ThresholdReached,
+        Guard::HasRoom,
+        Guard::Last,
+        Guard::OthersInFlight,
+        Guard::SurvivedWithOthers,
+        Guard::LastOrFatal,
     ];
 
     /// The guard's name as the docs spell it (`below-threshold`).
@@ -61,6 +80,11 @@ impl Guard {
             Guard::Fatal => "fatal",
             Guard::BelowThreshold => "below-threshold",
             Guard::ThresholdReached => "threshold-reached",
+            Guard::HasRoom => "has-room",
+            Guard::Last => "last",
+            Guard::OthersInFlight => "others-in-flight",
+            Guard::SurvivedWithOthers => "survived-with-others",
+            Guard::LastOrFatal => "last-or-fatal",
         }
     }
 }
@@ -119,7 +143,9 @@ pub const TRANSITIONS: &[TableRow] = &[
     row(S::Ready, E::RecycleDue, G::Always, S::Terminating),
     row(S::Ready, E::Shutdown, G::Always, S::Terminating),
     row(S::Ready, E::ProcessExited, G::Always, S::Terminated),
-    row(S::Busy, E::CheckinOk, G::Always, S::Ready),
+    row(S::Busy, E::Checkout, G::HasRoom, S::Busy),
+    row(S::Busy, E::CheckinOk, G::Last, S::Ready),
+    row(S::Busy, E::CheckinOk, G::OthersInFlight, S::Busy),
     row(S::Busy, E::RequestFailed, G::Harmless, S::Ready),
     row(
         S::Busy,
@@ -134,6 +160,7 @@ pub const TRANSITIONS: &[TableRow] = &[
         S::Terminating,
     ),
     row(S::Busy, E::RequestFailed, G::Fatal, S::Terminating),
+    row(S::Busy, E::RequestFailed, G::SurvivedWithOthers, S::Busy),
     row(S::Busy, E::RecycleDue, G::Always, S::Draining),
     row(S::Busy, E::Shutdown, G::Always, S::Draining),
     row(S::Busy, E::ProcessExited, G::Always, S::Terminated),
@@ -149,8 +176,20 @@ pub const TRANSITIONS: &[TableRow] = &[
     row(S::Degraded, E::RecycleDue, G::Always, S::Terminating),
     row(S::Degraded, E::Shutdown, G::Always, S::Terminating),
     row(S::Degraded, E::ProcessExited, G::Always, S::Terminated),
-    row(S::Draining, E::CheckinOk, G::Always, S::Terminating),
-    row(S::Draining, E::RequestFailed, G::Always, S::Terminating),
+    row(S::Draining, E::CheckinOk, G::Last, S::Terminating),
+    row(S::Draining, E::CheckinOk, G::OthersInFlight, S::Draining),
+    row(
+        S::Draining,
+        E::RequestFailed,
+        G::LastOrFatal,
+        S::Terminating,
+    ),
+    row(
+        S::Draining,
+        E::RequestFailed,
+        G::SurvivedWithOthers,
+        S::Draining,
+    ),
     row(S::Draining, E::ProcessExited, G::Always, S::Terminated),
     row(
         S::Terminating,

@@ -147,6 +147,10 @@ pub struct Behaviour {
     /// worker task: the fastest mock, for measuring the pool's own overhead.
     /// `latency`, `failure_rate` and `crash_every` are ignored.
     pub instant: bool,
+    /// How many chunks (`{"seq": i}`) a worker sends, under the stream's
+    /// credit, for a request sent with `call_stream`, before its answer (an
+    /// instant worker sends none).
+    pub stream_chunks: u64,
 }
 
 impl Default for Behaviour {
@@ -165,6 +169,7 @@ impl Default for Behaviour {
             rss_growth_per_request: 0,
             capacity: 1,
             instant: false,
+            stream_chunks: 0,
         }
     }
 }
@@ -240,6 +245,12 @@ impl Behaviour {
         self
     }
 
+    /// Sets [`stream_chunks`](Self::stream_chunks).
+    pub fn stream_chunks(mut self, chunks: u64) -> Self {
+        self.stream_chunks = chunks;
+        self
+    }
+
     /// Sets [`instant`](Self::instant).
     pub fn instant(mut self, instant: bool) -> Self {
         self.instant = instant;
@@ -287,6 +298,7 @@ impl fmt::Debug for Behaviour {
             .field("rss_growth_per_request", &self.rss_growth_per_request)
             .field("capacity", &self.capacity)
             .field("instant", &self.instant)
+            .field("stream_chunks", &self.stream_chunks)
             .finish()
     }
 }

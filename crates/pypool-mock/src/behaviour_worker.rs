@@ -201,6 +201,14 @@ async fn handle(
         }
         return false;
     }
+    if core.stream_window(request.id).is_some() {
+        for seq in 0..behaviour.stream_chunks {
+            if !core.wait_for_credit(request.id).await {
+                return core.try_exit().is_none(); // cancelled and answered, or gone
+            }
+            let _delivery = core.push_chunk(request.id, json!({ "seq": seq }));
+        }
+    }
     let injected = ticket.failure_draw < behaviour.failure_rate;
     let outcome = if injected {
         Outcome::Error {

@@ -4,7 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pypool_seam::{CallError, Handshake, Outcome, Request, WorkerConnection, WorkerExit};
+use std::num::NonZeroU32;
+
+use pypool_seam::{
+    CallError, Handshake, Outcome, Replied, ReplyStream, Request, WorkerConnection, WorkerExit,
+};
 
 use crate::behaviour_worker::BehaviourShared;
 use crate::worker_core::WorkerCore;
@@ -53,10 +57,21 @@ impl WorkerConnection for MockConnection {
     }
 
     async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        self.call_with_usage(request)
+            .await
+            .map(|replied| replied.outcome)
+    }
+
+    /// Carries the usage a scripted test answered with
+    /// ([`PendingRequest::reply_with_usage`](crate::PendingRequest::reply_with_usage)).
+    async fn call_with_usage(&self, request: Request) -> Result<Replied, CallError> {
         if let Some(shared) = &self.instant {
             self.core.check_open(request.id)?;
             self.core.count_instant();
-            return Ok(shared.answer(&self.core, &request));
+            return Ok(Replied {
+                outcome: shared.answer(&self.core, &request),
+                usage: None,
+            });
         }
         let reply = self.core.send(request)?;
         // Dropping this future drops `reply`: the request stays in flight in
@@ -68,6 +83,32 @@ impl WorkerConnection for MockConnection {
                 reason: "the mock worker dropped the request without an answer".to_owned(),
             }),
         }
+    }
+
+    /// Streams like the real connection (a bounded buffer of `window`
+    /// chunks, credit as the stream is read, a cancel when it is dropped): a
+    /// scripted test sends the chunks through the [`PendingRequest`], a
+    /// behaviour worker sends [`Behaviour::stream_chunks`] chunks before its
+    /// answer, an instant worker answers at once without chunks.
+    ///
+    /// [`PendingRequest`]: crate::PendingRequest
+    /// [`Behaviour::stream_chunks`]: crate::Behaviour::stream_chunks
+    async fn call_stream(
+        &self,
+        request: Request,
+        window: NonZeroU32,
+    ) -> Result<ReplyStream, CallError> {
+        if let Some(shared) = &self.instant {
+            self.core.check_open(request.id)?;
+            self.core.count_instant();
+            let outcome = shared.answer(&self.core, &request);
+            return Ok(ReplyStream::ended(
+                self.core.worker_id(),
+                request.id,
+                Ok(outcome),
+            ));
+        }
+        self.core.send_stream(request, window)
     }
 
     fn in_flight(&self) -> usize {

@@ -16,11 +16,14 @@
 //!   handshake, hang until the handshake timeout), each accepted worker is
 //!   driven through a [`WorkerHandle`], and each request arrives as a
 //!   [`PendingRequest`] (reply, error, reply later, hang, crash, garbage,
-//!   reply to an unknown id).
+//!   reply to an unknown id; for a `call_stream`, send chunks one at a time
+//!   under the stream's credit, then end it).
 //! * **Behaviour** ([`MockSpawner::with_behaviour`]): workers are tokio tasks
 //!   that answer on their own, with a [`LatencyDistribution`], a failure rate,
 //!   a crash every N requests and spawn failures, reproducibly from a seed;
-//!   [`BehaviourStats`] counts what happened. Meant for load tests.
+//!   [`BehaviourStats`] counts what happened; a streaming request gets
+//!   [`Behaviour::stream_chunks`] chunks under its credit before its answer.
+//!   Meant for load tests.
 //!
 //! All timing uses tokio's clock, so tests run under `tokio::time::pause`.
 //!
@@ -123,5 +126,5 @@ pub use remote_error::{cancelled, python_exception};
 pub use scripted::{PendingSpawn, SpawnHandle};
 pub use spawner::MockSpawner;
 pub use stats::BehaviourStats;
-pub use worker_core::{DEFAULT_RSS_BYTES, Delivery};
+pub use worker_core::{ChunkDelivery, DEFAULT_RSS_BYTES, Delivery};
 pub use worker_handle::{PendingRequest, WorkerHandle};

@@ -3,10 +3,15 @@
 //! task): the in-flight table, the exit, and what the host has asked of it.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use pypool_seam::{CallError, Handshake, Outcome, Request, RequestId, WorkerExit, WorkerId};
+use pypool_seam::{
+    CallError, Handshake, Outcome, PushError, Replied, ReplyStream, Request, RequestId,
+    StreamControl, StreamSender, WorkerExit, WorkerId, stream_channel,
+};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::stats::StatsInner;
@@ -33,7 +38,57 @@ pub enum Delivery {
 /// The receiving end of a worker's requests, handed to whoever answers them.
 pub(crate) type RequestReceiver = mpsc::UnboundedReceiver<Request>;
 
-type ReplySender = oneshot::Sender<Result<Outcome, CallError>>;
+type ReplySender = oneshot::Sender<Result<Replied, CallError>>;
+
+/// What became of a chunk the worker side sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "a chunk may not have been sent; check why"]
+pub enum ChunkDelivery {
+    /// Buffered in the host for the stream's consumer.
+    Buffered,
+    /// The consumer had dropped the stream (a cancel is on its way): the
+    /// chunk was discarded, as the real connection discards it.
+    Discarded,
+    /// The stream has no credit left: a real worker waits for a grant
+    /// (see [`PendingRequest::send_chunk_when_credited`](crate::PendingRequest::send_chunk_when_credited)).
+    /// Nothing was sent.
+    NoCredit,
+    /// The request was sent with `call`, not `call_stream`: it cannot stream.
+    NotAStream,
+    /// The request is no longer in flight (answered, or the worker is gone).
+    NotInFlight,
+}
+
+/// Who waits for a request's answer.
+#[derive(Debug)]
+enum Waiter {
+    Call(ReplySender),
+    Stream {
+        sender: StreamSender,
+        /// The stream's initial credit.
+        window: u32,
+        /// Chunks the worker may send in all: the window plus every grant.
+        granted: watch::Sender<u64>,
+        sent: u64,
+    },
+}
+
+impl Waiter {
+    /// Delivers the end (with the reply's usage); whether the caller was
+    /// still there to get it.
+    fn finish(self, end: Result<Outcome, CallError>, usage: Option<Value>) -> bool {
+        match self {
+            Self::Call(reply) => reply
+                .send(end.map(|outcome| Replied { outcome, usage }))
+                .is_ok(),
+            Self::Stream { sender, .. } => {
+                let present = !sender.consumer_gone();
+                sender.finish_with_usage(end, usage);
+                present
+            }
+        }
+    }
+}
 
 /// Why the connection refuses new calls.
 #[derive(Debug, Clone)]
@@ -46,7 +101,7 @@ enum Refusal {
 
 #[derive(Debug)]
 struct CoreState {
-    in_flight: HashMap<RequestId, ReplySender>,
+    in_flight: HashMap<RequestId, Waiter>,
     requests: Option<mpsc::UnboundedSender<Request>>,
     refusal: Option<Refusal>,
     terminating: bool,
@@ -70,6 +125,7 @@ pub(crate) struct WorkerCore {
     /// Their receiving end, until whoever answers requests takes it.
     cancels_rx: Mutex<Option<mpsc::UnboundedReceiver<RequestId>>>,
     cancels_seen: AtomicU64,
+    grants_seen: AtomicU64,
 }
 
 impl WorkerCore {
@@ -110,6 +166,7 @@ impl WorkerCore {
             cancels,
             cancels_rx: Mutex::new(Some(cancels_rx)),
             cancels_seen: AtomicU64::new(0),
+            grants_seen: AtomicU64::new(0),
         });
         (core, requests_rx)
     }
@@ -155,7 +212,7 @@ impl WorkerCore {
     pub(crate) fn send(
         &self,
         request: Request,
-    ) -> Result<oneshot::Receiver<Result<Outcome, CallError>>, CallError> {
+    ) -> Result<oneshot::Receiver<Result<Replied, CallError>>, CallError> {
         let worker_id = self.worker_id();
         let mut state = self.lock();
         match &state.refusal {
@@ -181,7 +238,7 @@ impl WorkerCore {
             });
         }
         let (reply_tx, reply_rx) = oneshot::channel();
-        state.in_flight.insert(request.id, reply_tx);
+        state.in_flight.insert(request.id, Waiter::Call(reply_tx));
         self.requests_seen.fetch_add(1, Ordering::Relaxed);
         if let Some(requests) = &state.requests {
             // If nobody listens any more (the test dropped its handle), the
@@ -189,6 +246,131 @@ impl WorkerCore {
             let _ignored = requests.send(request);
         }
         Ok(reply_rx)
+    }
+
+    /// Registers `request` as an in-flight stream with `window` credit and
+    /// hands it to the worker side; the returned stream yields its chunks
+    /// and its end.
+    pub(crate) fn send_stream(
+        self: &Arc<Self>,
+        request: Request,
+        window: NonZeroU32,
+    ) -> Result<ReplyStream, CallError> {
+        let worker_id = self.worker_id();
+        let mut state = self.lock();
+        match &state.refusal {
+            Some(Refusal::Exited(exit)) => {
+                return Err(CallError::WorkerExited {
+                    worker_id,
+                    request_id: request.id,
+                    exit: *exit,
+                });
+            }
+            Some(Refusal::Closed(reason)) => {
+                return Err(CallError::Closed {
+                    worker_id,
+                    reason: reason.clone(),
+                });
+            }
+            None => {}
+        }
+        if state.in_flight.contains_key(&request.id) {
+            return Err(CallError::DuplicateRequestId {
+                worker_id,
+                request_id: request.id,
+            });
+        }
+        let control = Arc::new(MockControl {
+            core: Arc::downgrade(self),
+        });
+        let (sender, stream) = stream_channel(worker_id, request.id, window, control);
+        state.in_flight.insert(
+            request.id,
+            Waiter::Stream {
+                sender,
+                window: window.get(),
+                granted: watch::Sender::new(u64::from(window.get())),
+                sent: 0,
+            },
+        );
+        self.requests_seen.fetch_add(1, Ordering::Relaxed);
+        if let Some(requests) = &state.requests {
+            let _ignored = requests.send(request);
+        }
+        Ok(stream)
+    }
+
+    /// The initial credit of stream `id`; `None` for a plain request or one
+    /// not in flight.
+    pub(crate) fn stream_window(&self, id: RequestId) -> Option<u32> {
+        match self.lock().in_flight.get(&id) {
+            Some(Waiter::Stream { window, .. }) => Some(*window),
+            _ => None,
+        }
+    }
+
+    /// How many more chunks stream `id` may send now (`None`: not a stream in flight).
+    pub(crate) fn credit(&self, id: RequestId) -> Option<u64> {
+        match self.lock().in_flight.get(&id) {
+            Some(Waiter::Stream { granted, sent, .. }) => {
+                Some(granted.borrow().saturating_sub(*sent))
+            }
+            _ => None,
+        }
+    }
+
+    /// The host granted `grant` more chunks of stream `id`.
+    fn grant(&self, id: RequestId, grant: u32) {
+        if let Some(Waiter::Stream { granted, .. }) = self.lock().in_flight.get(&id) {
+            granted.send_modify(|total| *total += u64::from(grant));
+            self.grants_seen.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many credit grants for streams in flight the host sent.
+    pub(crate) fn grants_seen(&self) -> u64 {
+        self.grants_seen.load(Ordering::Relaxed)
+    }
+
+    /// Sends one chunk of stream `id` if it has credit.
+    pub(crate) fn push_chunk(&self, id: RequestId, data: Value) -> ChunkDelivery {
+        let mut state = self.lock();
+        match state.in_flight.get_mut(&id) {
+            None => ChunkDelivery::NotInFlight,
+            Some(Waiter::Call(_)) => ChunkDelivery::NotAStream,
+            Some(Waiter::Stream {
+                sender,
+                granted,
+                sent,
+                ..
+            }) => {
+                if *sent >= *granted.borrow() {
+                    return ChunkDelivery::NoCredit;
+                }
+                *sent += 1;
+                match sender.push(data) {
+                    Ok(()) => ChunkDelivery::Buffered,
+                    Err(PushError::OverCredit { .. }) => {
+                        // Cannot happen while `sent` respects the credit; be explicit anyway.
+                        *sent -= 1;
+                        ChunkDelivery::NoCredit
+                    }
+                    Err(_) => ChunkDelivery::Discarded,
+                }
+            }
+        }
+    }
+
+    /// Waits until stream `id` has credit for a chunk; `false` if it is no
+    /// longer a stream in flight.
+    pub(crate) async fn wait_for_credit(&self, id: RequestId) -> bool {
+        let (mut granted, sent) = match self.lock().in_flight.get(&id) {
+            Some(Waiter::Stream { granted, sent, .. }) => (granted.subscribe(), *sent),
+            _ => return false,
+        };
+        // The watch's sender lives in the table: when the request is answered
+        // it is dropped and the wait ends.
+        granted.wait_for(|total| *total > sent).await.is_ok()
     }
 
     /// The host cancels request `id`: passed on to whoever answers requests
@@ -220,13 +402,23 @@ impl WorkerCore {
 
     /// Answers request `id` with `outcome`.
     pub(crate) fn deliver(&self, id: RequestId, outcome: Outcome) -> Delivery {
+        self.deliver_with_usage(id, outcome, None)
+    }
+
+    /// Answers request `id` with `outcome` and a `usage` object beside it.
+    pub(crate) fn deliver_with_usage(
+        &self,
+        id: RequestId,
+        outcome: Outcome,
+        usage: Option<Value>,
+    ) -> Delivery {
         let mut state = self.lock();
-        let Some(reply_tx) = state.in_flight.remove(&id) else {
+        let Some(waiter) = state.in_flight.remove(&id) else {
             return Delivery::NotInFlight;
         };
-        let delivery = match reply_tx.send(Ok(outcome)) {
-            Ok(()) => Delivery::Delivered,
-            Err(_abandoned) => {
+        let delivery = match waiter.finish(Ok(outcome), usage) {
+            true => Delivery::Delivered,
+            false => {
                 tracing::debug!(
                     worker_id = self.worker_id(),
                     request_id = id,
@@ -275,12 +467,15 @@ impl WorkerCore {
         }
         tracing::debug!(worker_id, %exit, "mock worker crashes");
         state.refusal = Some(Refusal::Exited(exit));
-        for (request_id, reply_tx) in state.in_flight.drain() {
-            let _abandoned = reply_tx.send(Err(CallError::WorkerExited {
-                worker_id,
-                request_id,
-                exit,
-            }));
+        for (request_id, waiter) in state.in_flight.drain() {
+            let _abandoned = waiter.finish(
+                Err(CallError::WorkerExited {
+                    worker_id,
+                    request_id,
+                    exit,
+                }),
+                None,
+            );
         }
         self.finish(&mut state, exit);
         true
@@ -299,11 +494,14 @@ impl WorkerCore {
         state.refusal = Some(Refusal::Closed(format!(
             "the worker broke the protocol ({detail}) and was killed"
         )));
-        for (_, reply_tx) in state.in_flight.drain() {
-            let _abandoned = reply_tx.send(Err(CallError::ProtocolViolation {
-                worker_id,
-                detail: detail.to_owned(),
-            }));
+        for (_, waiter) in state.in_flight.drain() {
+            let _abandoned = waiter.finish(
+                Err(CallError::ProtocolViolation {
+                    worker_id,
+                    detail: detail.to_owned(),
+                }),
+                None,
+            );
         }
         self.finish(&mut state, WorkerExit::signal(9));
         true
@@ -322,11 +520,14 @@ impl WorkerCore {
         tracing::debug!(worker_id, reason, "mock worker killed");
         let reason = format!("the worker was {reason}");
         state.refusal = Some(Refusal::Closed(reason.clone()));
-        for (_, reply_tx) in state.in_flight.drain() {
-            let _abandoned = reply_tx.send(Err(CallError::Closed {
-                worker_id,
-                reason: reason.clone(),
-            }));
+        for (_, waiter) in state.in_flight.drain() {
+            let _abandoned = waiter.finish(
+                Err(CallError::Closed {
+                    worker_id,
+                    reason: reason.clone(),
+                }),
+                None,
+            );
         }
         self.finish(&mut state, WorkerExit::signal(9));
     }
@@ -397,5 +598,26 @@ impl WorkerCore {
 
     pub(crate) fn set_resident_memory(&self, bytes: Option<u64>) {
         self.lock().resident_memory = bytes;
+    }
+}
+
+/// A mock stream's way back to its worker side: grants raise its credit, a
+/// cancel goes where every cancel goes.
+#[derive(Debug)]
+struct MockControl {
+    core: Weak<WorkerCore>,
+}
+
+impl StreamControl for MockControl {
+    fn grant(&self, request_id: RequestId, grant: u32) {
+        if let Some(core) = self.core.upgrade() {
+            core.grant(request_id, grant);
+        }
+    }
+
+    fn cancel(&self, request_id: RequestId) {
+        if let Some(core) = self.core.upgrade() {
+            core.cancel(request_id);
+        }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::remote_error::python_exception;
-use crate::worker_core::{Delivery, RequestReceiver, WorkerCore};
+use crate::worker_core::{ChunkDelivery, Delivery, RequestReceiver, WorkerCore};
 
 /// Drives one scripted mock worker: receives the requests the pool sends it,
 /// and makes it crash, answer, hang or misbehave. Dropping the handle leaves
@@ -47,6 +47,11 @@ impl WorkerHandle {
     /// How many cancels for requests in flight the host has sent.
     pub fn cancels_seen(&self) -> u64 {
         self.core.cancels_seen()
+    }
+
+    /// How many credit grants for streams in flight the host has sent.
+    pub fn grants_seen(&self) -> u64 {
+        self.core.grants_seen()
     }
 
     /// The worker's id.
@@ -198,9 +203,52 @@ impl PendingRequest {
         &self.request.command
     }
 
+    /// The initial credit (window) of a request sent with `call_stream`;
+    /// `None` for a plain `call` (or once it is answered).
+    pub fn stream_window(&self) -> Option<u32> {
+        self.core.stream_window(self.request.id)
+    }
+
+    /// How many more chunks the stream may send now: its window plus the
+    /// host's grants, minus the chunks sent. `None` if it is not a stream in
+    /// flight.
+    pub fn credit(&self) -> Option<u64> {
+        self.core.credit(self.request.id)
+    }
+
+    /// The handler yields `data`: one chunk, sent at once if the stream has
+    /// credit ([`ChunkDelivery::NoCredit`] and nothing sent otherwise, as a
+    /// real worker waits). Answer the request (e.g. [`reply`](Self::reply))
+    /// to end the stream, or [`crash`](Self::crash) mid-stream.
+    pub fn send_chunk(&self, data: Value) -> ChunkDelivery {
+        self.core.push_chunk(self.request.id, data)
+    }
+
+    /// [`send_chunk`](Self::send_chunk) once the stream has credit: waits
+    /// for the host's grant (as a paused generator does).
+    /// [`ChunkDelivery::NotInFlight`] if the request is answered meanwhile
+    /// (for example the worker crashed).
+    pub async fn send_chunk_when_credited(&self, data: Value) -> ChunkDelivery {
+        if !self.core.wait_for_credit(self.request.id).await {
+            return match self.core.credit(self.request.id) {
+                None if self.core.is_in_flight(self.request.id) => ChunkDelivery::NotAStream,
+                _ => ChunkDelivery::NotInFlight,
+            };
+        }
+        self.send_chunk(data)
+    }
+
     /// The worker replies with `result`.
     pub fn reply(self, result: Value) -> Delivery {
         self.core.deliver(self.request.id, Outcome::Ok { result })
+    }
+
+    /// The worker replies with `result` and a `usage` object beside it (as a
+    /// `dspy` program reports its LM usage); `call_with_usage` and
+    /// `ReplyStream::usage` see it.
+    pub fn reply_with_usage(self, result: Value, usage: Value) -> Delivery {
+        self.core
+            .deliver_with_usage(self.request.id, Outcome::Ok { result }, Some(usage))
     }
 
     /// The worker replies with `error`.

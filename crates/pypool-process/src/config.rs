@@ -61,6 +61,59 @@ impl EnvPolicy {
     }
 }
 
+/// How a [`PythonSpawner`](crate::PythonSpawner) starts each worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMethod {
+    /// A *template* process (`python -m pypool_worker --template`, spawned
+    /// once, restarted if it dies) imports the handler modules and preloads
+    /// once; each worker, replacements included, is forked from it. Workers
+    /// share the template's memory pages and start in milliseconds. Linux
+    /// only; if the template has more than one thread after its imports
+    /// (forking it would be unsafe), the spawner logs a warning and falls
+    /// back to [`StartMethod::Spawn`] for good. A configuration whose
+    /// [`worker_module`](PythonSpawnerConfig::worker_module) is not the
+    /// default `pypool_worker` (which alone speaks the template protocol)
+    /// always spawns.
+    Fork,
+    /// Each worker is its own `python -m pypool_worker` process, which
+    /// imports everything itself.
+    Spawn,
+}
+
+impl Default for StartMethod {
+    /// [`StartMethod::Fork`] on Linux, [`StartMethod::Spawn`] elsewhere.
+    fn default() -> Self {
+        if cfg!(target_os = "linux") {
+            Self::Fork
+        } else {
+            Self::Spawn
+        }
+    }
+}
+
+impl std::str::FromStr for StartMethod {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "fork" => Ok(Self::Fork),
+            "spawn" => Ok(Self::Spawn),
+            other => Err(format!(
+                "unknown start mode `{other}`; use `fork` or `spawn`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fork => "fork",
+            Self::Spawn => "spawn",
+        })
+    }
+}
+
 /// Everything [`PythonSpawner`](crate::PythonSpawner) needs to start a worker.
 ///
 /// Built with [`PythonSpawnerConfig::new`] and the `with_*` methods; every
@@ -105,6 +158,8 @@ pub struct PythonSpawnerConfig {
     /// Whether the environment is checked once before the first worker
     /// starts (default true); see [`check_environment`](crate::check_environment).
     pub check_environment: bool,
+    /// How workers are started (default [`StartMethod::Fork`] on Linux).
+    pub start_method: StartMethod,
 }
 
 impl Default for PythonSpawnerConfig {
@@ -125,6 +180,7 @@ impl Default for PythonSpawnerConfig {
             capacity: None,
             embedded_runtime: true,
             check_environment: true,
+            start_method: StartMethod::default(),
         }
     }
 }
@@ -210,6 +266,12 @@ impl PythonSpawnerConfig {
     /// Whether to check the environment before the first worker (default true).
     pub fn with_environment_check(mut self, check: bool) -> Self {
         self.check_environment = check;
+        self
+    }
+
+    /// Chooses how workers are started (fork from a template, or spawn each).
+    pub fn with_start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = method;
         self
     }
 

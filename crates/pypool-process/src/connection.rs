@@ -1,15 +1,20 @@
 //! A live connection to a Python worker process.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use pypool_seam::{
-    CallError, Handshake, Outcome, Request, RequestId, WorkerConnection, WorkerExit, WorkerId,
+    CallError, Handshake, Outcome, PushError, Replied, ReplyStream, Request, RequestId,
+    StreamControl, StreamSender, WorkerConnection, WorkerExit, WorkerId, stream_channel,
 };
-use pypool_wire::{Cancel, Message, MessageCodec, NOT_STARTED, PendingTable, WireError};
+use pypool_wire::{
+    Cancel, Chunk, Credit, Message, MessageCodec, NOT_STARTED, PendingTable, StreamRequest,
+    WireError,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -21,7 +26,33 @@ use crate::signals::SpawnedProcess;
 /// the process to exit before it kills the process group.
 const EXIT_AFTER_EOF_GRACE: Duration = Duration::from_secs(2);
 
-type ReplySender = oneshot::Sender<Result<Outcome, CallError>>;
+type ReplySender = oneshot::Sender<Result<Replied, CallError>>;
+
+/// Who waits for a request's reply.
+#[derive(Debug)]
+enum Waiter {
+    /// A `call`: the reply, once.
+    Call(ReplySender),
+    /// A `call_stream`: its chunks, then the reply.
+    Stream {
+        sender: StreamSender,
+        /// The `seq` the next chunk must carry.
+        next_seq: u64,
+    },
+}
+
+impl Waiter {
+    /// Delivers the end of the request, with the reply's `usage` (a dropped
+    /// caller is ignored).
+    fn finish(self, end: Result<Outcome, CallError>, usage: Option<serde_json::Value>) {
+        match self {
+            Self::Call(reply) => {
+                let _ = reply.send(end.map(|outcome| Replied { outcome, usage }));
+            }
+            Self::Stream { sender, .. } => sender.finish_with_usage(end, usage),
+        }
+    }
+}
 
 /// The worker's stdin as a frame sink.
 type FrameWriter = FramedWrite<Box<dyn AsyncWrite + Send + Unpin>, MessageCodec>;
@@ -49,7 +80,7 @@ enum Dead {
 
 #[derive(Debug)]
 struct State {
-    pending: PendingTable<ReplySender>,
+    pending: PendingTable<Waiter>,
     dead: Option<Dead>,
     /// The worker said `draining`: no request is queued after this is set.
     draining: bool,
@@ -120,8 +151,8 @@ impl Shared {
     fn die(&self, dead: Dead) {
         let mut state = self.lock();
         let dead = state.dead.get_or_insert(dead).clone();
-        for (request_id, reply) in state.pending.drain() {
-            let _ = reply.send(Err(self.error_for(&dead, request_id)));
+        for (request_id, waiter) in state.pending.drain() {
+            waiter.finish(Err(self.error_for(&dead, request_id)), None);
         }
     }
 }
@@ -133,6 +164,8 @@ impl Shared {
 pub struct ProcessConnection {
     handshake: Handshake,
     shared: Arc<Shared>,
+    /// Kept as long as the connection: a forked worker's template.
+    _keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ProcessConnection {
@@ -172,7 +205,20 @@ impl ProcessConnection {
         });
         tokio::spawn(write_requests(Arc::clone(&shared)));
         tokio::spawn(read_replies(Arc::clone(&shared), frames));
-        Self { handshake, shared }
+        Self {
+            handshake,
+            shared,
+            _keep_alive: None,
+        }
+    }
+
+    /// Keeps `keep_alive` (a forked worker's template) as long as this connection.
+    pub(crate) fn keeping_alive(
+        mut self,
+        keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> Self {
+        self._keep_alive = keep_alive;
+        self
     }
 }
 
@@ -229,10 +275,12 @@ impl Shared {
             };
             let request_id = match &message {
                 Message::Request(request) => request.id,
+                Message::StreamRequest(request) => request.id,
                 Message::Cancel(cancel) => cancel.id,
+                Message::Credit(credit) => credit.id,
                 _ => continue,
             };
-            let is_request = matches!(message, Message::Request(_));
+            let is_request = matches!(message, Message::Request(_) | Message::StreamRequest(_));
             match futures::Sink::<Message>::start_send(std::pin::Pin::new(&mut *sink), message) {
                 Ok(()) => {}
                 Err(WireError::Io(error)) => {
@@ -271,12 +319,15 @@ impl Shared {
         } else {
             None
         };
-        if let Some(reply) = taken {
-            let _ = reply.send(Err(CallError::NotSent {
-                worker_id: self.worker_id,
-                request_id,
-                reason: reason.clone(),
-            }));
+        if let Some(waiter) = taken {
+            waiter.finish(
+                Err(CallError::NotSent {
+                    worker_id: self.worker_id,
+                    request_id,
+                    reason: reason.clone(),
+                }),
+                None,
+            );
         }
         self.die(Dead::Closed(format!(
             "request {request_id} could not be encoded: {reason}"
@@ -328,8 +379,8 @@ async fn read_replies<R: AsyncRead + Unpin>(
                 match taken {
                     // A dropped receiver means the caller abandoned the request:
                     // its late reply is discarded here, never delivered elsewhere.
-                    Ok(sender) => {
-                        let _ = sender.send(not_started(&shared, reply.id, reply.outcome));
+                    Ok(waiter) => {
+                        waiter.finish(not_started(&shared, reply.id, reply.outcome), reply.usage);
                     }
                     // The host already gave up on this connection (killed it):
                     // whatever still arrives is of no interest.
@@ -337,6 +388,11 @@ async fn read_replies<R: AsyncRead + Unpin>(
                     Err(unknown) => break unknown.to_string(),
                 }
             }
+            Some(Ok(Message::Chunk(chunk))) => match deliver_chunk(&shared, chunk) {
+                ChunkFate::Delivered => {}
+                ChunkFate::Ignore => return,
+                ChunkFate::Violation(violation) => break violation,
+            },
             Some(Ok(Message::Draining(_))) => {
                 tracing::debug!(worker_id = shared.worker_id, "worker is draining");
                 shared.lock().draining = true;
@@ -359,6 +415,50 @@ async fn read_replies<R: AsyncRead + Unpin>(
     tracing::error!(worker_id = shared.worker_id, %violation, "worker broke the protocol; killing it");
     shared.die(Dead::Protocol(violation));
     shared.process.kill_tree();
+}
+
+/// What became of a chunk the worker sent.
+enum ChunkFate {
+    /// Buffered for its stream's consumer (or discarded: the consumer is gone).
+    Delivered,
+    /// The connection is dead already: stop reading.
+    Ignore,
+    /// The worker broke the protocol.
+    Violation(String),
+}
+
+fn deliver_chunk(shared: &Shared, chunk: Chunk) -> ChunkFate {
+    let mut state = shared.lock();
+    let already_dead = state.dead.is_some();
+    match state.pending.get_mut(chunk.id) {
+        Some(Waiter::Stream { sender, next_seq }) => {
+            if chunk.seq != *next_seq {
+                return ChunkFate::Violation(format!(
+                    "sent chunk {} of stream {} where chunk {next_seq} was due",
+                    chunk.seq, chunk.id
+                ));
+            }
+            *next_seq += 1;
+            match sender.push(chunk.data) {
+                // A consumer that let go is cancelling the request: its chunks
+                // are discarded, as a late reply is.
+                Ok(()) | Err(PushError::ConsumerGone | PushError::Ended) => ChunkFate::Delivered,
+                Err(error @ PushError::OverCredit { .. }) => {
+                    ChunkFate::Violation(format!("stream {}: {error}", chunk.id))
+                }
+                Err(other) => ChunkFate::Violation(format!("stream {}: {other}", chunk.id)),
+            }
+        }
+        Some(Waiter::Call(_)) => ChunkFate::Violation(format!(
+            "sent a chunk for request {}, which was not sent as a stream_request",
+            chunk.id
+        )),
+        None if already_dead => ChunkFate::Ignore,
+        None => ChunkFate::Violation(format!(
+            "sent a chunk for request {}, which is not pending (never sent or already answered)",
+            chunk.id
+        )),
+    }
 }
 
 /// A `not_started` error reply becomes [`CallError::NotSent`]: the request
@@ -403,6 +503,9 @@ fn kind_of(message: &Message) -> &'static str {
         Message::Reply(_) => "reply",
         Message::Draining(_) => "draining",
         Message::Cancel(_) => "cancel",
+        Message::StreamRequest(_) => "stream_request",
+        Message::Chunk(_) => "chunk",
+        Message::Credit(_) => "credit",
     }
 }
 
@@ -413,6 +516,12 @@ impl WorkerConnection for ProcessConnection {
     }
 
     async fn call(&self, request: Request) -> Result<Outcome, CallError> {
+        self.call_with_usage(request)
+            .await
+            .map(|replied| replied.outcome)
+    }
+
+    async fn call_with_usage(&self, request: Request) -> Result<Replied, CallError> {
         let request_id = request.id;
         let reply = {
             let mut state = self.shared.lock();
@@ -428,7 +537,11 @@ impl WorkerConnection for ProcessConnection {
                 });
             }
             let (sender, reply) = oneshot::channel();
-            if state.pending.insert(request_id, sender).is_err() {
+            if state
+                .pending
+                .insert(request_id, Waiter::Call(sender))
+                .is_err()
+            {
                 return Err(CallError::DuplicateRequestId {
                     worker_id: self.shared.worker_id,
                     request_id,
@@ -450,27 +563,69 @@ impl WorkerConnection for ProcessConnection {
         })
     }
 
+    async fn call_stream(
+        &self,
+        request: Request,
+        window: NonZeroU32,
+    ) -> Result<ReplyStream, CallError> {
+        let request_id = request.id;
+        let stream = {
+            let mut state = self.shared.lock();
+            if let Some(dead) = &state.dead {
+                return Err(self.shared.error_for(dead, request_id));
+            }
+            if state.draining {
+                return Err(CallError::NotSent {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                    reason: "the worker is stopping (draining) and takes no more requests"
+                        .to_owned(),
+                });
+            }
+            if state.pending.contains(request_id) {
+                return Err(CallError::DuplicateRequestId {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                });
+            }
+            let control = Arc::new(Control {
+                shared: Arc::clone(&self.shared),
+            });
+            let (sender, stream) =
+                stream_channel(self.shared.worker_id, request_id, window, control);
+            let waiter = Waiter::Stream {
+                sender,
+                next_seq: 0,
+            };
+            if state.pending.insert(request_id, waiter).is_err() {
+                return Err(CallError::DuplicateRequestId {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                });
+            }
+            // Queued under the lock, as `call` does, so its credits and its
+            // cancel follow it.
+            state
+                .outbox
+                .push_back(Message::StreamRequest(StreamRequest::new(
+                    request,
+                    window.get(),
+                )));
+            stream
+        };
+        // Written by the caller, as `call` does. Should this future be dropped
+        // part-way, the stream it holds is dropped too: its cancel is queued
+        // after the request, and the writer task writes both.
+        self.shared.write_outbox().await;
+        Ok(stream)
+    }
+
     fn in_flight(&self) -> usize {
         self.shared.lock().pending.len()
     }
 
     fn cancel(&self, request_id: RequestId) {
-        let state = self.shared.lock();
-        // Only a request still waiting for its reply is worth a frame; the
-        // call itself stays pending until the worker answers it (exactly once:
-        // `cancelled`, or its result if it finished first) or dies. A
-        // draining worker finishes or refuses everything it holds anyway.
-        if state.dead.is_some() || state.draining || !state.pending.contains(request_id) {
-            return;
-        }
-        // Queued under the lock, like a request, so the cancel follows its
-        // request; written by the writer task (this call cannot wait).
-        let mut state = state;
-        state
-            .outbox
-            .push_back(Message::Cancel(Cancel { id: request_id }));
-        drop(state);
-        self.shared.write_wanted.notify_one();
+        self.shared.send_cancel(request_id);
     }
 
     async fn exited(&self) -> WorkerExit {
@@ -521,6 +676,66 @@ impl WorkerConnection for ProcessConnection {
             return None;
         }
         memory::resident_bytes(self.shared.reported_pid)
+    }
+}
+
+impl Shared {
+    /// Queues a `cancel` for a request still waiting for its reply, for the
+    /// writer task (a cancel cannot wait for the worker's stdin).
+    fn send_cancel(&self, request_id: RequestId) {
+        let mut state = self.lock();
+        // Only a request still waiting for its reply is worth a frame; the
+        // call itself stays pending until the worker answers it (exactly once:
+        // `cancelled`, or its result if it finished first) or dies. A
+        // draining worker finishes or refuses everything it holds anyway.
+        if state.dead.is_some() || state.draining || !state.pending.contains(request_id) {
+            return;
+        }
+        // Queued under the lock, like a request, so the cancel follows its
+        // request.
+        state
+            .outbox
+            .push_back(Message::Cancel(Cancel { id: request_id }));
+        drop(state);
+        self.write_wanted.notify_one();
+    }
+}
+
+/// A stream's way back to its worker: credit as its consumer reads, a cancel
+/// when the consumer lets go. Both are queued in the outbox for the writer
+/// task (neither may wait); once the connection is dropped (or dead) they are
+/// not queued at all.
+#[derive(Debug)]
+struct Control {
+    shared: Arc<Shared>,
+}
+
+impl StreamControl for Control {
+    fn grant(&self, request_id: RequestId, grant: u32) {
+        let mut state = self.shared.lock();
+        if state.dead.is_some() || state.closing || !state.pending.contains(request_id) {
+            return;
+        }
+        // Queued under the lock, so it follows the stream's request. A grant
+        // for the same stream still waiting at the end of the outbox takes
+        // this one in: one frame for both.
+        if let Some(Message::Credit(queued)) = state.outbox.back_mut()
+            && queued.id == request_id
+            && let Some(sum) = queued.grant.checked_add(grant)
+        {
+            queued.grant = sum;
+            return;
+        }
+        state.outbox.push_back(Message::Credit(Credit {
+            id: request_id,
+            grant,
+        }));
+        drop(state);
+        self.shared.write_wanted.notify_one();
+    }
+
+    fn cancel(&self, request_id: RequestId) {
+        self.shared.send_cancel(request_id);
     }
 }
 
@@ -664,6 +879,7 @@ mod tests {
                         traceback: None,
                     },
                 },
+                usage: None,
             }),
         )
         .await;
@@ -772,6 +988,7 @@ mod tests {
                 outcome: Outcome::Ok {
                     result: serde_json::json!(2),
                 },
+                usage: None,
             }),
         )
         .await;
@@ -822,6 +1039,7 @@ mod tests {
                         traceback: None,
                     },
                 },
+                usage: None,
             }),
         )
         .await;
@@ -856,10 +1074,229 @@ mod tests {
                 outcome: Outcome::Ok {
                     result: serde_json::json!(null),
                 },
+                usage: None,
             }),
         )
         .await;
         assert!(next.await.unwrap().is_ok());
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
+
+    fn stream_request(id: RequestId) -> Request {
+        Request {
+            id,
+            command: "tokens".into(),
+            args: serde_json::Map::new(),
+        }
+    }
+
+    fn chunk(id: RequestId, seq: u64) -> Message {
+        Message::Chunk(Chunk {
+            id,
+            seq,
+            data: serde_json::json!(seq),
+        })
+    }
+
+    async fn next_written(worker_in: &mut FramedRead<DuplexStream, MessageCodec>) -> Message {
+        let written = tokio::time::timeout(Duration::from_secs(30), worker_in.next()).await;
+        let Ok(Some(Ok(message))) = written else {
+            panic!("the host writes a frame, got {written:?}")
+        };
+        message
+    }
+
+    async fn next_item(
+        stream: &mut ReplyStream,
+    ) -> Option<Result<pypool_seam::StreamItem, CallError>> {
+        tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("the stream yields within the bound")
+    }
+
+    #[tokio::test]
+    async fn a_stream_sends_its_window_as_credit_grants_as_it_is_read_and_ends_with_the_reply() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let window = NonZeroU32::new(2).unwrap();
+        let mut stream = connection
+            .call_stream(stream_request(5), window)
+            .await
+            .unwrap();
+        let Message::StreamRequest(request) = next_written(&mut worker_in).await else {
+            panic!("a stream_request is written")
+        };
+        assert_eq!((request.id, request.credit), (5, 2));
+        send(&mut worker_out, chunk(5, 0)).await;
+        send(&mut worker_out, chunk(5, 1)).await;
+        assert_eq!(
+            next_item(&mut stream).await.unwrap().unwrap(),
+            pypool_seam::StreamItem::Chunk(serde_json::json!(0))
+        );
+        let Message::Credit(credit) = next_written(&mut worker_in).await else {
+            panic!("reading a chunk grants credit")
+        };
+        assert_eq!((credit.id, credit.grant), (5, 1));
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 5,
+                outcome: Outcome::Ok {
+                    result: serde_json::json!("done"),
+                },
+                usage: None,
+            }),
+        )
+        .await;
+        assert_eq!(
+            next_item(&mut stream).await.unwrap().unwrap(),
+            pypool_seam::StreamItem::Chunk(serde_json::json!(1))
+        );
+        assert_eq!(
+            next_item(&mut stream).await.unwrap().unwrap(),
+            pypool_seam::StreamItem::End(Outcome::Ok {
+                result: serde_json::json!("done")
+            })
+        );
+        assert!(next_item(&mut stream).await.is_none());
+        assert_eq!(connection.in_flight(), 0);
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
+
+    #[tokio::test]
+    async fn a_chunk_beyond_the_credit_is_a_protocol_violation_after_the_delivered_chunks() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let mut stream = connection
+            .call_stream(stream_request(6), NonZeroU32::MIN)
+            .await
+            .unwrap();
+        let _ = next_written(&mut worker_in).await;
+        send(&mut worker_out, chunk(6, 0)).await;
+        send(&mut worker_out, chunk(6, 1)).await;
+        assert_eq!(
+            next_item(&mut stream).await.unwrap().unwrap(),
+            pypool_seam::StreamItem::Chunk(serde_json::json!(0))
+        );
+        let end = next_item(&mut stream).await.unwrap();
+        assert!(
+            matches!(&end, Err(CallError::ProtocolViolation { detail, .. }) if detail.contains("credit")),
+            "{end:?}"
+        );
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
+
+    #[tokio::test]
+    async fn a_chunk_out_of_sequence_or_for_a_plain_call_is_a_protocol_violation() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let mut stream = connection
+            .call_stream(stream_request(8), NonZeroU32::MIN)
+            .await
+            .unwrap();
+        let _ = next_written(&mut worker_in).await;
+        send(&mut worker_out, chunk(8, 1)).await;
+        let end = next_item(&mut stream).await.unwrap();
+        assert!(
+            matches!(&end, Err(CallError::ProtocolViolation { detail, .. }) if detail.contains("chunk 0 was due")),
+            "{end:?}"
+        );
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+
+        let mut stand_in = super::tests::stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let connection = Arc::new(connection);
+        let call = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(stream_request(9)).await }
+        });
+        let _ = next_written(&mut worker_in).await;
+        send(&mut worker_out, chunk(9, 0)).await;
+        let outcome = call.await.unwrap();
+        assert!(
+            matches!(&outcome, Err(CallError::ProtocolViolation { detail, .. }) if detail.contains("not sent as a stream_request")),
+            "{outcome:?}"
+        );
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
+
+    #[tokio::test]
+    async fn dropping_a_stream_cancels_it_and_its_late_chunks_are_discarded() {
+        let mut stand_in = stand_in();
+        let (connection, mut worker_out, mut worker_in) = connect(stand_in.id());
+        let stream = connection
+            .call_stream(stream_request(3), NonZeroU32::new(4).unwrap())
+            .await
+            .unwrap();
+        let _ = next_written(&mut worker_in).await;
+        send(&mut worker_out, chunk(3, 0)).await;
+        drop(stream);
+        let Message::Cancel(cancel) = next_written(&mut worker_in).await else {
+            panic!("dropping the stream writes a cancel")
+        };
+        assert_eq!(cancel.id, 3);
+        assert_eq!(
+            connection.in_flight(),
+            1,
+            "in flight until the worker answers"
+        );
+        send(&mut worker_out, chunk(3, 1)).await;
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 3,
+                outcome: Outcome::Error {
+                    error: RemoteError {
+                        kind: RemoteErrorKind::Cancelled,
+                        message: "cancelled".into(),
+                        exception_type: None,
+                        traceback: None,
+                    },
+                },
+                usage: None,
+            }),
+        )
+        .await;
+        // The cancelled stream's reply frees it (a bounded wait for the reader).
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while connection.in_flight() != 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the reply to the cancelled stream frees it");
+        // The connection is still good: a plain call after it is answered.
+        let connection = Arc::new(connection);
+        let call = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(stream_request(4)).await }
+        });
+        let Message::Request(request) = next_written(&mut worker_in).await else {
+            panic!("the next request is written")
+        };
+        assert_eq!(request.id, 4);
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 4,
+                outcome: Outcome::Ok {
+                    result: serde_json::json!(1),
+                },
+                usage: None,
+            }),
+        )
+        .await;
+        assert!(call.await.unwrap().is_ok());
         drop(connection);
         let _ = stand_in.kill();
         let _ = stand_in.wait();

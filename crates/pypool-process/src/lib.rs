@@ -22,6 +22,7 @@
 mod config;
 mod connection;
 mod environment;
+mod fork;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -31,7 +32,7 @@ mod signals;
 mod spawner;
 mod stderr;
 
-pub use config::{EnvPolicy, PythonSpawnerConfig};
+pub use config::{EnvPolicy, PythonSpawnerConfig, StartMethod};
 pub use connection::ProcessConnection;
 pub use environment::{EnvironmentReport, MIN_PYTHON, check_environment};
 pub use runtime::{RuntimeUnpackError, embedded_runtime_digest, embedded_runtime_dir};

@@ -11,6 +11,7 @@
 //!   cannot be reused.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
@@ -32,6 +33,11 @@ pub(crate) struct SpawnedProcess {
     pid: Pid,
     /// `true` once the process is being (or has been) reaped.
     reaped: Mutex<bool>,
+    /// For a worker forked by a template (not our child): a pidfd, through
+    /// which the process itself is signalled, so a signal can never reach a
+    /// recycled pid even if the template died and its zombies were reaped by
+    /// someone else.
+    pidfd: Option<OwnedFd>,
 }
 
 impl SpawnedProcess {
@@ -41,7 +47,75 @@ impl SpawnedProcess {
         Some(Self {
             pid: Pid::from_raw(raw),
             reaped: Mutex::new(false),
+            pidfd: None,
         })
+    }
+
+    /// The process `pid` that the template `template` (a process this host
+    /// spawned, or a descendant of it) says it forked: accepted only if
+    /// `/proc` says its parent is the template, checked after a pidfd was
+    /// opened on it (so the pidfd names that very child: the template does
+    /// not reap a child before the host's `release`).
+    pub(crate) fn forked(pid: u32, template: u32) -> Result<Self, String> {
+        let raw = i32::try_from(pid)
+            .ok()
+            .filter(|&raw| raw > 0)
+            .ok_or_else(|| format!("the template reported an invalid pid {pid}"))?;
+        let pidfd = rustix::process::Pid::from_raw(raw)
+            .ok_or_else(|| format!("the template reported an invalid pid {pid}"))
+            .and_then(|target| {
+                rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()).map_err(
+                    |error| {
+                        format!(
+                            "cannot open a pidfd on pid {pid} (reported by the template): {error}"
+                        )
+                    },
+                )
+            })?;
+        match parent_of(raw) {
+            Some(parent) if parent.unsigned_abs() == template => Ok(Self {
+                pid: Pid::from_raw(raw),
+                reaped: Mutex::new(false),
+                pidfd: Some(pidfd),
+            }),
+            parent => Err(format!(
+                "the template (pid {template}) reported pid {pid}, whose parent is {parent:?}, not the template"
+            )),
+        }
+    }
+
+    /// Sends `signal` to the process itself (through its pidfd, if it has one).
+    fn signal_leader(&self, signal: Signal) {
+        match &self.pidfd {
+            Some(pidfd) => {
+                let signal = match signal {
+                    Signal::SIGKILL => rustix::process::Signal::KILL,
+                    Signal::SIGTERM => rustix::process::Signal::TERM,
+                    _ => rustix::process::Signal::STOP,
+                };
+                let _ = rustix::process::pidfd_send_signal(pidfd, signal);
+            }
+            None => {
+                let _ = kill(self.pid, signal);
+            }
+        }
+    }
+
+    /// For a forked worker whose end the template reported (still a zombie,
+    /// not reaped): kills what is left of its group, then marks it reaped,
+    /// so no signal is sent once the template may reap it.
+    pub(crate) fn mark_reaped(&self) {
+        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*reaped {
+            let _ = killpg(self.pid, Signal::SIGKILL);
+            *reaped = true;
+        }
+    }
+
+    /// Marks it reaped without signalling anything (its parent is gone and
+    /// someone else may already have reaped it).
+    pub(crate) fn forget(&self) {
+        *self.reaped.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
     /// A stand-in for a process that was never spawned (the fuzzer's
@@ -51,6 +125,7 @@ impl SpawnedProcess {
         Self {
             pid: Pid::from_raw(i32::MAX),
             reaped: Mutex::new(true),
+            pidfd: None,
         }
     }
 
@@ -68,7 +143,7 @@ impl SpawnedProcess {
     /// the worker), unless it has been reaped.
     pub(crate) fn terminate(&self) {
         if let Some(_live) = self.live() {
-            let _ = kill(self.pid, Signal::SIGTERM);
+            self.signal_leader(Signal::SIGTERM);
         }
     }
 
@@ -99,7 +174,7 @@ impl SpawnedProcess {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = killpg(self.pid, Signal::SIGKILL);
-        let _ = kill(self.pid, Signal::SIGKILL);
+        self.signal_leader(Signal::SIGKILL);
     }
 
     /// Whether `pid` is the spawned process or one of its descendants, per

@@ -12,16 +12,20 @@ use pypool_seam::{
     SpawnError, SpawnRequest, WorkerConnection, WorkerExit, WorkerId, WorkerSpawner,
 };
 use pypool_wire::{Handshake, Message, MessageCodec, PROTOCOL_VERSION};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
-use crate::config::{EnvPolicy, PythonSpawnerConfig};
+use crate::config::{EnvPolicy, PythonSpawnerConfig, StartMethod};
 use crate::connection::ProcessConnection;
 use crate::environment::{EnvironmentReport, check_environment};
 use crate::runtime::{RuntimeUnpackError, embedded_runtime_dir};
 use crate::signals::SpawnedProcess;
 use crate::stderr::{self, StderrTail};
+
+/// The worker module that speaks the template protocol (fork start method);
+/// a spawner configured with another module always spawns.
+const DEFAULT_WORKER_MODULE: &str = "pypool_worker";
 
 /// The environment variable that tells the worker's guardian the host's pid.
 pub(crate) const HOST_PID_ENV: &str = "PYPOOL_HOST_PID";
@@ -40,6 +44,8 @@ pub struct PythonSpawner {
     config: Arc<PythonSpawnerConfig>,
     /// The environment check, run once before the first worker and kept.
     environment: Arc<tokio::sync::OnceCell<EnvironmentReport>>,
+    /// The fork template (fork start method), shared by clones.
+    pub(crate) forks: Arc<crate::fork::TemplateSlot>,
 }
 
 impl PythonSpawner {
@@ -48,6 +54,7 @@ impl PythonSpawner {
         Self {
             config: Arc::new(config),
             environment: Arc::new(tokio::sync::OnceCell::new()),
+            forks: Arc::new(crate::fork::TemplateSlot::default()),
         }
     }
 
@@ -183,10 +190,27 @@ fn watch_exit(
     Ok(receiver)
 }
 
+/// A process this spawner started, up to (not including) its first frame.
+pub(crate) struct Started {
+    /// The process the host spawned.
+    pub(crate) process: Arc<SpawnedProcess>,
+    /// Kills `process`'s tree unless disarmed.
+    pub(crate) guard: KillOnDrop,
+    /// Its exit, once reaped.
+    pub(crate) exit: watch::Receiver<Option<WorkerExit>>,
+    /// Its stdin, when it is a pipe (not for a template).
+    pub(crate) stdin: Option<ChildStdin>,
+    /// Its stdout.
+    pub(crate) stdout: ChildStdout,
+    /// The task forwarding its stderr.
+    pub(crate) stderr_task: tokio::task::JoinHandle<()>,
+    /// Its last stderr lines.
+    pub(crate) tail: StderrTail,
+}
+
 #[async_trait]
 impl WorkerSpawner for PythonSpawner {
     async fn spawn(&self, request: SpawnRequest) -> Result<Arc<dyn WorkerConnection>, SpawnError> {
-        let worker_id = request.worker_id;
         if self.config.check_environment {
             let report = self.environment().await;
             // A missing interpreter is left to the spawn below, which reports
@@ -198,26 +222,90 @@ impl WorkerSpawner for PythonSpawner {
                 });
             }
         }
+        if self.config.start_method == StartMethod::Fork
+            && self.config.worker_module == DEFAULT_WORKER_MODULE
+            && !self.forks.fell_back()
+        {
+            if let Some(connection) = crate::fork::spawn_forked(self, &request).await? {
+                return Ok(connection);
+            }
+        }
+        let worker_id = request.worker_id;
+        let started = self.start_process(worker_id, None)?;
+        let pipes_missing = SpawnError::Io {
+            worker_id,
+            context: "taking the worker's stdin".to_owned(),
+            source: Arc::new(std::io::Error::other("pipe not captured")),
+        };
+        let Started {
+            process,
+            guard,
+            exit,
+            stdin,
+            stdout,
+            stderr_task,
+            tail,
+        } = started;
+        let stdin = stdin.ok_or(pipes_missing)?;
+        self.await_handshake(
+            worker_id,
+            request.handshake_timeout,
+            Handover {
+                process,
+                guard,
+                exit,
+                stderr_task,
+                tail,
+                keep_alive: None,
+            },
+            stdout,
+            stdin,
+        )
+        .await
+    }
+}
+
+/// What [`PythonSpawner::await_handshake`] hands to the connection, or kills.
+pub(crate) struct Handover {
+    pub(crate) process: Arc<SpawnedProcess>,
+    pub(crate) guard: KillOnDrop,
+    pub(crate) exit: watch::Receiver<Option<WorkerExit>>,
+    pub(crate) stderr_task: tokio::task::JoinHandle<()>,
+    pub(crate) tail: StderrTail,
+    /// Kept alive as long as the connection (a forked worker's template).
+    pub(crate) keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl PythonSpawner {
+    /// Spawns `python -m pypool_worker` for `worker_id` (a template when
+    /// `template_control` is given: that socket becomes its stdin).
+    pub(crate) fn start_process(
+        &self,
+        worker_id: WorkerId,
+        template_control: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Started, SpawnError> {
         let (python_path, _runtime_dir) =
             python_path_for(&self.config).map_err(|error| SpawnError::EnvironmentUnusable {
                 problems: error.to_string(),
             })?;
-        let mut child =
-            self.command(worker_id, python_path)
-                .spawn()
-                .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                        SpawnError::InterpreterNotFound {
-                            interpreter: self.config.interpreter.clone(),
-                            source: Arc::new(source),
-                        }
-                    }
-                    _ => SpawnError::Io {
-                        worker_id,
-                        context: format!("spawning `{}`", self.config.interpreter),
-                        source: Arc::new(source),
-                    },
-                })?;
+        let mut command = self.command(worker_id, python_path);
+        let is_template = template_control.is_some();
+        if let Some(control) = template_control {
+            command.arg("--template").stdin(Stdio::from(control));
+        }
+        let mut child = command.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                SpawnError::InterpreterNotFound {
+                    interpreter: self.config.interpreter.clone(),
+                    source: Arc::new(source),
+                }
+            }
+            _ => SpawnError::Io {
+                worker_id,
+                context: format!("spawning `{}`", self.config.interpreter),
+                source: Arc::new(source),
+            },
+        })?;
         let pid = child.id().unwrap_or_default();
         let Some(process) = SpawnedProcess::new(pid) else {
             return Err(SpawnError::Io {
@@ -234,7 +322,10 @@ impl WorkerSpawner for PythonSpawner {
             context: format!("taking the worker's {what}"),
             source: Arc::new(std::io::Error::other("pipe not captured")),
         };
-        let stdin = child.stdin.take().ok_or_else(|| pipes_missing("stdin"))?;
+        let stdin = child.stdin.take();
+        if stdin.is_none() && !is_template {
+            return Err(pipes_missing("stdin"));
+        }
         let stdout = child.stdout.take().ok_or_else(|| pipes_missing("stdout"))?;
         let stderr_pipe = child.stderr.take().ok_or_else(|| pipes_missing("stderr"))?;
         let tail = StderrTail::new(self.config.stderr_tail_lines);
@@ -248,9 +339,42 @@ impl WorkerSpawner for PythonSpawner {
                 source: Arc::new(source),
             }
         })?;
+        Ok(Started {
+            process,
+            guard,
+            exit,
+            stdin,
+            stdout,
+            stderr_task,
+            tail,
+        })
+    }
 
+    /// Reads the worker's first frame from `stdout`; hands a connection
+    /// back, or kills the worker and says why it failed.
+    pub(crate) async fn await_handshake<R, W>(
+        &self,
+        worker_id: WorkerId,
+        timeout: Duration,
+        handover: Handover,
+        stdout: R,
+        stdin: W,
+    ) -> Result<Arc<dyn WorkerConnection>, SpawnError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Handover {
+            process,
+            guard,
+            exit,
+            stderr_task,
+            tail,
+            keep_alive,
+        } = handover;
+        let pid = process.pid();
         let mut frames = FramedRead::new(stdout, MessageCodec::new(self.config.max_frame_bytes));
-        let first = tokio::time::timeout(request.handshake_timeout, frames.next()).await;
+        let first = tokio::time::timeout(timeout, frames.next()).await;
         let failure = match first {
             Ok(Some(Ok(Message::Handshake(handshake)))) => {
                 match check_handshake(&handshake, worker_id, &process) {
@@ -264,7 +388,8 @@ impl WorkerSpawner for PythonSpawner {
                             self.config.max_frame_bytes,
                             exit,
                             process,
-                        );
+                        )
+                        .keeping_alive(keep_alive);
                         return Ok(Arc::new(connection));
                     }
                     Err(failure) => failure,
@@ -285,25 +410,18 @@ impl WorkerSpawner for PythonSpawner {
         drop(frames);
         drop(stdin);
         Err(self
-            .fail(
-                worker_id,
-                failure,
-                guard,
-                exit,
-                stderr_task,
-                tail,
-                request.handshake_timeout,
-            )
+            .fail(worker_id, failure, guard, exit, stderr_task, tail, timeout)
             .await)
     }
 }
 
 /// Kills the spawned process's tree when dropped, unless disarmed.
-struct KillOnDrop(Option<Arc<SpawnedProcess>>);
+#[derive(Debug)]
+pub(crate) struct KillOnDrop(pub(crate) Option<Arc<SpawnedProcess>>);
 
 impl KillOnDrop {
     /// Hands the process over (to its connection): no kill on drop.
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }
@@ -316,7 +434,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Startup {
         kind: String,
         message: String,
@@ -363,6 +481,9 @@ fn describe(message: &Message) -> &'static str {
         Message::Reply(_) => "a reply",
         Message::Draining(_) => "a draining notice",
         Message::Cancel(_) => "a cancel",
+        Message::StreamRequest(_) => "a streaming request",
+        Message::Chunk(_) => "a chunk",
+        Message::Credit(_) => "a credit",
     }
 }
 
@@ -370,7 +491,7 @@ impl PythonSpawner {
     /// Turns a failed start into a [`SpawnError`], after killing the worker and
     /// collecting the rest of its stderr.
     #[allow(clippy::too_many_arguments)]
-    async fn fail(
+    pub(crate) async fn fail(
         &self,
         worker_id: WorkerId,
         failure: Failure,

@@ -98,6 +98,21 @@ pub enum SpawnError {
         /// The last lines the worker wrote on stderr.
         stderr_tail: String,
     },
+    /// The fork template (the process that imported the handlers once and
+    /// forks workers) exited while this worker was being forked from it. The
+    /// next spawn starts a new template.
+    #[error(
+        "worker {worker_id} could not be forked: the template process {exit} (a new one starts with the next spawn){}",
+        tail_suffix(stderr_tail)
+    )]
+    TemplateExited {
+        /// The worker being started.
+        worker_id: WorkerId,
+        /// How the template ended.
+        exit: WorkerExit,
+        /// The last lines the template wrote on stderr.
+        stderr_tail: String,
+    },
     /// The environment cannot run workers at all (interpreter too old, the
     /// worker runtime not importable, …), found by a check before the first
     /// worker; every problem says how to fix it.
@@ -123,7 +138,8 @@ fn tail_suffix(stderr_tail: &str) -> String {
 }
 
 /// Why a call did not produce an [`Outcome`](crate::Outcome). After any of
-/// these except [`CallError::DuplicateRequestId`], the connection is dead.
+/// these except [`CallError::DuplicateRequestId`] and
+/// [`CallError::StreamingUnsupported`], the connection is dead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
@@ -163,6 +179,20 @@ pub enum CallError {
         request_id: RequestId,
         /// Why.
         reason: String,
+    },
+    /// This connection cannot stream replies ([`WorkerConnection::call_stream`]
+    /// has no implementation for it); nothing was sent and the connection is
+    /// fine. Use `call` instead.
+    ///
+    /// [`WorkerConnection::call_stream`]: crate::WorkerConnection::call_stream
+    #[error(
+        "worker {worker_id} cannot stream replies; request {request_id} was not sent (call it without streaming)"
+    )]
+    StreamingUnsupported {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The request that was not sent.
+        request_id: RequestId,
     },
     /// A request with this id is already in flight on this connection.
     #[error("request id {request_id} is already in flight on worker {worker_id}")]

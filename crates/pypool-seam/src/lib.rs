@@ -10,11 +10,18 @@
 //! This crate must not know how a worker is implemented: no processes, no
 //! bytes, no frames, no tokio. It knows the message *types* of `pypool-wire`
 //! (requests, outcomes, handshakes) but never their encoding.
+//!
+//! Streaming replies ([`WorkerConnection::call_stream`]) reach the caller as a
+//! [`ReplyStream`]: a bounded buffer (plain `std`, a `futures` `Stream`)
+//! that both implementations fill through a [`StreamSender`], so the mock
+//! and the real process share its semantics (window, credit, cancel on drop).
 
 mod errors;
 mod exit;
+mod stream;
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +33,20 @@ pub use pypool_wire::{
     Cancel, CommandInfo, Concurrency, Handshake, MAX_NESTING_DEPTH, Outcome, PROTOCOL_VERSION,
     RemoteError, RemoteErrorKind, Request, RequestId, nesting_depth,
 };
+pub use stream::{
+    DEFAULT_STREAM_WINDOW, PushError, ReplyStream, StreamControl, StreamItem, StreamSender,
+    stream_channel,
+};
+
+/// A reply's outcome with what the worker reported beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replied {
+    /// The result or error.
+    pub outcome: Outcome,
+    /// The reply's `usage` object, when the handler reported one (a `dspy`
+    /// program's LM usage: calls, prompt and completion tokens, cost).
+    pub usage: Option<serde_json::Value>,
+}
 
 /// The pool's name for a worker; unique among a pool's workers. A start that
 /// failed (no handshake) may be retried under the same id.
@@ -74,6 +95,47 @@ pub trait WorkerConnection: Send + Sync + fmt::Debug {
     /// discarded, never delivered to another call. A deadline is the caller's
     /// business (wrap the future in a timeout).
     async fn call(&self, request: Request) -> Result<Outcome, CallError>;
+
+    /// [`call`](Self::call), also returning what the reply reported beside
+    /// its outcome (the reply's `usage`, e.g. a DSPy program's LM usage).
+    /// The default implementation reports no usage.
+    async fn call_with_usage(&self, request: Request) -> Result<Replied, CallError> {
+        self.call(request).await.map(|outcome| Replied {
+            outcome,
+            usage: None,
+        })
+    }
+
+    /// Sends `request` as a streaming request (`stream_request`, initial
+    /// credit `window`) and returns at once with the stream of its reply:
+    /// the chunks the handler yields, then its final reply, or an error.
+    ///
+    /// * At most `window` chunks wait in the host, however slowly the stream
+    ///   is read: the worker sends a chunk only with credit, and the stream
+    ///   grants credit back as it is read.
+    /// * Dropping the stream before its end cancels the request on the
+    ///   worker (a `cancel` frame). The request stays in flight
+    ///   ([`in_flight`](Self::in_flight)) until the worker answers, as an
+    ///   abandoned `call` does.
+    /// * A worker dying mid-stream ends it with [`CallError::WorkerExited`]
+    ///   after the chunks already delivered. A stream is never retried here.
+    /// * A deadline or an idle timeout is the caller's business.
+    ///
+    /// Errors returned at once are those of `call` that need no reply (the
+    /// connection is dead or draining, a duplicate id). The default
+    /// implementation, for connections that cannot stream, returns
+    /// [`CallError::StreamingUnsupported`] without sending anything.
+    async fn call_stream(
+        &self,
+        request: Request,
+        window: NonZeroU32,
+    ) -> Result<ReplyStream, CallError> {
+        let _ = window;
+        Err(CallError::StreamingUnsupported {
+            worker_id: self.worker_id(),
+            request_id: request.id,
+        })
+    }
 
     /// How many requests have been sent and not yet answered, including
     /// abandoned ones whose reply has not arrived.

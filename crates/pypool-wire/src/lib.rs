@@ -28,6 +28,7 @@
 //! let reply = Message::Reply(Reply {
 //!     id: 41,
 //!     outcome: Outcome::Ok { result: serde_json::json!({"pong": true}) },
+//!     usage: None,
 //! });
 //! let frame = encode_frame(&reply, pypool_wire::DEFAULT_MAX_FRAME_BYTES)?;
 //! assert_eq!(&frame[4..], br#"{"type":"reply","id":41,"status":"ok","result":{"pong":true}}"#);
@@ -42,14 +43,17 @@ mod messages;
 mod nesting;
 mod pending;
 mod protocol;
+mod template;
 
 pub use body::{decode_body, json_type};
 pub use codec::{DEFAULT_MAX_FRAME_BYTES, MessageCodec, encode_frame};
 pub use error::WireError;
 pub use messages::{
-    Cancel, CommandInfo, Concurrency, Draining, Handshake, Message, NOT_STARTED, Outcome,
-    PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Reply, Request, RequestId, StartupError,
+    Cancel, Chunk, CommandInfo, Concurrency, Credit, Draining, Handshake, Message, NOT_STARTED,
+    Outcome, PROTOCOL_VERSION, RemoteError, RemoteErrorKind, Reply, Request, RequestId,
+    StartupError, StreamRequest,
 };
 pub use nesting::{MAX_NESTING_DEPTH, nesting_depth};
 pub use pending::{DuplicateRequestId, PendingTable, UnknownReplyId};
 pub use protocol::ProtocolMismatch;
+pub use template::{TemplateCodec, TemplateCommand, TemplateEvent, encode_template_command};

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// The protocol version this crate speaks; a worker announcing another is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The identifier the host gives a request; unique per connection.
 pub type RequestId = u64;
@@ -31,6 +31,74 @@ pub enum Message {
     /// it finished first, or a `cancelled` error); a cancel for an id the
     /// worker does not hold is ignored.
     Cancel(Cancel),
+    /// Host → worker: run a command whose reply streams: the worker sends
+    /// [`Message::Chunk`]s (at most as many as the host granted credit for)
+    /// and ends the stream with an ordinary [`Message::Reply`].
+    StreamRequest(StreamRequest),
+    /// Worker → host: one piece of a streaming reply.
+    Chunk(Chunk),
+    /// Host → worker: the worker may send `grant` more chunks of stream `id`.
+    Credit(Credit),
+}
+
+/// The body of a [`Message::StreamRequest`]: a [`Request`] whose reply
+/// streams, with the number of chunks the worker may send before it must
+/// wait for a [`Credit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRequest {
+    /// Unique per connection (shared with plain requests); chunks and the
+    /// final reply carry it back.
+    pub id: RequestId,
+    /// The registered command name.
+    pub command: String,
+    /// Keyword arguments for the handler.
+    #[serde(default)]
+    pub args: Map<String, Value>,
+    /// How many chunks the worker may send before the first [`Credit`]
+    /// (the host's buffer for this stream; 0 means wait for a credit).
+    pub credit: u32,
+}
+
+impl StreamRequest {
+    /// A streaming request for `request`, with `credit` initial credit.
+    pub fn new(request: Request, credit: u32) -> Self {
+        Self {
+            id: request.id,
+            command: request.command,
+            args: request.args,
+            credit,
+        }
+    }
+
+    /// The request part (id, command, arguments), without the credit.
+    pub fn into_request(self) -> Request {
+        Request {
+            id: self.id,
+            command: self.command,
+            args: self.args,
+        }
+    }
+}
+
+/// The body of a [`Message::Chunk`]: one value a streaming handler produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The streaming request this chunk belongs to.
+    pub id: RequestId,
+    /// Position in the stream: 0 for the first chunk, then +1 each.
+    pub seq: u64,
+    /// The value the handler yielded.
+    pub data: Value,
+}
+
+/// The body of a [`Message::Credit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    /// The streaming request the credit is for; a credit for an id the
+    /// worker does not hold (or that does not stream) is ignored.
+    pub id: RequestId,
+    /// How many more chunks the worker may send.
+    pub grant: u32,
 }
 
 /// The body of a [`Message::Cancel`].
@@ -129,6 +197,12 @@ pub struct Reply {
     /// Result or error.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// What the request consumed, beside its outcome, when the handler
+    /// reports it: for a `dspy` program, its language-model usage
+    /// (`{"calls", "prompt_tokens", "completion_tokens", "total_tokens",
+    /// "cost", "models"}`, see `docs/PROTOCOL.md`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
 }
 
 /// What a request produced.

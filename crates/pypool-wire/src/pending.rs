@@ -71,6 +71,12 @@ impl<T> PendingTable<T> {
         self.waiting.remove(&id).ok_or(UnknownReplyId { id })
     }
 
+    /// The waiter of request `id`, left in the table (a streaming reply's
+    /// chunks go to it before its final reply takes it).
+    pub fn get_mut(&mut self, id: RequestId) -> Option<&mut T> {
+        self.waiting.get_mut(&id)
+    }
+
     /// Whether request `id` is waiting for its reply.
     pub fn contains(&self, id: RequestId) -> bool {
         self.waiting.contains_key(&id)

@@ -32,12 +32,14 @@ fn messages() -> Vec<Message> {
             outcome: Outcome::Ok {
                 result: json!({"pong": true}),
             },
+            usage: None,
         }),
         Message::Reply(Reply {
             id: u64::MAX,
             outcome: Outcome::Ok {
                 result: Value::Null,
             },
+            usage: None,
         }),
     ]
 }

@@ -7,8 +7,9 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use pypool_wire::{
-    Cancel, CommandInfo, Concurrency, DEFAULT_MAX_FRAME_BYTES, Handshake, Message, MessageCodec,
-    Outcome, RemoteError, RemoteErrorKind, Reply, Request, StartupError, decode_body, encode_frame,
+    Cancel, Chunk, CommandInfo, Concurrency, Credit, DEFAULT_MAX_FRAME_BYTES, Handshake, Message,
+    MessageCodec, Outcome, RemoteError, RemoteErrorKind, Reply, Request, StartupError,
+    StreamRequest, decode_body, encode_frame,
 };
 use serde_json::{Map, Value};
 use tokio_util::codec::{Decoder, Encoder};
@@ -130,7 +131,29 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (any::<u64>(), text(), json_object())
             .prop_map(|(id, command, args)| Message::Request(Request { id, command, args })),
-        (any::<u64>(), outcome()).prop_map(|(id, outcome)| Message::Reply(Reply { id, outcome })),
+        (any::<u64>(), outcome(), option::of(json_object())).prop_map(|(id, outcome, usage)| {
+            Message::Reply(Reply {
+                id,
+                outcome,
+                usage: usage.map(Value::Object),
+            })
+        }),
+        (any::<u64>(), text(), json_object(), any::<u32>()).prop_map(
+            |(id, command, args, credit)| Message::StreamRequest(StreamRequest {
+                id,
+                command,
+                args,
+                credit
+            })
+        ),
+        (any::<u64>(), any::<u64>(), json_object()).prop_map(|(id, seq, data)| Message::Chunk(
+            Chunk {
+                id,
+                seq,
+                data: serde_json::Value::Object(data)
+            }
+        )),
+        (any::<u64>(), any::<u32>()).prop_map(|(id, grant)| Message::Credit(Credit { id, grant })),
     ]
 }
 

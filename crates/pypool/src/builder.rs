@@ -8,7 +8,7 @@ use std::time::Duration;
 use pypool_affinity::{AffinityMode, AffinityStore, InMemoryAffinityStore};
 use pypool_breaker::BreakerConfig;
 use pypool_lifecycle::{LifecycleConfig, RecycleLimits};
-use pypool_process::{PythonSpawner, PythonSpawnerConfig};
+use pypool_process::{PythonSpawner, PythonSpawnerConfig, StartMethod};
 use pypool_recovery::RecoveryConfig;
 use pypool_seam::WorkerSpawner;
 use pypool_store::{
@@ -325,6 +325,15 @@ impl PoolBuilder {
     /// when a DSPy program is first used.
     pub fn preload(mut self, module: impl Into<String>) -> Self {
         self.python.preload.push(module.into());
+        self
+    }
+
+    /// How workers start: [`StartMethod::Fork`] (the default on Linux: a
+    /// template process imports the handlers and preloads once and each
+    /// worker is forked from it) or [`StartMethod::Spawn`] (each worker its
+    /// own interpreter).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.python.start_method = method;
         self
     }
 

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pypool_breaker::CallOutcome;
-use pypool_recovery::{AttemptContext, Decision, FailureClass, RandomSource, WorkerAction};
+use pypool_recovery::FailureClass;
 use pypool_seam::{CallError, Outcome, RemoteError, RemoteErrorKind, WorkerId};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::inner::{Inner, State};
+use crate::core::{Ending, Settled};
+use crate::inner::Inner;
 use crate::job::{Job, JobKey, ProgramKey};
 use crate::lease::{CommandPermit, Lease};
 use crate::session::Route;
@@ -42,25 +42,6 @@ impl AttemptResult {
             label: String::new(),
         }
     }
-}
-
-/// How one attempt on a worker ended, for [`Inner::finish_attempt`].
-struct Ending {
-    /// `None`: the request succeeded.
-    failure: Option<FailureClass>,
-    /// Whether the worker replied.
-    replied: bool,
-    /// Whether the request reached the worker.
-    reached_worker: bool,
-    attempt: u32,
-    started: Instant,
-}
-
-/// What [`Inner::finish_attempt`] decided.
-struct Settled {
-    retry_after: Option<Duration>,
-    label: String,
-    decision: Option<Decision>,
 }
 
 impl Inner {
@@ -126,9 +107,7 @@ impl Inner {
                             // Counted when the attempt was settled.
                             outcome.label
                         } else {
-                            let mut state = self.lock();
-                            state.counters.requests_failed += 1;
-                            metrics::command_label(&state, command)
+                            self.lock().core.count_unsettled_failure(command)
                         };
                         metrics::request_failed(&self.config.name, label, error.kind());
                         return Err(error);
@@ -209,22 +188,8 @@ impl Inner {
         command: &str,
         key: &JobKey,
     ) -> Result<CommandPermit, PoolError> {
-        let mut state = self.lock();
-        self.admit_locked(&mut state, command, key)
-    }
-
-    /// [`Inner::admit`] under a lock the caller holds.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the error becomes the caller's result at once; boxing it would only be undone"
-    )]
-    pub(crate) fn admit_locked(
-        self: &Arc<Self>,
-        state: &mut State,
-        command: &str,
-        key: &JobKey,
-    ) -> Result<CommandPermit, PoolError> {
-        match state.admit(key, self.config.command_breaker, &self.clock) {
+        let admitted = self.lock().core.admit(key);
+        match admitted {
             Ok(permit) => Ok(CommandPermit::new(Arc::clone(self), permit)),
             Err(rejected) => Err(PoolError::CircuitOpen {
                 command: command.to_owned(),
@@ -265,7 +230,9 @@ impl Inner {
                     let request_id = in_flight_id.load(Ordering::Relaxed);
                     lease.connection().cancel(request_id);
                     let (retry_after, label) =
-                        self.settle_deadline(&key, &command, attempt, started);
+                        self.lock()
+                            .core
+                            .deadline(&key, &command, attempt, started.elapsed());
                     metrics::request_duration(
                         &self.config.name,
                         label.clone(),
@@ -302,11 +269,8 @@ impl Inner {
             // An answer (its result, or `cancelled`) within the grace: the
             // worker is fine. None: it is killed (the other requests it
             // holds end with `worker_exited`) and replaced.
-            let (replied, action) = match late {
-                Some(Ok(_answered)) => (true, WorkerAction::Keep),
-                Some(Err(_)) | None => (false, WorkerAction::Remove { replace: true }),
-            };
-            self.settle_after_grace(lease, permit, replied, action, &command);
+            let replied = matches!(late, Some(Ok(_answered)));
+            self.settle_after_grace(lease, permit, replied, &command);
             return;
         }
         let request_id = in_flight_id.load(Ordering::Relaxed);
@@ -361,7 +325,7 @@ impl Inner {
                 replied,
                 reached_worker,
                 attempt,
-                started,
+                elapsed: started.elapsed(),
             },
         );
         metrics::request_duration(
@@ -384,37 +348,6 @@ impl Inner {
         }
     }
 
-    /// At a request's deadline: the recovery policy's verdict for the caller
-    /// (retry or not) and the counters, in one lock take; returns the retry
-    /// delay and the metric label. The worker is settled after the grace
-    /// ([`Inner::settle_after_grace`]).
-    fn settle_deadline(
-        &self,
-        key: &JobKey,
-        command: &str,
-        attempt: u32,
-        started: Instant,
-    ) -> (Option<Duration>, String) {
-        let mut state = self.lock();
-        let context = AttemptContext {
-            attempt,
-            elapsed: started.elapsed(),
-            reached_worker: true,
-            idempotent: state.is_idempotent(key),
-        };
-        let rng: &mut dyn RandomSource = &mut state.rng;
-        let decision = self
-            .recovery
-            .decide(&FailureClass::DeadlineExceeded, &context, rng);
-        let retry_after = decision.retry_delay();
-        if retry_after.is_some() {
-            state.counters.retries += 1;
-        } else {
-            state.counters.requests_failed += 1;
-        }
-        (retry_after, metrics::command_label(&state, command))
-    }
-
     /// After a cancelled request's grace period: its worker and its breaker
     /// permit (a deadline counts against the command), in one lock take.
     fn settle_after_grace(
@@ -422,21 +355,19 @@ impl Inner {
         lease: Lease,
         permit: CommandPermit,
         replied: bool,
-        action: WorkerAction,
         command: &str,
     ) {
         let worker_id = lease.worker_id();
         lease.disarm();
         let permit = permit.take();
-        if matches!(action, WorkerAction::Remove { .. }) {
+        if !replied {
             self.note_killed_at_deadline(worker_id);
         }
-        let mut state = self.lock();
-        self.release_locked(&mut state, worker_id, replied, action);
-        let breaker = permit
-            .and_then(|(key, permit)| state.record_permit(&key, permit, CallOutcome::Failure));
-        let label = metrics::command_label(&state, command);
-        drop(state);
+        let (breaker, label) = self.decide(|books, fx| {
+            books
+                .core
+                .finish_after_grace(worker_id, permit, replied, command, fx)
+        });
         if let Some(breaker) = breaker {
             metrics::breaker_state(&self.config.name, &label, breaker);
         }
@@ -457,45 +388,15 @@ impl Inner {
         let worker_id = lease.worker_id();
         lease.disarm();
         let permit = permit.take();
-        let mut state = self.lock();
-        if let Some(program) = learned {
-            Inner::remember_program(&mut state, worker_id, program);
-        }
-        let decision = ending.failure.as_ref().map(|failure| {
-            let context = AttemptContext {
-                attempt: ending.attempt,
-                elapsed: ending.started.elapsed(),
-                reached_worker: ending.reached_worker,
-                idempotent: state.is_idempotent(key),
-            };
-            let rng: &mut dyn RandomSource = &mut state.rng;
-            self.recovery.decide(failure, &context, rng)
+        let settled = self.decide(|books, fx| {
+            books
+                .core
+                .finish(worker_id, permit, key, command, learned, ending, fx)
         });
-        let action = decision
-            .as_ref()
-            .map_or(WorkerAction::Keep, |decision| decision.worker);
-        self.release_locked(&mut state, worker_id, ending.replied, action);
-        let outcome = match &ending.failure {
-            Some(failure) if counts_against_command(failure) => CallOutcome::Failure,
-            _ => CallOutcome::Success,
-        };
-        let label = metrics::command_label(&state, command);
-        let breaker = permit.and_then(|(key, permit)| state.record_permit(&key, permit, outcome));
-        let retry_after = decision.as_ref().and_then(Decision::retry_delay);
-        match (&ending.failure, retry_after) {
-            (None, _) => state.counters.requests_ok += 1,
-            (Some(_), Some(_)) => state.counters.retries += 1,
-            (Some(_), None) => state.counters.requests_failed += 1,
+        if let Some(breaker) = settled.breaker {
+            metrics::breaker_state(&self.config.name, &settled.label, breaker);
         }
-        drop(state);
-        if let Some(breaker) = breaker {
-            metrics::breaker_state(&self.config.name, &label, breaker);
-        }
-        Settled {
-            retry_after,
-            label,
-            decision,
-        }
+        settled
     }
 }
 
@@ -618,13 +519,4 @@ fn pool_error_of_call(error: CallError, command: &str, request_id: u64) -> PoolE
             detail: other.to_string(),
         },
     }
-}
-
-/// Whether a failure says the command (or what it calls downstream) is
-/// failing, as opposed to the caller's bad input.
-fn counts_against_command(failure: &FailureClass) -> bool {
-    !matches!(
-        failure,
-        FailureClass::InvalidInput | FailureClass::Overloaded
-    )
 }

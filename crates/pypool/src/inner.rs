@@ -1,31 +1,151 @@
-//! The state every pool handle shares, and the small synchronous operations
-//! on it. The lock is a `std::sync::Mutex` and is never held across an await.
+//! The shell's shared state: the synchronous core (every decision, see
+//! [`crate::core`]) behind one `std::sync::Mutex` that is never held across
+//! an await, and what the shell needs to carry the core's effects out after
+//! unlocking (the waiters' channels, the exit watches).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use pypool_affinity::{AffinityStore, SessionId};
-use pypool_breaker::{BreakerState, CircuitBreaker, Permit, Rejected};
 use pypool_clock::SharedClock;
-use pypool_lifecycle::{Event, LifecycleConfig, State as WorkerState, WorkerLifecycle};
-use pypool_recovery::{RecoveryPolicy, SeededRandom};
-use pypool_seam::{SpawnError, WorkerId, WorkerSpawner};
+use pypool_seam::{SpawnError, WorkerConnection, WorkerId, WorkerSpawner};
 use pypool_store::{ProgramStore, SessionDataStore};
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
-use crate::config::PoolConfig;
-use crate::job::JobKey;
+use crate::config::{PoolConfig, StartMode};
+use crate::core::{
+    Core, CoreConfig, Effect, Effects, Note, Retirement, WaitFailure, WaiterToken, WorkerHandle,
+};
 use crate::lease::Lease;
-use crate::slot::Slot;
 use crate::{PoolError, metrics};
 
-/// A caller waiting in the FIFO queue for a worker.
+/// A worker's connection, as the core holds it.
+pub(crate) type Conn = Arc<dyn WorkerConnection>;
+
+impl WorkerHandle for Conn {
+    fn is_draining(&self) -> bool {
+        WorkerConnection::is_draining(self.as_ref())
+    }
+
+    fn resident_memory_bytes(&self) -> Option<u64> {
+        WorkerConnection::resident_memory_bytes(self.as_ref())
+    }
+}
+
+/// The core's name for a queued caller: the key of its channel in
+/// [`Books::senders`], and a flag the caller sets when it stops waiting.
 #[derive(Debug)]
-pub(crate) struct Waiter {
-    pub(crate) sender: oneshot::Sender<Result<Lease, PoolError>>,
-    /// The one worker this caller waits for (session affinity), or any.
-    pub(crate) wants: Option<WorkerId>,
+pub(crate) struct Ticket {
+    id: u64,
+    gone: Arc<AtomicBool>,
+}
+
+impl WaiterToken for Ticket {
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+}
+
+/// Marks a queued caller gone when its wait ends, however it ends (the
+/// caller's future dropped included): no lock taken.
+#[derive(Debug)]
+pub(crate) struct WaitGuard(pub(crate) Arc<AtomicBool>);
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// What a queued caller receives.
+pub(crate) type Handed = Result<Lease, PoolError>;
+
+/// Hashes a ticket (a counter, never chosen by a caller) with one
+/// multiplication instead of SipHash: queued callers are the common case
+/// under load.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TicketHasher(u64);
+
+impl Hasher for TicketHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(FIBONACCI);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(FIBONACCI);
+    }
+}
+
+/// 2^64 divided by the golden ratio: spreads consecutive tickets over the table.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The core and the shell's bookkeeping of it, under one lock.
+#[derive(Debug)]
+pub(crate) struct Books {
+    pub(crate) core: Core<Conn, Ticket>,
+    pub(crate) shelf: Shelf,
+}
+
+/// What the shell keeps to carry effects out: each queued caller's channel
+/// and each worker's exit watch.
+#[derive(Debug, Default)]
+pub(crate) struct Shelf {
+    senders: HashMap<u64, oneshot::Sender<Handed>, BuildHasherDefault<TicketHasher>>,
+    exit_watches: HashMap<WorkerId, JoinHandle<()>>,
+    next_ticket: u64,
+}
+
+impl Shelf {
+    /// A new ticket for a caller about to queue; returns it with the
+    /// caller's end of its channel and its gone flag.
+    pub(crate) fn ticket(&mut self) -> (Ticket, oneshot::Receiver<Handed>, Arc<AtomicBool>) {
+        self.next_ticket += 1;
+        let id = self.next_ticket;
+        let (sender, receiver) = oneshot::channel();
+        self.senders.insert(id, sender);
+        let gone = Arc::new(AtomicBool::new(false));
+        let ticket = Ticket {
+            id,
+            gone: Arc::clone(&gone),
+        };
+        (ticket, receiver, gone)
+    }
+
+    /// Keeps worker `id`'s exit watch (aborted when the worker leaves the books).
+    pub(crate) fn watch_exit(&mut self, id: WorkerId, watch: JoinHandle<()>) {
+        self.exit_watches.insert(id, watch);
+    }
+
+    /// Detaches worker `id`'s exit watch (the watch itself is ending).
+    pub(crate) fn detach_exit_watch(&mut self, id: WorkerId) {
+        drop(self.exit_watches.remove(&id));
+    }
+}
+
+/// An effect turned into work for after the unlock.
+enum Deferred {
+    Hand(
+        oneshot::Sender<Handed>,
+        Result<crate::core::Lent<Conn>, WaitFailure>,
+    ),
+    Spawn(WorkerId),
+    Stop {
+        worker: WorkerId,
+        handle: Option<Conn>,
+        how: Retirement,
+        watch: Option<JoinHandle<()>>,
+    },
+    Kill(Conn),
+    Note(Note),
 }
 
 /// What `Pool::ready` watches.
@@ -39,31 +159,6 @@ pub(crate) struct Readiness {
     pub(crate) remaining: usize,
 }
 
-/// Running totals reported by `Pool::status`.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct PoolCounters {
-    /// Workers that completed a handshake.
-    pub spawned: u64,
-    /// Spawn attempts that failed.
-    pub spawn_failures: u64,
-    /// Workers removed because they failed (crash, deadline, protocol, health).
-    pub replaced: u64,
-    /// Workers retired because a recycle limit was reached.
-    pub recycled: u64,
-    /// Requests that ended with a result.
-    pub requests_ok: u64,
-    /// Requests that ended with an error.
-    pub requests_failed: u64,
-    /// Attempts retried by the recovery policy.
-    pub retries: u64,
-    /// Session calls served by the session's bound worker.
-    pub affinity_hits: u64,
-    /// Session calls of an unbound session, or one whose worker was gone.
-    pub affinity_misses: u64,
-    /// Session calls (hint mode) run elsewhere because the bound worker stayed busy.
-    pub affinity_spills: u64,
-}
-
 /// Where the pool keeps sessions and programs: behind traits, so a shared
 /// (for example Redis-backed) store can replace the in-memory ones.
 #[derive(Debug, Clone)]
@@ -71,163 +166,6 @@ pub(crate) struct Stores {
     pub(crate) affinity: Arc<dyn AffinityStore>,
     pub(crate) programs: Arc<dyn ProgramStore>,
     pub(crate) session_data: Arc<dyn SessionDataStore>,
-}
-
-/// The pool's mutable state.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) workers: BTreeMap<WorkerId, Slot>,
-    pub(crate) idle: VecDeque<WorkerId>,
-    pub(crate) waiters: VecDeque<Waiter>,
-    pub(crate) target_size: usize,
-    pub(crate) shutting_down: bool,
-    /// Workers removed from the table whose process is still being stopped.
-    pub(crate) retiring: usize,
-    pub(crate) spawn_breaker: CircuitBreaker,
-    /// One breaker per announced command and per program (in its
-    /// namespace, at most [`MAX_PROGRAM_BREAKERS`]), plus one for every
-    /// command no worker announced: bounded, whatever callers send.
-    command_breakers: HashMap<BreakerKey, CircuitBreaker>,
-    /// Commands and whether they are idempotent, from handshakes and the builder.
-    pub(crate) idempotent: HashMap<String, bool>,
-    pub(crate) rng: SeededRandom,
-    pub(crate) counters: PoolCounters,
-    /// Whether any worker announced a capacity above 1 (else checkout never
-    /// looks for a partially busy worker).
-    pub(crate) any_shared: bool,
-}
-
-/// What a command breaker guards.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum BreakerKey {
-    /// A command some worker announced (or the builder declared), or a program.
-    Known(JobKey),
-    /// Every command no worker announced, together.
-    Unknown,
-}
-
-/// The most program breakers kept; past it, closed ones are forgotten.
-pub(crate) const MAX_PROGRAM_BREAKERS: usize = 4096;
-
-impl State {
-    /// Whether `command` was announced by a worker or declared by the builder.
-    pub(crate) fn is_known_command(&self, command: &str) -> bool {
-        self.idempotent.contains_key(command)
-    }
-
-    /// Whether a request keyed `key` may run twice: an idempotent command,
-    /// or a global program declared idempotent as `program:<id>`. A
-    /// session's program never borrows that declaration.
-    pub(crate) fn is_idempotent(&self, key: &JobKey) -> bool {
-        match key {
-            JobKey::Command(command) => self.idempotent.get(command).copied().unwrap_or(false),
-            JobKey::Program { namespace, id } if namespace == "global" => self
-                .idempotent
-                .get(&format!("program:{id}"))
-                .copied()
-                .unwrap_or(false),
-            JobKey::Program { .. } => false,
-        }
-    }
-
-    /// The breaker that guards requests keyed `key`.
-    pub(crate) fn breaker_key(&self, key: &JobKey) -> BreakerKey {
-        match key {
-            JobKey::Command(command) if !self.is_known_command(command) => BreakerKey::Unknown,
-            known => BreakerKey::Known(known.clone()),
-        }
-    }
-
-    /// Takes a permit from the breaker that guards `key` (creating it on
-    /// first use). `Ok(None)`: no breaker (the program breakers are all in
-    /// use by open ones); the request runs unguarded.
-    pub(crate) fn admit(
-        &mut self,
-        key: &JobKey,
-        config: pypool_breaker::BreakerConfig,
-        clock: &SharedClock,
-    ) -> Result<Option<(BreakerKey, Permit)>, Rejected> {
-        let key = self.breaker_key(key);
-        if !self.command_breakers.contains_key(&key) {
-            if matches!(key, BreakerKey::Known(JobKey::Program { .. })) {
-                let programs = |breakers: &HashMap<BreakerKey, CircuitBreaker>| {
-                    breakers
-                        .keys()
-                        .filter(|key| matches!(key, BreakerKey::Known(JobKey::Program { .. })))
-                        .count()
-                };
-                if programs(&self.command_breakers) >= MAX_PROGRAM_BREAKERS {
-                    self.command_breakers.retain(|key, breaker| {
-                        !matches!(key, BreakerKey::Known(JobKey::Program { .. }))
-                            || breaker.state() != BreakerState::Closed
-                    });
-                    if programs(&self.command_breakers) >= MAX_PROGRAM_BREAKERS {
-                        return Ok(None);
-                    }
-                }
-            }
-            let breaker = CircuitBreaker::new(config, Arc::clone(clock));
-            self.command_breakers.insert(key.clone(), breaker);
-        }
-        match self.command_breakers.get_mut(&key) {
-            Some(breaker) => breaker.try_acquire().map(|permit| Some((key, permit))),
-            None => Ok(None),
-        }
-    }
-
-    /// Records an attempt's outcome on its breaker; returns the breaker's
-    /// state when the outcome could have changed it.
-    pub(crate) fn record_permit(
-        &mut self,
-        key: &BreakerKey,
-        permit: Permit,
-        outcome: pypool_breaker::CallOutcome,
-    ) -> Option<BreakerState> {
-        let breaker = self.command_breakers.get_mut(key)?;
-        breaker.record(permit, outcome);
-        // Only a failure or a probe's outcome can change the state (a
-        // success in the closed state never does): skip the clock read else.
-        let may_change = outcome == pypool_breaker::CallOutcome::Failure || permit.is_probe();
-        may_change.then(|| breaker.state())
-    }
-
-    /// Gives back the permit of an attempt that never ran.
-    pub(crate) fn release_permit(&mut self, key: &BreakerKey, permit: Permit) {
-        if let Some(breaker) = self.command_breakers.get_mut(key) {
-            breaker.release(permit);
-        }
-    }
-
-    /// How many command breakers exist (for tests of the bound).
-    #[cfg(test)]
-    pub(crate) fn breaker_count(&self) -> usize {
-        self.command_breakers.len()
-    }
-
-    /// Waiters whose caller is still waiting.
-    pub(crate) fn live_waiters(&mut self) -> usize {
-        self.waiters.retain(|waiter| !waiter.sender.is_closed());
-        self.waiters.len()
-    }
-
-    /// Each worker's state, by id.
-    pub(crate) fn worker_states(&self) -> impl Iterator<Item = WorkerState> + '_ {
-        self.workers.values().map(|slot| slot.lifecycle.state())
-    }
-
-    pub(crate) fn count_in(&self, state: WorkerState) -> usize {
-        self.workers
-            .values()
-            .filter(|slot| slot.lifecycle.state() == state)
-            .count()
-    }
-
-    pub(crate) fn live_workers(&self) -> usize {
-        self.workers
-            .values()
-            .filter(|slot| slot.connection.is_some())
-            .count()
-    }
 }
 
 /// How many workers killed at a deadline the pool remembers (their
@@ -249,18 +187,15 @@ pub(crate) struct Inner {
     killed_at_deadline: Mutex<VecDeque<WorkerId>>,
     /// When each session was last used, for expiring its programs and data.
     pub(crate) session_last_used: Mutex<HashMap<SessionId, tokio::time::Instant>>,
-    pub(crate) clock: SharedClock,
-    pub(crate) recovery: RecoveryPolicy,
     pub(crate) readiness: watch::Sender<Readiness>,
     /// The request path's metric handles.
     pub(crate) metrics: metrics::Handles,
     pub(crate) myself: Weak<Inner>,
-    state: Mutex<State>,
-    /// How many times the state lock was taken (tests count a request's takes).
+    books: Mutex<Books>,
+    /// How many times the books' lock was taken (tests count a request's takes).
     #[cfg(test)]
     pub(crate) lock_takes: AtomicU64,
     next_request_id: AtomicU64,
-    next_worker_id: AtomicU64,
 }
 
 impl Inner {
@@ -270,25 +205,23 @@ impl Inner {
         stores: Stores,
         clock: SharedClock,
     ) -> Arc<Self> {
-        let state = State {
-            workers: BTreeMap::new(),
-            idle: VecDeque::new(),
-            waiters: VecDeque::new(),
-            target_size: config.size,
-            shutting_down: false,
-            retiring: 0,
-            spawn_breaker: CircuitBreaker::new(config.spawn_breaker, Arc::clone(&clock)),
-            command_breakers: HashMap::new(),
-            idempotent: config
-                .idempotent_commands
-                .iter()
-                .map(|command| (command.clone(), true))
-                .collect(),
-            rng: SeededRandom::new(config.seed),
-            counters: PoolCounters::default(),
-            any_shared: false,
+        let core_config = CoreConfig {
+            size: config.size,
+            max_overflow: config.max_overflow,
+            eager: config.start_mode == StartMode::Eager,
+            queue_bound: config.queue_bound,
+            lifecycle: config.lifecycle,
+            recycle: config.recycle,
+            recovery: config.recovery,
+            spawn_breaker: config.spawn_breaker,
+            command_breaker: config.command_breaker,
+            idempotent_commands: config.idempotent_commands.iter().cloned().collect(),
+            seed: config.seed,
         };
-        let recovery = RecoveryPolicy::new(config.recovery);
+        let books = Books {
+            core: Core::new(core_config, clock),
+            shelf: Shelf::default(),
+        };
         let handles = metrics::Handles::new(&config.name);
         Arc::new_cyclic(|myself| Self {
             config,
@@ -298,16 +231,13 @@ impl Inner {
             settings_version: AtomicU64::new(0),
             killed_at_deadline: Mutex::new(VecDeque::new()),
             session_last_used: Mutex::new(HashMap::new()),
-            clock,
-            recovery,
             readiness: watch::Sender::new(Readiness::default()),
             metrics: handles,
             myself: myself.clone(),
-            state: Mutex::new(state),
+            books: Mutex::new(books),
             #[cfg(test)]
             lock_takes: AtomicU64::new(0),
             next_request_id: AtomicU64::new(1),
-            next_worker_id: AtomicU64::new(1),
         })
     }
 
@@ -358,7 +288,7 @@ impl Inner {
     }
 
     /// Worker `id` left the pool: its sessions rebind on their next call.
-    pub(crate) fn forget_worker(&self, id: WorkerId) {
+    fn forget_worker(&self, id: WorkerId) {
         let affinity = Arc::clone(&self.stores.affinity);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -367,10 +297,140 @@ impl Inner {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    /// Takes the books' lock.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Books> {
         #[cfg(test)]
         self.lock_takes.fetch_add(1, Ordering::Relaxed);
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one core operation under the lock and carries its effects out
+    /// after unlocking; returns what the operation returned.
+    pub(crate) fn decide<R>(
+        &self,
+        operation: impl FnOnce(&mut Books, &mut Effects<Conn, Ticket>) -> R,
+    ) -> R {
+        let mut books = self.lock();
+        let mut fx = Vec::new();
+        let decided = operation(&mut books, &mut fx);
+        self.carry_out(books, fx);
+        decided
+    }
+
+    /// Carries out `fx`: the bookkeeping under the lock the caller holds
+    /// (which channel, which exit watch), the rest after unlocking.
+    pub(crate) fn carry_out(&self, mut books: MutexGuard<'_, Books>, fx: Effects<Conn, Ticket>) {
+        let mut deferred = Vec::with_capacity(fx.len());
+        for effect in fx {
+            match effect {
+                Effect::Lend { waiter, lent } => match books.shelf.senders.remove(&waiter.id) {
+                    Some(sender) => deferred.push(Deferred::Hand(sender, Ok(lent))),
+                    // Never happens (every ticket has a channel); give it back.
+                    None => deferred.push(Deferred::Hand(oneshot::channel().0, Ok(lent))),
+                },
+                Effect::Fail { waiter, reason } => {
+                    if let Some(sender) = books.shelf.senders.remove(&waiter.id) {
+                        deferred.push(Deferred::Hand(sender, Err(reason)));
+                    }
+                }
+                Effect::Abandon(waiter) => {
+                    books.shelf.senders.remove(&waiter.id);
+                }
+                Effect::Spawn(worker) => deferred.push(Deferred::Spawn(worker)),
+                Effect::Stop {
+                    worker,
+                    handle,
+                    how,
+                } => {
+                    let watch = books.shelf.exit_watches.remove(&worker);
+                    deferred.push(Deferred::Stop {
+                        worker,
+                        handle,
+                        how,
+                        watch,
+                    });
+                }
+                Effect::Kill(handle) => deferred.push(Deferred::Kill(handle)),
+                Effect::Note(note) => deferred.push(Deferred::Note(note)),
+            }
+        }
+        self.publish(&books.core);
+        drop(books);
+        for work in deferred {
+            self.carry_out_one(work);
+        }
+    }
+
+    fn carry_out_one(&self, work: Deferred) {
+        match work {
+            Deferred::Hand(sender, handed) => {
+                let handed = match handed {
+                    Ok(lent) => match self.strong() {
+                        Some(inner) => Ok(Lease::new(
+                            inner,
+                            lent.worker,
+                            lent.handle,
+                            lent.settings_applied,
+                        )),
+                        None => Err(PoolError::ShuttingDown {
+                            command: "queued request".to_owned(),
+                        }),
+                    },
+                    Err(WaitFailure::ShuttingDown) => Err(PoolError::ShuttingDown {
+                        command: "queued request".to_owned(),
+                    }),
+                    Err(WaitFailure::Spawn(error)) => Err(PoolError::Spawn(error)),
+                };
+                // A caller that left meanwhile drops the lease: the worker
+                // comes back as unused (settled by a task of its own).
+                let _caller_gone = sender.send(handed);
+            }
+            Deferred::Spawn(worker) => {
+                if let Some(inner) = self.strong() {
+                    tokio::spawn(async move { inner.spawn_until_started(worker).await });
+                }
+            }
+            Deferred::Stop {
+                worker,
+                handle,
+                how,
+                watch,
+            } => {
+                if let Some(watch) = watch {
+                    watch.abort();
+                }
+                if how == Retirement::Abandoned {
+                    if let Some(handle) = handle {
+                        handle.kill();
+                    }
+                    return;
+                }
+                self.forget_worker(worker);
+                if let Some(handle) = handle {
+                    let grace = self.config.timeouts.terminate_grace;
+                    let inner = self.myself.clone();
+                    tokio::spawn(async move {
+                        crate::spawning::stop_process(handle, how, grace).await;
+                        if let Some(inner) = inner.upgrade() {
+                            inner.decide(|books, _| books.core.stopped());
+                        }
+                    });
+                }
+            }
+            Deferred::Kill(handle) => handle.kill(),
+            Deferred::Note(note) => match note {
+                Note::Recycled(reason) => metrics::recycled(&self.config.name, &reason),
+                Note::Replaced => metrics::replaced(&self.config.name),
+                Note::SpawnBreaker(state) => {
+                    metrics::breaker_state(&self.config.name, "spawn", state);
+                }
+                Note::QueueDepth(depth) => self.metrics.queue_depth(depth),
+                Note::SpawnFailed(error) => {
+                    self.readiness
+                        .send_modify(|readiness| readiness.spawn_error = Some(error));
+                }
+            },
+        }
     }
 
     /// A strong handle to this pool core, for tasks it starts.
@@ -382,19 +442,9 @@ impl Inner {
         self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn next_worker_id(&self) -> WorkerId {
-        self.next_worker_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn new_lifecycle(&self) -> WorkerLifecycle {
-        let config: LifecycleConfig = self.config.lifecycle;
-        WorkerLifecycle::new(config, Arc::clone(&self.clock))
-    }
-
     /// Publishes worker counts for `Pool::ready`, `Pool::shutdown` and metrics.
-    pub(crate) fn publish(&self, state: &State) {
-        let live = state.live_workers();
-        let remaining = state.workers.len() + state.retiring;
+    fn publish(&self, core: &Core<Conn, Ticket>) {
+        let (live, remaining) = core.readiness();
         // Watchers (`Pool::wait_until`, `ready`, `shutdown`) hear of every
         // change; with nobody watching, only a change of the counts is news.
         let watched = self.readiness.receiver_count() > 0;
@@ -404,16 +454,6 @@ impl Inner {
             readiness.remaining = remaining;
             changed || watched
         });
-        self.metrics.publish_gauges(state);
-    }
-
-    /// Applies `event` to worker `id`'s state machine. An invalid transition
-    /// is a pool bug, never the caller's: it is logged, not raised.
-    pub(crate) fn apply(&self, state: &mut State, id: WorkerId, event: Event) {
-        if let Some(slot) = state.workers.get_mut(&id) {
-            if let Err(invalid) = slot.lifecycle.apply(event) {
-                tracing::debug!(worker_id = id, %invalid, "lifecycle event ignored");
-            }
-        }
+        self.metrics.publish_gauges(core.state_counts());
     }
 }

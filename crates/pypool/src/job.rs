@@ -4,11 +4,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId, WorkerId};
+use pypool_seam::{CallError, Outcome, RemoteErrorKind, Request, RequestId};
 use pypool_store::{Namespace, StoredProgram};
 use serde_json::{Map, Value, json};
 
-use crate::inner::{Inner, State};
+use crate::inner::Inner;
 use crate::lease::Lease;
 
 /// The prefix of the runtime's own commands; callers cannot run them.
@@ -20,7 +20,7 @@ pub(crate) const APPLY_SETTINGS: &str = "pypool.apply_settings";
 /// How many (program, version) pairs the host remembers per worker before it
 /// starts afresh (the worker's own cache may hold fewer; a miss costs one
 /// resend, never an error).
-const REMEMBERED_PROGRAMS: usize = 4096;
+pub(crate) const REMEMBERED_PROGRAMS: usize = 4096;
 
 /// One unit of work for a worker.
 #[derive(Debug, Clone)]
@@ -106,11 +106,7 @@ impl Inner {
                     program.id.as_str().to_owned(),
                     program.version.clone(),
                 );
-                let known = self
-                    .lock()
-                    .workers
-                    .get(&worker_id)
-                    .is_some_and(|slot| slot.programs.contains(&key));
+                let known = self.lock().core.knows_program(worker_id, &key);
                 let mut outcome = self
                     .send(
                         lease,
@@ -179,23 +175,10 @@ impl Inner {
         let outcome = self.send(lease, APPLY_SETTINGS, args, in_flight_id).await;
         match outcome {
             Ok(Outcome::Ok { .. }) => {
-                if let Some(slot) = self.lock().workers.get_mut(&worker_id) {
-                    slot.settings_version = slot.settings_version.max(version);
-                }
+                self.lock().core.settings_applied(worker_id, version);
                 None
             }
             failed => Some(failed),
-        }
-    }
-
-    /// Remembers that worker `worker_id` holds program `key` (under the lock
-    /// the caller holds).
-    pub(crate) fn remember_program(state: &mut State, worker_id: WorkerId, key: ProgramKey) {
-        if let Some(slot) = state.workers.get_mut(&worker_id) {
-            if slot.programs.len() >= REMEMBERED_PROGRAMS {
-                slot.programs.clear();
-            }
-            slot.programs.insert(key);
         }
     }
 }

@@ -11,10 +11,11 @@ use pypool_breaker::Permit;
 use pypool_recovery::WorkerAction;
 use pypool_seam::{WorkerConnection, WorkerId};
 
-use crate::inner::{BreakerKey, Inner};
+use crate::core::BreakerKey;
+use crate::inner::Inner;
 
 /// A worker checked out for one request. It goes back to the pool exactly
-/// once: through [`Inner::finish_attempt`] with the outcome of the request,
+/// once: settled by the core with the outcome of the request,
 /// or, if the lease is dropped unused (its caller went away before sending
 /// anything), as an unused worker — settled by a task, never in `Drop`.
 #[derive(Debug)]
@@ -68,13 +69,15 @@ impl Drop for Lease {
             self.armed = false;
             let inner = Arc::clone(&self.inner);
             let id = self.worker_id;
-            defer(move || inner.release(id, false, WorkerAction::Keep));
+            defer(move || {
+                inner.decide(|books, fx| books.core.release(id, false, WorkerAction::Keep, fx));
+            });
         }
     }
 }
 
 /// A command breaker's permit that is always settled: recorded with the
-/// attempt's outcome by [`Inner::finish_attempt`], or released (by a task,
+/// attempt's outcome when the attempt is settled, or released (by a task,
 /// see [`defer`]) if the attempt never ran.
 #[derive(Debug)]
 pub(crate) struct CommandPermit {
@@ -97,7 +100,7 @@ impl Drop for CommandPermit {
     fn drop(&mut self) {
         if let Some((key, permit)) = self.permit.take() {
             let inner = Arc::clone(&self.inner);
-            defer(move || inner.lock().release_permit(&key, permit));
+            defer(move || inner.lock().core.release_permit(&key, permit));
         }
     }
 }

@@ -11,9 +11,10 @@
 //! talks to workers only through the seam.
 
 mod builder;
+mod checkout;
 mod clock;
 mod config;
-mod dispatch;
+mod core;
 mod error;
 mod execute;
 mod health;
@@ -25,7 +26,6 @@ mod periodic;
 mod pool;
 mod session;
 mod settings_check;
-mod slot;
 mod spawning;
 mod status;
 mod timeouts;
@@ -36,8 +36,8 @@ mod unit_tests;
 
 pub use builder::{BuildError, PoolBuilder};
 pub use config::StartMode;
+pub use core::PoolCounters;
 pub use error::PoolError;
-pub use inner::PoolCounters;
 pub use pool::{Pool, ShutdownReport};
 pub use session::{Session, SessionDeleted};
 pub use status::{Status, WorkerStatus};
@@ -49,7 +49,7 @@ pub use pypool_affinity::{AffinityMode, AffinityStore, IdError, InMemoryAffinity
 pub use pypool_breaker::{BreakerConfig, BreakerState, RateTrip};
 pub use pypool_lifecycle::{Health, RecycleLimits, State as WorkerState};
 pub use pypool_process::{
-    EnvPolicy, EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, check_environment,
+    EnvPolicy, EnvironmentReport, MIN_PYTHON, PythonSpawnerConfig, StartMethod, check_environment,
     embedded_runtime_digest,
 };
 pub use pypool_recovery::{Jitter, RecoveryConfig};

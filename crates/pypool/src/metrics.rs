@@ -16,10 +16,8 @@
 use std::time::Duration;
 
 use pypool_breaker::BreakerState;
-use pypool_lifecycle::{RecycleReason, State as WorkerState};
+use pypool_lifecycle::RecycleReason;
 use pypool_seam::WorkerExit;
-
-use crate::inner::State;
 
 /// Metric names, for dashboards and tests.
 pub mod names {
@@ -55,19 +53,7 @@ pub mod labels {
     pub const OTHER: &str = "other";
 }
 
-/// The `command` label for the request labelled `label` (a command name or
-/// `program:<id>`): bounded by the commands workers registered.
-pub(crate) fn command_label(state: &State, label: &str) -> String {
-    if label.starts_with("program:") {
-        labels::PROGRAM.to_owned()
-    } else if state.idempotent.contains_key(label) {
-        label.to_owned()
-    } else {
-        labels::OTHER.to_owned()
-    }
-}
-
-/// Records a request's duration; `command` is a [`command_label`].
+/// Records a request's duration; `command` is a `command` label value.
 pub(crate) fn request_duration(pool: &str, command: String, took: Duration, ok: bool) {
     metrics::histogram!(
         names::REQUEST_DURATION,
@@ -78,7 +64,7 @@ pub(crate) fn request_duration(pool: &str, command: String, took: Duration, ok: 
     .record(took.as_secs_f64());
 }
 
-/// Counts a failed request; `command` is a [`command_label`].
+/// Counts a failed request; `command` is a `command` label value.
 pub(crate) fn request_failed(pool: &str, command: String, kind: &'static str) {
     metrics::counter!(
         names::REQUEST_ERRORS,
@@ -116,7 +102,7 @@ pub(crate) fn recycled(pool: &str, reason: &RecycleReason) {
     metrics::counter!(names::RECYCLES, "pool" => pool.to_owned(), "reason" => reason).increment(1);
 }
 
-/// Sets a breaker's state gauge; `breaker` is `spawn` or a [`command_label`].
+/// Sets a breaker's state gauge; `breaker` is `spawn` or a `command` label value.
 pub(crate) fn breaker_state(pool: &str, breaker: &str, state: BreakerState) {
     let value = match state {
         BreakerState::Closed => 0.0,
@@ -164,22 +150,9 @@ impl Handles {
         self.checkout_wait.record(waited.as_secs_f64());
     }
 
-    /// Sets the worker gauges, in one pass over the workers.
-    pub(crate) fn publish_gauges(&self, state: &State) {
-        let mut counts = [0_usize; 5];
-        for state in state.worker_states() {
-            let index = match state {
-                WorkerState::Starting => 0,
-                WorkerState::Ready => 1,
-                WorkerState::Busy => 2,
-                WorkerState::Degraded => 3,
-                WorkerState::Draining => 4,
-                WorkerState::Terminating | WorkerState::Terminated => continue,
-            };
-            if let Some(count) = counts.get_mut(index) {
-                *count += 1;
-            }
-        }
+    /// Sets the worker gauges from the counts by state (starting, ready,
+    /// busy, degraded, draining).
+    pub(crate) fn publish_gauges(&self, counts: [usize; 5]) {
         for (gauge, count) in self.workers.iter().zip(counts) {
             gauge.set(count as f64);
         }

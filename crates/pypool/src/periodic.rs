@@ -23,7 +23,7 @@ where
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            if inner.lock().shutting_down {
+            if inner.lock().core.is_shutting_down() {
                 return;
             }
             task(inner).await;

@@ -3,11 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pypool_lifecycle::{Event, State as WorkerState};
 use pypool_wire::json_type;
 use serde_json::Value;
 
-use crate::dispatch::Retirement;
 use crate::inner::Inner;
 use crate::{PoolBuilder, PoolError, Status, health};
 
@@ -48,11 +46,7 @@ impl Pool {
     }
 
     pub(crate) fn start(inner: Arc<Inner>) -> Self {
-        {
-            let mut state = inner.lock();
-            inner.ensure_size(&mut state);
-            inner.publish(&state);
-        }
+        inner.decide(|books, fx| books.core.start(fx));
         if let Some(interval) = inner.config.health_check_interval {
             health::start(Arc::downgrade(&inner), interval);
         }
@@ -84,7 +78,7 @@ impl Pool {
                     return Err(PoolError::Spawn(error.clone()));
                 }
             }
-            if self.inner.lock().shutting_down {
+            if self.inner.lock().core.is_shutting_down() {
                 return Err(PoolError::ShuttingDown {
                     command: "ready".to_owned(),
                 });
@@ -152,32 +146,7 @@ impl Pool {
     /// workers still starting, then retiring idle workers now (SIGTERM) and
     /// busy ones when their request ends.
     pub fn resize(&self, size: usize) {
-        let mut state = self.inner.lock();
-        if state.shutting_down {
-            return;
-        }
-        state.target_size = size;
-        // Shrinking drops workers still starting first (newest first): a
-        // ready worker is worth more than one whose handshake is pending.
-        // Their spawns see the slot gone and kill the worker if it arrives.
-        let regular = state.workers.values().filter(|slot| !slot.overflow).count();
-        let starting: Vec<_> = state
-            .workers
-            .iter()
-            .rev()
-            .filter(|(_, slot)| !slot.overflow && slot.lifecycle.state() == WorkerState::Starting)
-            .map(|(id, _)| *id)
-            .take(regular.saturating_sub(size))
-            .collect();
-        for id in starting {
-            state.workers.remove(&id);
-        }
-        self.inner.ensure_size(&mut state);
-        let idle: Vec<_> = state.idle.drain(..).collect();
-        for id in idle {
-            self.inner.settle(&mut state, id);
-        }
-        self.inner.publish(&state);
+        self.inner.decide(|books, fx| books.core.resize(size, fx));
     }
 
     /// Stops the pool: refuses new requests at once, lets in-flight ones
@@ -186,44 +155,11 @@ impl Pool {
     /// terminate grace.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let inner = &self.inner;
-        {
-            let mut state = inner.lock();
-            state.shutting_down = true;
-            for waiter in state.waiters.drain(..) {
-                let _ = waiter.sender.send(Err(PoolError::ShuttingDown {
-                    command: "queued request".to_owned(),
-                }));
-            }
-            let ids: Vec<_> = state.workers.keys().copied().collect();
-            for id in ids {
-                inner.apply(&mut state, id, Event::Shutdown);
-                let busy = state
-                    .workers
-                    .get(&id)
-                    .is_some_and(|slot| slot.lifecycle.state() == WorkerState::Draining);
-                if !busy {
-                    inner.retire(&mut state, id, Retirement::Graceful);
-                }
-            }
-            inner.publish(&state);
-        }
+        inner.decide(|books, fx| books.core.begin_shutdown(fx));
         let drained = self.wait_until_empty(deadline).await;
         let mut killed = 0;
         if !drained {
-            let mut state = inner.lock();
-            let ids: Vec<_> = state.workers.keys().copied().collect();
-            killed = ids.len();
-            for id in ids {
-                if let Some(connection) = state
-                    .workers
-                    .get(&id)
-                    .and_then(|slot| slot.connection.clone())
-                {
-                    connection.kill();
-                }
-                inner.retire(&mut state, id, Retirement::Failed);
-            }
-            inner.publish(&state);
+            killed = inner.decide(|books, fx| books.core.force_shutdown(fx));
         }
         let _ = self
             .wait_until_empty(inner.config.timeouts.terminate_grace * 2)
@@ -242,23 +178,7 @@ impl Pool {
 impl Inner {
     /// The last handle is gone: kill everything, synchronously.
     fn abandon(&self) {
-        let mut state = self.lock();
-        state.shutting_down = true;
-        for waiter in state.waiters.drain(..) {
-            let _ = waiter.sender.send(Err(PoolError::ShuttingDown {
-                command: "queued request".to_owned(),
-            }));
-        }
-        state.idle.clear();
-        let slots = std::mem::take(&mut state.workers);
-        for slot in slots.values() {
-            if let Some(connection) = &slot.connection {
-                connection.kill();
-            }
-        }
-        self.publish(&state);
-        drop(state);
-        drop(slots);
+        self.decide(|books, fx| books.core.abandon(fx));
     }
 }
 

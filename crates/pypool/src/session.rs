@@ -9,6 +9,7 @@ use pypool_affinity::{AffinityMode, SessionId, WorkerId};
 use pypool_store::{Namespace, ProgramId, ProgramKind, ProgramSpec, StoredProgram};
 use serde_json::{Map, Value};
 
+use crate::core::Affinity;
 use crate::inner::Inner;
 use crate::job::{Job, JobKey};
 use crate::lease::{CommandPermit, Lease};
@@ -19,17 +20,6 @@ use crate::{Pool, PoolError, metrics};
 pub(crate) struct Route {
     pub(crate) session: SessionId,
     pub(crate) mode: AffinityMode,
-}
-
-/// How a session call used its worker binding.
-#[derive(Debug, Clone, Copy)]
-enum Affinity {
-    /// Served by the bound worker.
-    Hit,
-    /// Unbound, or its worker gone: served by any worker.
-    Miss,
-    /// Hint mode: the bound worker stayed busy past the wait; served elsewhere.
-    Spill,
 }
 
 impl Inner {
@@ -54,55 +44,43 @@ impl Inner {
             return self.checkout_admitted(command, key).await;
         };
         // Breaker admission happens in the checkout's own lock take.
-        #[allow(
-            clippy::result_large_err,
-            reason = "the pool's one error type, passed through"
-        )]
-        let admitted = |checked_out: Result<(Lease, Option<CommandPermit>), PoolError>| {
-            checked_out.map(|(lease, permit)| {
-                let permit = permit.unwrap_or_else(|| CommandPermit::new(Arc::clone(self), None));
-                (lease, permit)
-            })
-        };
         let checked_out = match route.mode {
             AffinityMode::StrictFailFast => {
                 if !self.has_room(worker_id) {
                     // Admitted as any call would be, then refused: the breaker
                     // speaks first, as it does on every path.
                     if let Some((key, permit)) = self.admit(command, key)?.take() {
-                        self.lock().release_permit(&key, permit);
+                        self.lock().core.release_permit(&key, permit);
                     }
                     return Err(PoolError::WorkerBusy {
                         session: route.session.as_str().to_owned(),
                         worker_id,
                     });
                 }
-                admitted(
-                    self.checkout_inner(command, Some(worker_id), Duration::ZERO, Some(key))
-                        .await,
-                )
-                .map_err(|error| match error {
-                    PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
-                        session: route.session.as_str().to_owned(),
-                        worker_id,
-                    },
-                    other => other,
-                })
+                self.checkout_inner(command, Some(worker_id), Duration::ZERO, Some(key))
+                    .await
+                    .map_err(|error| match error {
+                        PoolError::CheckoutTimeout { .. } => PoolError::WorkerBusy {
+                            session: route.session.as_str().to_owned(),
+                            worker_id,
+                        },
+                        other => other,
+                    })
             }
-            AffinityMode::Strict => admitted(
+            AffinityMode::Strict => {
                 self.checkout_inner(
                     command,
                     Some(worker_id),
                     self.config.timeouts.checkout,
                     Some(key),
                 )
-                .await,
-            ),
+                .await
+            }
             AffinityMode::Hint { wait } => {
-                match admitted(
-                    self.checkout_inner(command, Some(worker_id), wait, Some(key))
-                        .await,
-                ) {
+                match self
+                    .checkout_inner(command, Some(worker_id), wait, Some(key))
+                    .await
+                {
                     Err(PoolError::CheckoutTimeout { .. }) => {
                         // Programs are central: any worker serves the session as well.
                         self.count_affinity(Affinity::Spill);
@@ -130,13 +108,7 @@ impl Inner {
             Affinity::Spill => "spill",
         };
         metrics::affinity(&self.config.name, label);
-        let mut state = self.lock();
-        let counters = &mut state.counters;
-        match outcome {
-            Affinity::Hit => counters.affinity_hits += 1,
-            Affinity::Miss => counters.affinity_misses += 1,
-            Affinity::Spill => counters.affinity_spills += 1,
-        }
+        self.lock().core.count_affinity(outcome);
     }
 
     /// Records that `session` was used now (its data expires a TTL after its last use).

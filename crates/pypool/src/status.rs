@@ -7,7 +7,8 @@ use pypool_lifecycle::{Health, State as WorkerState};
 use pypool_seam::WorkerId;
 use serde::Serialize;
 
-use crate::inner::{Inner, PoolCounters};
+use crate::core::PoolCounters;
+use crate::inner::Inner;
 
 /// A snapshot of the pool, cheap to take and serialisable for reports.
 #[derive(Debug, Clone, Serialize)]
@@ -96,78 +97,67 @@ pub struct WorkerStatus {
 impl Inner {
     pub(crate) fn status(&self) -> Status {
         // A pure read: nothing in the pool changes because someone looked.
-        let mut state = self.lock();
-        let queue_len = state
-            .waiters
-            .iter()
-            .filter(|waiter| !waiter.sender.is_closed())
-            .count();
-        let spawn_breaker = state.spawn_breaker.state();
-        let worker_details: Vec<WorkerStatus> = state
-            .workers
-            .iter()
-            .map(|(id, slot)| {
-                let counters = slot.lifecycle.counters();
+        let mut books = self.lock();
+        let spawn_breaker = books.core.spawn_breaker_state();
+        let core = &books.core;
+        let mut checking = 0;
+        let mut partially_busy = 0;
+        let mut in_flight = 0;
+        let mut capacity = 0;
+        let worker_details: Vec<WorkerStatus> = core
+            .workers()
+            .map(|worker| {
+                let counters = worker.lifecycle.counters();
+                if worker.health_checking && worker.lifecycle.is_available() {
+                    checking += 1;
+                }
+                if worker.has_spare_room {
+                    partially_busy += 1;
+                }
+                in_flight += worker.in_flight;
+                if worker.handle.is_some() {
+                    capacity += worker.capacity;
+                }
                 WorkerStatus {
-                    id: *id,
-                    pid: slot
-                        .connection
-                        .as_ref()
-                        .and_then(|connection| connection.process_id()),
-                    reported_pid: slot
-                        .connection
-                        .as_ref()
-                        .map(|connection| connection.handshake().pid),
-                    state: slot.lifecycle.state(),
-                    health: slot.lifecycle.health(),
+                    id: worker.id,
+                    pid: worker.handle.and_then(|connection| connection.process_id()),
+                    reported_pid: worker.handle.map(|connection| connection.handshake().pid),
+                    state: worker.lifecycle.state(),
+                    health: worker.lifecycle.health(),
                     requests_served: counters.requests_served,
                     consecutive_health_failures: counters.consecutive_health_failures,
                     consecutive_request_failures: counters.consecutive_request_failures,
                     age: counters.age,
-                    overflow: slot.overflow,
-                    in_flight: slot.in_flight,
-                    capacity: slot.capacity,
+                    overflow: worker.overflow,
+                    in_flight: worker.in_flight,
+                    capacity: worker.capacity,
                 }
             })
             .collect();
-        let checking = state
-            .workers
-            .values()
-            .filter(|slot| slot.health_checking && slot.lifecycle.is_available())
-            .count();
         let count =
             |wanted: WorkerState| worker_details.iter().filter(|w| w.state == wanted).count();
         Status {
             name: self.config.name.clone(),
-            size: state.target_size,
+            size: core.target_size(),
             max_overflow: self.config.max_overflow,
             workers: worker_details.len(),
             // Idle workers, counting those a health check holds for a
             // moment: `ready` must not flap every check interval.
-            ready: state.idle.len() + checking,
+            ready: core.idle_count() + checking,
             checking,
             busy: count(WorkerState::Busy),
-            partially_busy: state
-                .workers
-                .values()
-                .filter(|slot| slot.has_spare_room())
-                .count(),
-            in_flight: state.workers.values().map(|slot| slot.in_flight).sum(),
-            capacity: state
-                .workers
-                .values()
-                .filter(|slot| slot.connection.is_some())
-                .map(|slot| slot.capacity)
-                .sum(),
+            partially_busy,
+            in_flight,
+            capacity,
             starting: count(WorkerState::Starting),
             degraded: count(WorkerState::Degraded),
             draining: count(WorkerState::Draining),
-            retiring: state.retiring,
-            queue_len,
+            retiring: core.retiring(),
+            queue_len: core.live_waiters(),
             queue_bound: self.config.queue_bound,
-            shutting_down: state.shutting_down,
+            shutting_down: core.is_shutting_down(),
             spawn_breaker,
-            counters: state.counters,
+            counters: core.counters(),
             worker_details,
         }
     }

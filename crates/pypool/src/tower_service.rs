@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 
 use serde_json::Value;
 
+use crate::core::Room;
 use crate::inner::Inner;
 use crate::{Pool, PoolError};
 
@@ -122,26 +123,9 @@ impl From<Pool> for PoolService {
     }
 }
 
-/// Whether a request sent now would be accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Capacity {
-    Room,
-    Full,
-    Closed,
-}
-
 impl Inner {
-    fn capacity(&self) -> Capacity {
-        let mut state = self.lock();
-        if state.shutting_down {
-            return Capacity::Closed;
-        }
-        let queued = state.live_waiters();
-        if queued < self.config.queue_bound || (queued == 0 && !state.idle.is_empty()) {
-            Capacity::Room
-        } else {
-            Capacity::Full
-        }
+    fn capacity(&self) -> Room {
+        self.lock().core.room()
     }
 }
 
@@ -167,9 +151,9 @@ impl tower::Service<PoolRequest> for PoolService {
             let mut changes = self.pool.inner().readiness.subscribe();
             changes.borrow_and_update();
             match self.pool.inner().capacity() {
-                Capacity::Room => return Poll::Ready(Ok(())),
-                Capacity::Closed => return Poll::Ready(Err(closed())),
-                Capacity::Full => {
+                Room::Open => return Poll::Ready(Ok(())),
+                Room::Closed => return Poll::Ready(Err(closed())),
+                Room::Full => {
                     self.change = Some(Box::pin(async move { changes.changed().await.is_ok() }));
                 }
             }

@@ -30,7 +30,7 @@ async fn commands_nobody_announced_share_one_breaker() {
         // The mock echoes any command; what matters is that the name is new.
         pool.execute(&format!("typo_{n}"), json!({})).await.unwrap();
     }
-    let breakers = pool.inner().lock().breaker_count();
+    let breakers = pool.inner().lock().core.breaker_count();
     assert!(
         breakers <= 2,
         "one breaker for `echo`, one for every unknown command; got {breakers}"

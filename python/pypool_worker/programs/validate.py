@@ -88,6 +88,30 @@ def check_python_inputs(signature: inspect.Signature, inputs: Mapping[str, Any],
         raise invalid_input(_problems_message(where, problems, names))
 
 
+def check_forward_inputs(signature: inspect.Signature, inputs: Mapping[str, Any], where: str) -> None:
+    """Raises ``invalid_input`` for inputs that do not bind to a module's ``forward``
+    (missing, unexpected), or that are ``None`` or empty for a parameter without a default."""
+    parameters = [p for p in signature.parameters.values() if p.name != "self"]
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters)
+    names = [p.name for p in named]
+    problems: List[str] = []
+    for parameter in named:
+        if parameter.name not in inputs:
+            if parameter.default is parameter.empty:
+                problems.append("missing input %r" % parameter.name)
+            continue
+        value = inputs[parameter.name]
+        if parameter.default is parameter.empty and value is None:
+            problems.append("input %r is null" % parameter.name)
+        elif isinstance(value, str) and not value.strip():
+            problems.append("input %r is empty" % parameter.name)
+    if not takes_any:
+        problems += ["unexpected input %r" % key for key in inputs if key not in names]
+    if problems:
+        raise invalid_input(_problems_message(where, problems, names))
+
+
 def check_dspy_inputs(fields: Mapping[str, bool], inputs: Mapping[str, Any], where: str) -> None:
     """Raises ``invalid_input`` naming each input field that is missing, ``None``, empty or unknown.
 

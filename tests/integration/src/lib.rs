@@ -152,10 +152,32 @@ pub struct FakeLm {
 impl FakeLm {
     /// Starts the server and waits for its `READY <port>` line (its readiness event).
     pub fn start() -> Self {
+        Self::start_script(&fixture("fake_openai.py"), &[])
+    }
+
+    /// `python/bench/fake_lm.py` instead: it answers `"stream": true`
+    /// completions with server-sent events, the first token after
+    /// `first_token_ms` (other completions at once), in DSPy's ChatAdapter
+    /// format (`fake answer N`).
+    pub fn start_sse(first_token_ms: u64) -> Self {
+        let script = repo_root().join("python").join("bench").join("fake_lm.py");
+        Self::start_script(
+            &script.display().to_string(),
+            &[
+                "--latency-ms",
+                "0",
+                "--first-token-ms",
+                &first_token_ms.to_string(),
+            ],
+        )
+    }
+
+    fn start_script(script: &str, extra: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(python())
-            .arg(fixture("fake_openai.py"))
+            .arg(script)
             .args(["--port", "0"])
+            .args(extra)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -325,10 +347,34 @@ pub fn kill_busy_host(
     signal: nix::sys::signal::Signal,
     bound: Duration,
 ) -> HostKill {
+    kill_busy_host_started(
+        host,
+        interpreter,
+        workers,
+        signal,
+        bound,
+        pypool::StartMethod::default(),
+    )
+}
+
+/// [`kill_busy_host`], with the host's workers started by `start_method`.
+pub fn kill_busy_host_started(
+    host: &str,
+    interpreter: &str,
+    workers: usize,
+    signal: nix::sys::signal::Signal,
+    bound: Duration,
+    start_method: pypool::StartMethod,
+) -> HostKill {
     use std::io::BufRead;
-    let marker = unique_marker(&format!("host-{signal}"));
+    let marker = unique_marker(&format!("host-{signal}-{start_method}"));
     let mut child = std::process::Command::new(host)
-        .args([interpreter, &marker, &workers.to_string()])
+        .args([
+            interpreter,
+            &marker,
+            &workers.to_string(),
+            &start_method.to_string(),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the busy host starts");

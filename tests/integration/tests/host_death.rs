@@ -1,13 +1,15 @@
 //! Nothing outlives the host: a host whose 8 workers are busy (half in a CPU
 //! loop, half in a blocking system call), each having started a grandchild
 //! in its process group and one in a session of its own, leaves no process
-//! behind within 2 s of dying by SIGKILL, SIGTERM or SIGINT.
+//! behind within 2 s of dying by SIGKILL, SIGTERM or SIGINT. Spawned workers
+//! here; `fork_host_death.rs` runs the same with forked ones.
 #![cfg(feature = "real-python")]
 
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use pypool_integration::{kill_busy_host, python};
+use pypool::StartMethod;
+use pypool_integration::{kill_busy_host_started, python};
 
 const HOST: &str = env!("CARGO_BIN_EXE_pypool-busy-host");
 const WORKERS: usize = 8;
@@ -15,7 +17,7 @@ const WORKERS: usize = 8;
 const BOUND: Duration = Duration::from_secs(2);
 
 fn host_dies_by(signal: Signal) {
-    kill_busy_host(HOST, &python(), WORKERS, signal, BOUND)
+    kill_busy_host_started(HOST, &python(), WORKERS, signal, BOUND, StartMethod::Spawn)
         .assert_none_survived(&format!("killed by {signal}"), BOUND);
 }
 

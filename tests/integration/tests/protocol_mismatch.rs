@@ -1,7 +1,8 @@
 //! A worker speaking protocol version 1 (one request at a time, no cancel)
-//! is refused by this host (version 2) with a `ProtocolMismatch` naming both
-//! versions and what to do; the worker the host started is killed. The real
-//! worker of this checkout is accepted and announces version 2.
+//! or 2 (no streaming replies) is refused by this host (version 3) with a
+//! `ProtocolMismatch` naming both versions and what to do; the worker the
+//! host started is killed. The real worker of this checkout is accepted and
+//! announces version 3.
 #![cfg(feature = "real-python")]
 
 use std::time::Duration;
@@ -24,7 +25,7 @@ fn old_worker(protocol: u32, marker: &str) -> pypool_process::PythonSpawnerConfi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_worker_is_refused_with_a_protocol_mismatch_and_killed() {
-    assert_eq!(pypool_wire::PROTOCOL_VERSION, 2);
+    assert_eq!(pypool_wire::PROTOCOL_VERSION, 3);
     let marker = unique_marker("protocol-v1");
     let error = spawn(old_worker(1, &marker), 1)
         .await
@@ -34,7 +35,7 @@ async fn a_version_1_worker_is_refused_with_a_protocol_mismatch_and_killed() {
             error,
             SpawnError::ProtocolMismatch {
                 worker_version: 1,
-                host_version: 2,
+                host_version: 3,
                 ..
             }
         ),
@@ -42,7 +43,7 @@ async fn a_version_1_worker_is_refused_with_a_protocol_mismatch_and_killed() {
     );
     let message = error.to_string();
     assert!(
-        message.contains("protocol version 1") && message.contains("this host speaks 2"),
+        message.contains("protocol version 1") && message.contains("this host speaks 3"),
         "the message names both versions: {message}"
     );
     let gone = tokio::task::spawn_blocking(move || {
@@ -56,16 +57,35 @@ async fn a_version_1_worker_is_refused_with_a_protocol_mismatch_and_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_fake_announcing_version_2_is_accepted() {
+async fn a_version_2_worker_without_streaming_is_refused_too() {
     let marker = unique_marker("protocol-v2");
-    let worker = spawn(old_worker(2, &marker), 2)
+    let error = spawn(old_worker(2, &marker), 4)
         .await
-        .expect("a version 2 handshake is accepted");
-    assert_eq!(worker.handshake().protocol, 2);
+        .expect_err("a version 2 worker is refused");
+    assert!(
+        matches!(
+            error,
+            SpawnError::ProtocolMismatch {
+                worker_version: 2,
+                host_version: 3,
+                ..
+            }
+        ),
+        "a protocol mismatch naming both versions, got: {error:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_real_worker_speaks_version_2() {
+async fn the_same_fake_announcing_version_3_is_accepted() {
+    let marker = unique_marker("protocol-v3");
+    let worker = spawn(old_worker(3, &marker), 2)
+        .await
+        .expect("a version 3 handshake is accepted");
+    assert_eq!(worker.handshake().protocol, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_worker_speaks_version_3() {
     let worker = spawn(config(&[]), 3).await.expect("the worker starts");
     assert_eq!(worker.handshake().protocol, pypool_wire::PROTOCOL_VERSION);
 }

@@ -24,6 +24,8 @@ fn settings(kill_every: Option<u64>) -> StressSettings {
                 python_path: Vec::new(),
                 env_policy: "inherit".into(),
                 pass_env: Vec::new(),
+                start_mode: "fork".into(),
+                preload: Vec::new(),
             },
             workers: WORKERS,
             handlers: vec![DEMO_HANDLERS.into()],

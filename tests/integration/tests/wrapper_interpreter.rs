@@ -51,7 +51,10 @@ fn sigint_of_the_host_leaves_no_process_behind_a_wrapper() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_worker_behind_a_wrapper_really_dies_when_the_pool_kills_it() {
     let marker = unique_marker("hung-wrapper");
+    // Spawned: the wrapper is then in front of the worker itself (with
+    // forking it is in front of the template, which outlives its workers).
     let pool = pool_builder(&["busy_with_children.py"])
+        .start_method(pypool::StartMethod::Spawn)
         .interpreter(wrapper_interpreter())
         .env(MARKER_ENV, marker.as_str())
         .env("PYPOOL_WRAPPED_PYTHON", pypool_integration::python())

@@ -74,17 +74,18 @@ impl Chaos for KillRandomWorker {
 }
 
 /// Sends SIGKILL to `pid`, after checking (where `/proc` exists) that it is
-/// a child of this process, so a stale or mock pid never hits a stranger.
+/// a descendant of this process (a spawned worker is our child; a worker
+/// forked from a template is the template's child, below us), so a stale or
+/// mock pid never hits a stranger.
 fn sigkill_child(pid: u32) -> Result<(), String> {
     let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} is out of range"))?;
     if raw <= 1 {
         return Err(format!("refusing to signal pid {pid}"));
     }
     if let Some(parent) = parent_of(pid) {
-        let me = std::process::id();
-        if parent != me {
+        if !is_descendant(pid) {
             return Err(format!(
-                "pid {pid} is not a child of this process (its parent is {parent})"
+                "pid {pid} is not a descendant of this process (its parent is {parent})"
             ));
         }
     }
@@ -93,6 +94,20 @@ fn sigkill_child(pid: u32) -> Result<(), String> {
         nix::sys::signal::Signal::SIGKILL,
     )
     .map_err(|errno| format!("kill({pid}, SIGKILL) failed: {errno}"))
+}
+
+/// Whether this process is an ancestor of `pid`, per `/proc`.
+fn is_descendant(pid: u32) -> bool {
+    let me = std::process::id();
+    let mut current = pid;
+    for _ in 0..64 {
+        match parent_of(current) {
+            Some(parent) if parent == me => return true,
+            Some(parent) if parent > 1 => current = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The parent pid of `pid` from `/proc/<pid>/stat`, where available.
@@ -123,7 +138,7 @@ mod tests {
         let parent = parent_of(std::process::id());
         if let Some(parent) = parent.filter(|&pid| pid > 1) {
             let refused = sigkill_child(parent).unwrap_err();
-            assert!(refused.contains("not a child"), "{refused}");
+            assert!(refused.contains("not a descendant"), "{refused}");
         }
         assert!(sigkill_child(1).is_err());
         assert!(sigkill_child(0).is_err());

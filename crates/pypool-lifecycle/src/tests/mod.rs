@@ -72,17 +72,26 @@ fn every_phase(recycle: RecycleReason, exit: ExitInfo) -> Vec<Phase> {
     ]
 }
 
+/// Requests in flight and capacity, before an event.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    in_flight: u32,
+    capacity: u32,
+}
+
 /// The tests' own reading of the guard definitions in the crate docs: whether
 /// `guard` holds for `event` in `phase` with the given consecutive failure
-/// counts (before the event).
+/// counts and load (before the event).
 fn guard_holds(
     guard: Guard,
     event: &Event,
     phase: Phase,
     health_failures: u32,
     request_failures: u32,
+    load: Load,
     config: &LifecycleConfig,
 ) -> bool {
+    let others = load.in_flight > 1;
     let health_threshold = config.health_failure_threshold.max(1);
     let request_threshold = config.request_failure_threshold.max(1);
     let severity = match event {
@@ -101,16 +110,32 @@ fn guard_holds(
                     handshake_pending: true,
                 }
         }
-        Guard::Harmless => severity == Some(FailureSeverity::Harmless),
+        Guard::Harmless => severity == Some(FailureSeverity::Harmless) && !others,
         Guard::Fatal => severity == Some(FailureSeverity::Fatal),
         Guard::SuspectBelowThreshold => {
-            suspect && u64::from(request_failures) + 1 < u64::from(request_threshold)
+            suspect && u64::from(request_failures) + 1 < u64::from(request_threshold) && !others
         }
         Guard::SuspectThresholdReached => {
             suspect && u64::from(request_failures) + 1 >= u64::from(request_threshold)
         }
         Guard::BelowThreshold => u64::from(health_failures) + 1 < u64::from(health_threshold),
         Guard::ThresholdReached => u64::from(health_failures) + 1 >= u64::from(health_threshold),
+        Guard::HasRoom => load.in_flight < load.capacity,
+        Guard::Last => !others,
+        Guard::OthersInFlight => others,
+        Guard::SurvivedWithOthers => {
+            others && survivable(severity, request_failures, request_threshold)
+        }
+        Guard::LastOrFatal => !others || !survivable(severity, request_failures, request_threshold),
+    }
+}
+
+/// Whether a failure (counts before it) leaves a worker serving its others.
+fn survivable(severity: Option<FailureSeverity>, request_failures: u32, threshold: u32) -> bool {
+    match severity {
+        Some(FailureSeverity::Harmless) => true,
+        Some(FailureSeverity::Suspect) => u64::from(request_failures) + 1 < u64::from(threshold),
+        _ => false,
     }
 }
 

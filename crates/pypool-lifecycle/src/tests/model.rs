@@ -48,6 +48,10 @@ struct Model {
     last: Option<(State, State, TransitionReason)>,
     /// Whether the model has been `Terminated` at some point.
     was_terminated: bool,
+    /// Requests the worker holds at once.
+    capacity: u32,
+    /// Requests checked out and not yet ended.
+    in_flight: u32,
 }
 
 impl Model {
@@ -69,6 +73,8 @@ impl Model {
             accepted: 0,
             last: None,
             was_terminated: false,
+            capacity: 1,
+            in_flight: 0,
         }
     }
 
@@ -115,11 +121,23 @@ impl Model {
             {
                 Some((State::Terminated, R::HandshakeFailed))
             }
-            Event::Checkout if self.available() => Some((State::Busy, R::CheckedOut)),
+            Event::Checkout if self.available() => {
+                self.in_flight = 1;
+                Some((State::Busy, R::CheckedOut))
+            }
+            Event::Checkout if self.state == State::Busy && self.in_flight < self.capacity => {
+                self.in_flight += 1;
+                Some((State::Busy, R::CheckedOut))
+            }
             Event::CheckinOk if self.state == State::Busy || self.state == State::Draining => {
                 self.served += 1;
                 self.request_failures = 0;
                 self.health_known = true;
+                let others = self.in_flight > 1;
+                self.in_flight = self.in_flight.saturating_sub(1);
+                if others {
+                    return Some((self.state, R::RequestCompleted));
+                }
                 match self.drain {
                     Some(cause) if self.state == State::Draining => {
                         Some((State::Terminating, R::Drained(cause)))
@@ -132,6 +150,15 @@ impl Model {
             {
                 if severity == FailureSeverity::Suspect {
                     self.request_failures += 1;
+                }
+                let others = self.in_flight > 1;
+                self.in_flight = self.in_flight.saturating_sub(1);
+                let survivable = severity == FailureSeverity::Harmless
+                    || (severity == FailureSeverity::Suspect
+                        && self.request_failures < self.request_threshold);
+                if others && survivable {
+                    // Its other requests keep it serving.
+                    return Some((self.state, R::RequestFailed(severity)));
                 }
                 if self.state == State::Draining {
                     let cause = self.drain?;
@@ -241,13 +268,15 @@ impl ReferenceStateMachine for LifecycleModel {
     type Transition = Step;
 
     fn init_state() -> BoxedStrategy<Model> {
-        (0usize..6, 0u32..5, 0u32..5)
-            .prop_map(|(history_len, health, request)| {
-                Model::new(LifecycleConfig {
+        (0usize..6, 0u32..5, 0u32..5, 0u32..4)
+            .prop_map(|(history_len, health, request, capacity)| {
+                let mut model = Model::new(LifecycleConfig {
                     history_len,
                     health_failure_threshold: health,
                     request_failure_threshold: request,
-                })
+                });
+                model.capacity = capacity.max(1);
+                model
             })
             .boxed()
     }
@@ -293,6 +322,9 @@ impl ReferenceStateMachine for LifecycleModel {
                     state.drain = None;
                 }
                 state.was_terminated |= state.state == State::Terminated;
+                if matches!(state.state, State::Terminating | State::Terminated) {
+                    state.in_flight = 0;
+                }
             }
         }
         state
@@ -314,7 +346,11 @@ impl StateMachineTest for LifecycleTest {
     fn init_test(model: &Model) -> Sut {
         let clock = ManualClock::new();
         Sut {
-            worker: WorkerLifecycle::new(model.config, Arc::new(clock.clone())),
+            worker: {
+                let mut worker = WorkerLifecycle::new(model.config, Arc::new(clock.clone()));
+                worker.set_capacity(model.capacity);
+                worker
+            },
             clock,
         }
     }
@@ -331,7 +367,7 @@ impl StateMachineTest for LifecycleTest {
         let w = &mut sut.worker;
         let before = w.state();
         let counters_before = w.counters();
-        let was_available = w.is_available();
+        let was_available = w.has_room();
         let over_health_threshold =
             counters_before.consecutive_health_failures >= w.config().health_failure_threshold;
         let result = w.apply(event);
@@ -340,7 +376,7 @@ impl StateMachineTest for LifecycleTest {
             assert_eq!(
                 result.is_ok(),
                 was_available,
-                "is_available lied about checkout"
+                "has_room lied about checkout"
             );
             if over_health_threshold {
                 assert!(result.is_err(), "an unhealthy worker was handed out");
@@ -366,7 +402,7 @@ impl StateMachineTest for LifecycleTest {
                         .any(|row| (row.from, row.event, row.to) == (t.from, event.kind(), t.to)),
                     "accepted transition {t:?} on {event:?} is not in the table"
                 );
-                if t.to == State::Busy {
+                if t.to == State::Busy && before != State::Busy {
                     assert!(event == Event::Checkout && before.is_idle(), "{t:?}");
                 }
                 if let Some(entry) = w.last_transition() {
@@ -400,6 +436,13 @@ impl StateMachineTest for LifecycleTest {
         assert_eq!(counters.age, model.elapsed);
         assert_eq!(w.health(), model.health());
         assert_eq!(w.is_available(), model.available());
+        assert_eq!(w.in_flight(), model.in_flight);
+        assert!(w.in_flight() <= w.capacity(), "lent beyond its capacity");
+        assert_eq!(
+            w.in_flight() > 0,
+            matches!(w.state(), State::Busy | State::Draining),
+            "requests in flight exactly while busy or draining"
+        );
         assert_eq!(w.is_live(), model.state != State::Terminated);
         assert_eq!(
             w.exit(),
@@ -431,7 +474,7 @@ impl StateMachineTest for LifecycleTest {
                     .any(|row| (row.from, row.to) == (entry.from, entry.to)),
                 "history entry {entry:?} is not in the table"
             );
-            if entry.to == State::Busy {
+            if entry.to == State::Busy && entry.from != State::Busy {
                 assert_eq!(entry.reason, TransitionReason::CheckedOut);
                 assert!(entry.from.is_idle());
             }

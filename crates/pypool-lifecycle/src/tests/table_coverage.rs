@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use pypool_clock::ManualClock;
 
-use super::{SOME_RECYCLE, every_event, every_phase, guard_holds, worker};
+use super::{Load, SOME_RECYCLE, every_event, every_phase, guard_holds, worker};
 use crate::lifecycle::Phase;
 use crate::{
     Event, ExitInfo, InvalidTransition, LifecycleConfig, RecycleReason, TRANSITIONS, TableRow,
@@ -26,6 +26,7 @@ fn matching_rows(
     event: &Event,
     health_failures: u32,
     request_failures: u32,
+    load: Load,
     config: &LifecycleConfig,
 ) -> Vec<&'static TableRow> {
     TRANSITIONS
@@ -38,6 +39,7 @@ fn matching_rows(
                 phase,
                 health_failures,
                 request_failures,
+                load,
                 config,
             )
         })
@@ -51,8 +53,19 @@ fn apply_and_check(
     event: Event,
     config: &LifecycleConfig,
 ) -> Option<&'static TableRow> {
-    let (phase, health_failures, request_failures, _) = worker.internals();
-    let rows = matching_rows(phase, &event, health_failures, request_failures, config);
+    let (phase, health_failures, request_failures, _, in_flight, capacity) = worker.internals();
+    let load = Load {
+        in_flight,
+        capacity,
+    };
+    let rows = matching_rows(
+        phase,
+        &event,
+        health_failures,
+        request_failures,
+        load,
+        config,
+    );
     assert!(
         rows.len() <= 1,
         "ambiguous table: {rows:?} all apply to {event:?} in {phase:?}"
@@ -136,6 +149,7 @@ proptest! {
         health_failures in 0u32..6,
         request_failures in 0u32..6,
         health_known in any::<bool>(),
+        (in_flight, capacity) in (1u32..4).prop_flat_map(|capacity| (0..=capacity, Just(capacity))),
         recycle in arb_recycle(),
         exit in arb_exit(),
     ) {
@@ -148,6 +162,7 @@ proptest! {
                     health_failures,
                     request_failures,
                     health_known,
+                    (in_flight, capacity),
                 );
                 apply_and_check(&mut worker, event, &config);
             }
@@ -167,8 +182,12 @@ fn every_row_is_reached_by_events_and_nothing_else_is() {
             request_failure_threshold: request,
         });
     let mut reached: HashSet<&'static TableRow> = HashSet::new();
-    for config in configs {
-        let (start, _clock) = worker(config);
+    for (config, capacity) in configs
+        .into_iter()
+        .flat_map(|config| [1, 2, 3].map(|capacity| (config, capacity)))
+    {
+        let (mut start, _clock) = worker(config);
+        start.set_capacity(capacity);
         let mut seen = HashSet::from([start.internals()]);
         let mut queue = VecDeque::from([start]);
         while let Some(current) = queue.pop_front() {

@@ -110,7 +110,11 @@ fn terminated_has_no_outgoing_row_and_every_other_state_can_die() {
 
 #[test]
 fn busy_is_entered_only_by_checkout_from_an_idle_state() {
+    // Or stays Busy: one more request while it has room, or one of several ending.
     for row in TRANSITIONS.iter().filter(|row| row.to == State::Busy) {
+        if row.from == State::Busy {
+            continue;
+        }
         assert_eq!(row.event, EventKind::Checkout, "{row:?}");
         assert!(row.from.is_idle(), "{row:?}");
     }

@@ -3,7 +3,7 @@
 //! system call), prints `BUSY` and waits forever. The tests kill it.
 //!
 //! ```text
-//! pypool-busy-host <interpreter> <marker> <workers>
+//! pypool-busy-host <interpreter> <marker> <workers> [fork|spawn]
 //! ```
 //! Workers get `PYPOOL_TEST_MARKER=<marker>` in their environment (their
 //! children inherit it), so a test can find every one of them in `/proc`.
@@ -17,14 +17,26 @@ use serde_json::json;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, interpreter, marker, workers] = args.as_slice() else {
-        return Err("usage: pypool-busy-host <interpreter> <marker> <workers>".into());
+    let (interpreter, marker, workers, start_method) = match args.as_slice() {
+        [_, interpreter, marker, workers] => (interpreter, marker, workers, None),
+        [_, interpreter, marker, workers, method] => (
+            interpreter,
+            marker,
+            workers,
+            Some(method.parse::<pypool::StartMethod>()?),
+        ),
+        _ => {
+            return Err(
+                "usage: pypool-busy-host <interpreter> <marker> <workers> [fork|spawn]".into(),
+            );
+        }
     };
     let workers: usize = workers.parse()?;
     let pool = pool_builder(&["busy_with_children.py"])
         .interpreter(interpreter.as_str())
         .env("PYPOOL_TEST_MARKER", marker.as_str())
         .env("PYPOOL_WRAPPED_PYTHON", pypool_integration::python())
+        .start_method(start_method.unwrap_or_default())
         .size(workers)
         .timeouts(Timeouts {
             request: Duration::from_secs(3600),

@@ -1,0 +1,520 @@
+//! The fork start method: one template process per spawner, workers forked
+//! from it (`python/pypool_worker/template.py`; ARCHITECTURE.md, "Fork start
+//! method"; docs/PROTOCOL.md, "Template control").
+//!
+//! The host spawns the template like any worker (its own process group, the
+//! guardian in front of it), with a `SOCK_SEQPACKET` socket as its stdin. For
+//! each worker it makes three pipes, sends `fork` with the child ends as
+//! `SCM_RIGHTS`, closes its copies of those ends and waits for `forked`. The
+//! forked pid is trusted only after a pidfd was opened on it and `/proc` says
+//! its parent is the template (whose own pid was checked, at `template_ready`,
+//! to lie in the spawned tree). The template keeps an exited child a zombie
+//! until the host has recorded its end (`exited`, then the host's `release`),
+//! so the host's pid and group signals never reach a recycled pid.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
+};
+use pypool_seam::{SpawnError, SpawnRequest, WorkerConnection, WorkerExit, WorkerId};
+use pypool_wire::{TemplateCodec, TemplateCommand, TemplateEvent, encode_template_command};
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
+use tokio::net::unix::pipe;
+use tokio::sync::{oneshot, watch};
+use tokio_util::codec::FramedRead;
+
+use crate::signals::SpawnedProcess;
+use crate::spawner::{Failure, Handover, KillOnDrop, PythonSpawner, Started};
+use crate::stderr::{self, StderrTail};
+
+/// The template's slot in a spawner (shared by its clones).
+#[derive(Debug, Default)]
+pub(crate) struct TemplateSlot {
+    state: tokio::sync::Mutex<SlotState>,
+    /// Counts finished template start attempts (read without the lock).
+    finished: std::sync::atomic::AtomicU64,
+    /// The template had threads: every later spawn is a plain spawn.
+    fell_back: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    template: Option<Arc<Template>>,
+    /// The last attempt's failure, for spawns that waited for that attempt.
+    failure: Option<(u64, SpawnError)>,
+}
+
+impl TemplateSlot {
+    /// Whether the spawner fell back to plain spawn.
+    pub(crate) fn fell_back(&self) -> bool {
+        self.fell_back.load(Ordering::Relaxed)
+    }
+}
+
+/// A running template: the process tree the host spawned for it, its
+/// control socket, and the bookkeeping of its forks.
+#[derive(Debug)]
+pub(crate) struct Template {
+    control: Arc<UnixDatagram>,
+    shared: Arc<Mutex<Forks>>,
+    /// Kills the template's tree (the template and every worker forked from
+    /// it) when the last handle goes: the spawner's and every connection's.
+    _guard: KillOnDrop,
+}
+
+#[derive(Debug, Default)]
+struct Forks {
+    /// Set when the template's event stream ended: how it ended.
+    dead: Option<(WorkerExit, String)>,
+    /// Spawns waiting for their `forked`.
+    waiting: HashMap<WorkerId, oneshot::Sender<Result<Forked, SpawnError>>>,
+    /// Forked workers not yet reported exited.
+    live: HashMap<WorkerId, Live>,
+}
+
+#[derive(Debug)]
+struct Live {
+    process: Arc<SpawnedProcess>,
+    exit: watch::Sender<Option<WorkerExit>>,
+}
+
+#[derive(Debug)]
+struct Forked {
+    process: Arc<SpawnedProcess>,
+    exit: watch::Receiver<Option<WorkerExit>>,
+}
+
+fn lock(forks: &Mutex<Forks>) -> std::sync::MutexGuard<'_, Forks> {
+    forks.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io_error(worker_id: WorkerId, context: &str, error: std::io::Error) -> SpawnError {
+    SpawnError::Io {
+        worker_id,
+        context: context.to_owned(),
+        source: Arc::new(error),
+    }
+}
+
+impl Template {
+    fn is_dead(&self) -> bool {
+        lock(&self.shared).dead.is_some()
+    }
+
+    /// Sends one command (with `fds` as `SCM_RIGHTS`) as one packet.
+    async fn send(&self, command: &TemplateCommand, fds: &[&OwnedFd]) -> std::io::Result<()> {
+        send_command(&self.control, command, fds).await
+    }
+}
+
+async fn send_command(
+    control: &UnixDatagram,
+    command: &TemplateCommand,
+    fds: &[&OwnedFd],
+) -> std::io::Result<()> {
+    let frame = encode_template_command(command).map_err(std::io::Error::other)?;
+    let raw: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    control
+        .async_io(Interest::WRITABLE, || {
+            let iov = [IoSlice::new(&frame)];
+            let rights = [ControlMessage::ScmRights(&raw)];
+            let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+            sendmsg::<()>(
+                control.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        })
+        .await
+        .and_then(|sent| {
+            if sent == frame.len() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("the template command was cut short"))
+            }
+        })
+}
+
+/// Forks a worker from the spawner's template (starting the template first
+/// if there is none or it died). `Ok(None)`: the template cannot fork (it
+/// has threads); the caller spawns the worker instead.
+pub(crate) async fn spawn_forked(
+    spawner: &PythonSpawner,
+    request: &SpawnRequest,
+) -> Result<Option<Arc<dyn WorkerConnection>>, SpawnError> {
+    let worker_id = request.worker_id;
+    let Some(template) = template_for(spawner, request).await? else {
+        return Ok(None);
+    };
+    let (stdin_child, stdin_host) = pipe_pair(worker_id)?;
+    let (stdout_host, stdout_child) = pipe_pair(worker_id)?;
+    let (stderr_host, stderr_child) = pipe_pair(worker_id)?;
+    let (reply, forked) = oneshot::channel();
+    {
+        let mut forks = lock(&template.shared);
+        if let Some((exit, tail)) = &forks.dead {
+            return Err(SpawnError::TemplateExited {
+                worker_id,
+                exit: *exit,
+                stderr_tail: tail.clone(),
+            });
+        }
+        forks.waiting.insert(worker_id, reply);
+    }
+    let sent = template
+        .send(
+            &TemplateCommand::Fork { worker_id },
+            &[&stdin_child, &stdout_child, &stderr_child],
+        )
+        .await;
+    // Only the worker holds the child ends from here on.
+    drop((stdin_child, stdout_child, stderr_child));
+    if let Err(error) = sent {
+        let mut forks = lock(&template.shared);
+        forks.waiting.remove(&worker_id);
+        // A template that cannot take a command has died (the socket's
+        // other end is closed): the same typed error as for a spawn that
+        // was waiting when it died.
+        tracing::debug!(worker_id, %error, "could not send a fork command");
+        // The next spawn starts a new template (its reader will record how
+        // this one ended).
+        let (exit, stderr_tail) = forks.dead.get_or_insert_with(Default::default).clone();
+        return Err(SpawnError::TemplateExited {
+            worker_id,
+            exit,
+            stderr_tail,
+        });
+    }
+    let host_pipe =
+        |error: std::io::Error| io_error(worker_id, "wrapping the worker's pipes", error);
+    let stdin = pipe::Sender::from_owned_fd(stdin_host).map_err(host_pipe)?;
+    let stdout = pipe::Receiver::from_owned_fd(stdout_host).map_err(host_pipe)?;
+    let stderr_pipe = pipe::Receiver::from_owned_fd(stderr_host).map_err(host_pipe)?;
+    let tail = StderrTail::new(spawner.config().stderr_tail_lines);
+    let stderr_task = stderr::forward(worker_id, stderr_pipe, tail.clone());
+    let forked = match tokio::time::timeout(request.handshake_timeout, forked).await {
+        Ok(Ok(Ok(forked))) => forked,
+        Ok(Ok(Err(error))) => return Err(error),
+        Ok(Err(_dropped)) => {
+            let (exit, stderr_tail) = lock(&template.shared).dead.clone().unwrap_or_default();
+            return Err(SpawnError::TemplateExited {
+                worker_id,
+                exit,
+                stderr_tail,
+            });
+        }
+        Err(_elapsed) => {
+            lock(&template.shared).waiting.remove(&worker_id);
+            return Err(SpawnError::HandshakeTimeout {
+                worker_id,
+                timeout: request.handshake_timeout,
+                stderr_tail: tail.text(),
+            });
+        }
+    };
+    let guard = KillOnDrop(Some(Arc::clone(&forked.process)));
+    let keep_alive: Arc<dyn std::any::Any + Send + Sync> = template;
+    spawner
+        .await_handshake(
+            worker_id,
+            request.handshake_timeout,
+            Handover {
+                process: forked.process,
+                guard,
+                exit: forked.exit,
+                stderr_task,
+                tail,
+                keep_alive: Some(keep_alive),
+            },
+            stdout,
+            stdin,
+        )
+        .await
+        .map(Some)
+}
+
+/// A pipe as (read end, write end), both close-on-exec.
+fn pipe_pair(worker_id: WorkerId) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|error| io_error(worker_id, "making the worker's pipes", error.into()))
+}
+
+/// The live template, started if needed. `Ok(None)`: fell back to spawn.
+async fn template_for(
+    spawner: &PythonSpawner,
+    request: &SpawnRequest,
+) -> Result<Option<Arc<Template>>, SpawnError> {
+    let slot = &spawner.forks;
+    // Spawns that queue behind a failing start get that start's error
+    // rather than each starting (and failing) a template of its own.
+    let seen = slot.finished.load(Ordering::Acquire);
+    let mut state = slot.state.lock().await;
+    if slot.fell_back() {
+        return Ok(None);
+    }
+    if let Some(template) = &state.template {
+        if !template.is_dead() {
+            return Ok(Some(Arc::clone(template)));
+        }
+        tracing::warn!("the fork template exited; starting a new one");
+        state.template = None;
+    }
+    if let Some((attempt, error)) = &state.failure {
+        if *attempt > seen {
+            return Err(with_worker_id(error.clone(), request.worker_id));
+        }
+    }
+    let result = start_template(spawner, request).await;
+    let attempt = slot.finished.fetch_add(1, Ordering::AcqRel) + 1;
+    match result {
+        Ok(Some(template)) => {
+            let template = Arc::new(template);
+            state.template = Some(Arc::clone(&template));
+            state.failure = None;
+            Ok(Some(template))
+        }
+        Ok(None) => {
+            slot.fell_back.store(true, Ordering::Relaxed);
+            Ok(None)
+        }
+        Err(error) => {
+            state.failure = Some((attempt, error.clone()));
+            Err(error)
+        }
+    }
+}
+
+/// The same error for another waiting spawn.
+fn with_worker_id(mut error: SpawnError, id: WorkerId) -> SpawnError {
+    match &mut error {
+        SpawnError::Io { worker_id, .. }
+        | SpawnError::StartupFailed { worker_id, .. }
+        | SpawnError::ExitedBeforeHandshake { worker_id, .. }
+        | SpawnError::HandshakeTimeout { worker_id, .. }
+        | SpawnError::ProtocolMismatch { worker_id, .. }
+        | SpawnError::BadHandshake { worker_id, .. }
+        | SpawnError::TemplateExited { worker_id, .. } => *worker_id = id,
+        _ => {}
+    }
+    error
+}
+
+/// Spawns a template and waits for `template_ready`. `Ok(None)`: it has
+/// threads (logged; it is killed).
+async fn start_template(
+    spawner: &PythonSpawner,
+    request: &SpawnRequest,
+) -> Result<Option<Template>, SpawnError> {
+    let worker_id = request.worker_id;
+    let (host_end, template_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .map_err(|errno| io_error(worker_id, "making the fork template's socket", errno.into()))?;
+    // The template's end must block (it is the template's stdin).
+    let template_end = std::os::unix::net::UnixDatagram::from(template_end);
+    template_end
+        .set_nonblocking(false)
+        .map_err(|error| io_error(worker_id, "making the fork template's socket", error))?;
+    let template_end = OwnedFd::from(template_end);
+    let Started {
+        process,
+        guard,
+        exit,
+        stdin: _,
+        stdout,
+        stderr_task,
+        tail,
+    } = spawner.start_process(worker_id, Some(template_end))?;
+    // A `SOCK_SEQPACKET` socket: tokio's datagram type only registers it
+    // with the reactor; every send goes through `sendmsg` below.
+    let control =
+        tokio::net::UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(host_end))
+            .map_err(|error| io_error(worker_id, "watching the fork template's socket", error))?;
+    let mut events = FramedRead::new(stdout, TemplateCodec::new(spawner.config().max_frame_bytes));
+    let timeout = request.handshake_timeout;
+    let failure = match tokio::time::timeout(timeout, events.next()).await {
+        Ok(Some(Ok(TemplateEvent::TemplateReady { pid, threads }))) => {
+            if !process.owns(pid) {
+                Failure::Bad(format!(
+                    "the fork template announced pid {pid}, which is not in the tree the host \
+                     started (pid {})",
+                    process.pid()
+                ))
+            } else if threads > 1 {
+                tracing::warn!(
+                    threads,
+                    "the fork template has {threads} threads after importing the handlers and \
+                     preloads (a preload started threads); forking it would be unsafe, so this \
+                     pool starts every worker with plain spawn from now on"
+                );
+                drop(guard);
+                return Ok(None);
+            } else {
+                let shared = Arc::new(Mutex::new(Forks::default()));
+                let control = Arc::new(control);
+                tokio::spawn(read_events(
+                    events,
+                    Arc::clone(&shared),
+                    Arc::clone(&control),
+                    Arc::clone(&process),
+                    pid,
+                    exit,
+                    tail,
+                ));
+                tracing::debug!(pid, "fork template ready");
+                return Ok(Some(Template {
+                    control,
+                    shared,
+                    _guard: guard,
+                }));
+            }
+        }
+        Ok(Some(Ok(TemplateEvent::StartupError(error)))) => Failure::Startup {
+            kind: error.kind,
+            message: error.message,
+            traceback: error.traceback,
+        },
+        Ok(Some(Ok(other))) => Failure::Bad(format!(
+            "the fork template sent {other:?} before it was ready"
+        )),
+        Ok(Some(Err(error))) => Failure::Bad(error.to_string()),
+        Ok(None) => Failure::Exited,
+        Err(_elapsed) => Failure::Timeout,
+    };
+    drop(events);
+    drop(control);
+    Err(spawner
+        .fail(worker_id, failure, guard, exit, stderr_task, tail, timeout)
+        .await)
+}
+
+/// Reads the template's events until its stream ends, then fails every
+/// waiting spawn and ends every forked worker it still had.
+async fn read_events<R>(
+    mut events: FramedRead<R, TemplateCodec>,
+    shared: Arc<Mutex<Forks>>,
+    control: Arc<UnixDatagram>,
+    spawned: Arc<SpawnedProcess>,
+    template_pid: u32,
+    mut template_exit: watch::Receiver<Option<WorkerExit>>,
+    tail: StderrTail,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(TemplateEvent::Forked { worker_id, pid }) => {
+                let waiter = lock(&shared).waiting.remove(&worker_id);
+                let process = SpawnedProcess::forked(pid, template_pid);
+                match process {
+                    Ok(process) => {
+                        let process = Arc::new(process);
+                        let (exit, exit_receiver) = watch::channel(None);
+                        lock(&shared).live.insert(
+                            worker_id,
+                            Live {
+                                process: Arc::clone(&process),
+                                exit,
+                            },
+                        );
+                        let forked = Forked {
+                            process: Arc::clone(&process),
+                            exit: exit_receiver,
+                        };
+                        if waiter.is_none_or(|waiter| waiter.send(Ok(forked)).is_err()) {
+                            // Nobody waits for it any more (timed out): kill it.
+                            process.kill_tree();
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::error!(worker_id, %reason, "the fork template reported a bad pid");
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(Err(SpawnError::BadHandshake {
+                                worker_id,
+                                reason,
+                                stderr_tail: String::new(),
+                            }));
+                        }
+                    }
+                }
+            }
+            Ok(TemplateEvent::ForkFailed { worker_id, message }) => {
+                if let Some(waiter) = lock(&shared).waiting.remove(&worker_id) {
+                    let _ = waiter.send(Err(SpawnError::Io {
+                        worker_id,
+                        context: "forking the worker from the template".to_owned(),
+                        source: Arc::new(std::io::Error::other(message)),
+                    }));
+                }
+            }
+            Ok(TemplateEvent::Exited {
+                worker_id,
+                code,
+                signal,
+            }) => {
+                let live = lock(&shared).live.remove(&worker_id);
+                if let Some(live) = live {
+                    // Recorded before the template may reap it.
+                    live.process.mark_reaped();
+                    let exit = WorkerExit { code, signal };
+                    tracing::debug!(worker_id, %exit, "forked worker ended");
+                    let _ = live.exit.send(Some(exit));
+                }
+                if let Err(error) =
+                    send_command(&control, &TemplateCommand::Release { worker_id }, &[]).await
+                {
+                    tracing::debug!(worker_id, %error, "could not release a forked worker");
+                }
+            }
+            Ok(other) => {
+                tracing::warn!(?other, "unexpected event from the fork template; ignored");
+            }
+            Err(error) => {
+                tracing::error!(%error, "the fork template broke its event stream; killing it");
+                spawned.kill_tree();
+                break;
+            }
+        }
+    }
+    // The template is gone (or broke the protocol): its guardian takes every
+    // forked worker down with it.
+    let exit = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        template_exit.wait_for(Option::is_some),
+    )
+    .await
+    .ok()
+    .and_then(|seen| seen.ok().and_then(|seen| *seen))
+    .unwrap_or_default();
+    tracing::warn!(%exit, "the fork template ended");
+    let mut forks = lock(&shared);
+    forks.dead = Some((exit, tail.text()));
+    for (worker_id, waiter) in forks.waiting.drain() {
+        let _ = waiter.send(Err(SpawnError::TemplateExited {
+            worker_id,
+            exit,
+            stderr_tail: tail.text(),
+        }));
+    }
+    for (_, live) in forks.live.drain() {
+        // Its parent is gone; someone else reaps it: never signal it again.
+        live.process.forget();
+        let _ = live.exit.send(Some(WorkerExit {
+            code: None,
+            signal: Some(9),
+        }));
+    }
+}

@@ -1,0 +1,125 @@
+"""The fork template (pypool_worker.template): its pure parts, and one
+template driven end to end over its control socket."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from harness import TIMEOUT
+from pypool_worker import template, wire
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _frame(command):
+    body = json.dumps(command).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def test_parse_command_reads_one_framed_command():
+    assert template.parse_command(_frame({"type": "fork", "worker_id": 3})) == {"type": "fork", "worker_id": 3}
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b"",
+        b"\x00\x00",
+        struct.pack(">I", 10) + b"{}",
+        _frame(["fork"]),
+        _frame({"worker_id": 1}),
+        _frame({"type": "fork"}),
+        _frame({"type": "fork", "worker_id": -1}),
+        _frame({"type": "fork", "worker_id": True}),
+        _frame({"type": "fork", "worker_id": "1"}),
+    ],
+)
+def test_parse_command_refuses_malformed_packets(packet):
+    with pytest.raises(ValueError):
+        template.parse_command(packet)
+
+
+def test_exit_fields_tell_a_code_from_a_signal():
+    assert template.exit_fields(os.CLD_EXITED, 3) == {"code": 3}
+    assert template.exit_fields(os.CLD_KILLED, 9) == {"signal": 9}
+    assert template.exit_fields(os.CLD_DUMPED, 11) == {"signal": 11}
+
+
+def test_thread_count_sees_a_thread_python_did_not_start_too():
+    assert template.thread_count() == 1 or threading.active_count() > 1
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        assert template.thread_count() >= 2
+    finally:
+        stop.set()
+        helper.join()
+
+
+def _read_frame(fd):
+    def exactly(count):
+        data = b""
+        while len(data) < count:
+            chunk = os.read(fd, count - len(data))
+            if not chunk:
+                raise EOFError("stream ended after %d bytes" % len(data))
+            data += chunk
+        return data
+
+    (length,) = struct.unpack(">I", exactly(4))
+    return json.loads(exactly(length))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
+def test_a_template_forks_workers_that_serve_on_their_own_pipes():
+    host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PYPOOL_HOST_PID=str(os.getpid()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pypool_worker", "--worker-id", "0", "--template"],
+        stdin=child.fileno(),
+        stdout=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    child.close()
+    try:
+        events = proc.stdout.fileno()
+        ready = _read_frame(events)
+        assert ready["type"] == "template_ready" and ready["threads"] == 1, ready
+        workers = []
+        for worker_id in (7, 8):
+            stdin_r, stdin_w = os.pipe()
+            stdout_r, stdout_w = os.pipe()
+            socket.send_fds(host, [_frame({"type": "fork", "worker_id": worker_id})], [stdin_r, stdout_w, 2])
+            os.close(stdin_r)
+            os.close(stdout_w)
+            forked = _read_frame(events)
+            assert forked == {"type": "forked", "worker_id": worker_id, "pid": forked["pid"]}, forked
+            handshake = _read_frame(stdout_r)
+            assert handshake["type"] == "handshake" and handshake["worker_id"] == worker_id, handshake
+            workers.append((forked["pid"], stdin_w, stdout_r))
+        for pid, stdin_w, stdout_r in workers:
+            os.write(stdin_w, wire.encode({"type": "request", "id": 1, "command": "ping", "args": {"payload": pid}}))
+            reply = _read_frame(stdout_r)
+            assert reply["result"]["payload"] == pid, reply
+            os.close(stdin_w)  # EOF: the worker exits 0
+        exits = [_read_frame(events) for _ in workers]
+        assert sorted(event["worker_id"] for event in exits) == [7, 8]
+        assert all(event["type"] == "exited" and event.get("code") == 0 for event in exits), exits
+        for event in exits:
+            socket.send_fds(host, [_frame({"type": "release", "worker_id": event["worker_id"]})], [])
+    finally:
+        host.close()  # the template exits when the host closes its socket
+        try:
+            proc.wait(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
