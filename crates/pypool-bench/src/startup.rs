@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pypool::{Pool, PoolBuilder};
+use pypool::{Pool, PoolBuilder, StartMethod};
 use serde_json::Value;
 
 use crate::load;
@@ -18,25 +18,26 @@ use crate::procfs;
 use crate::report::{Chart, Goal, Scale, Series, Workload};
 use crate::workloads::{CALLERS, Context, NOOP_WORKERS, pool_error, python_pool, script};
 
-/// How the pool starts its workers. Today every worker is spawned (a fresh
-/// interpreter); the fork start mode adds its variant here, to
-/// [`Launch::ALL`], and one line to [`Launch::configure`], and every
-/// workload of this module measures it next to `spawn`. Where the builder
-/// has a start method whose default is not spawn, `Spawn` must set it
-/// explicitly (`builder.start_method(StartMethod::Spawn)`).
+/// How the pool starts its workers; every workload of this module measures
+/// each, and the goals are held by `fork` with `spawn` as its baseline.
+/// Both set the builder's start method explicitly (its default depends on
+/// the platform).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
+    /// Forked from a template that imported the preload once.
+    Fork,
     /// A fresh interpreter per worker.
     Spawn,
 }
 
 impl Launch {
     /// The start modes measured, in order.
-    pub const ALL: &'static [Launch] = &[Launch::Spawn];
+    pub const ALL: &'static [Launch] = &[Launch::Fork, Launch::Spawn];
 
     /// Short name used in figure ids.
     pub fn name(self) -> &'static str {
         match self {
+            Launch::Fork => "fork",
             Launch::Spawn => "spawn",
         }
     }
@@ -44,9 +45,27 @@ impl Launch {
     /// `builder` set to start its workers this way.
     pub fn configure(self, builder: PoolBuilder) -> PoolBuilder {
         match self {
-            Launch::Spawn => builder,
+            Launch::Fork => builder.start_method(StartMethod::Fork),
+            Launch::Spawn => builder.start_method(StartMethod::Spawn),
         }
     }
+
+    /// Whether the goals are judged on this mode's figures (the other is a
+    /// baseline).
+    fn holds_goals(self) -> bool {
+        self == Launch::Fork
+    }
+}
+
+/// Adds `fork ÷ spawn` of the figures `{fork,spawn}_{suffix}`.
+fn fork_vs_spawn(workload: &mut Workload, suffix: &str, label: &str, goal: Option<Goal>) {
+    workload.ratio(
+        &format!("fork_vs_spawn_{suffix}"),
+        &format!("fork ÷ spawn, {label}"),
+        &format!("fork_{suffix}"),
+        &format!("spawn_{suffix}"),
+        goal,
+    );
 }
 
 /// What a worker imports before its handshake.
@@ -300,7 +319,8 @@ pub async fn startup(context: &Context, with_memory: bool) -> (Workload, Option<
                     (Preload::Dspy, 8) => Some(Goal::AtMost(1.3)),
                     (Preload::Stdlib, 64) => Some(Goal::AtMost(3.0)),
                     _ => None,
-                };
+                }
+                .filter(|_| launch.holds_goals());
                 workload.ratio(
                     &format!("{prefix}_{n}_vs_1"),
                     &format!(
@@ -331,6 +351,14 @@ pub async fn startup(context: &Context, with_memory: bool) -> (Workload, Option<
                     );
                 }
             }
+        }
+        for &n in counts {
+            fork_vs_spawn(
+                &mut workload,
+                &format!("{}_{n}", preload.name()),
+                &format!("{n} {} workers ready", preload.label()),
+                None,
+            );
         }
         if let Some(memory) = &mut memory {
             if !counts.contains(&MEMORY_WORKERS) {
@@ -402,7 +430,8 @@ pub async fn replacement(context: &Context) -> Workload {
                         ),
                         ms(median),
                         "ms",
-                        (preload == Preload::Dspy).then_some(Goal::AtMost(50.0)),
+                        (preload == Preload::Dspy && launch.holds_goals())
+                            .then_some(Goal::AtMost(50.0)),
                     );
                     workload.figure(
                         &format!("{prefix}_max"),
@@ -429,6 +458,22 @@ pub async fn replacement(context: &Context) -> Workload {
                 }
                 Err(error) => workload.fail(format!("{prefix}: {error}")),
             }
+        }
+        for stat in ["cold", "median"] {
+            fork_vs_spawn(
+                &mut workload,
+                &format!("{}_{stat}", preload.name()),
+                &format!(
+                    "{} worker, {}",
+                    preload.label(),
+                    if stat == "cold" {
+                        "cold start"
+                    } else {
+                        "replacement (median)"
+                    }
+                ),
+                None,
+            );
         }
     }
     workload
@@ -585,7 +630,7 @@ pub async fn chaos(context: &Context) -> Workload {
             ),
             &format!("{prefix}_{}", ChaosRun::BreakerOff.name()),
             &format!("{prefix}_{}", ChaosRun::Calm.name()),
-            Some(Goal::AtLeast(0.8)),
+            launch.holds_goals().then_some(Goal::AtLeast(0.8)),
         );
         workload.ratio(
             &format!("{prefix}_chaos_defaults_vs_calm"),
@@ -595,6 +640,17 @@ pub async fn chaos(context: &Context) -> Workload {
             ),
             &format!("{prefix}_{}", ChaosRun::Defaults.name()),
             &format!("{prefix}_{}", ChaosRun::Calm.name()),
+            None,
+        );
+    }
+    for run in [ChaosRun::Calm, ChaosRun::BreakerOff] {
+        fork_vs_spawn(
+            &mut workload,
+            run.name(),
+            match run {
+                ChaosRun::Calm => "answered without chaos",
+                _ => "answered with chaos, command breaker off",
+            },
             None,
         );
     }
@@ -754,6 +810,12 @@ fn memory_forkserver_figure(workload: &mut Workload, preload: Preload, pss: Resu
 }
 
 fn memory_ratios(workload: &mut Workload, preload: Preload) {
+    fork_vs_spawn(
+        workload,
+        preload.name(),
+        &format!("PSS of {MEMORY_WORKERS} {} workers", preload.label()),
+        Some(Goal::AtMost(0.5)),
+    );
     for &launch in Launch::ALL {
         workload.ratio(
             &format!("{}_{}_vs_forkserver", launch.name(), preload.name()),
