@@ -48,8 +48,10 @@ def default_capacity(registry: Registry) -> int:
     return CONCURRENT_CAPACITY
 
 
-#: How ``ping`` runs (see docs/PROTOCOL.md for the measurement behind it).
-PING_CONCURRENCY = SERIAL
+#: How ``ping`` is announced: it may run concurrently with any other request,
+#: because the worker's request reader answers it as it arrives (it runs no
+#: user code and never blocks; see docs/PROTOCOL.md for the measurement).
+PING_CONCURRENCY = THREADS
 
 
 def install(
@@ -88,6 +90,9 @@ def install(
         }
 
     registry.add("ping", ping, idempotent=True, quiet=True, concurrency=PING_CONCURRENCY)
+    ping_command = registry.get("ping")
+    assert ping_command is not None
+    ping_command.inline = True
     registry.add("info", info, idempotent=True, quiet=True, concurrency=SERIAL)
     # Announced as `threads`; each request runs as its program says (a
     # `python` program is serial unless its spec says otherwise).

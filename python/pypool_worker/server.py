@@ -398,9 +398,10 @@ class Server:
             self._post(("end", EXIT_INTERNAL_ERROR))
 
     def _read_frames(self) -> Optional[int]:
+        frames = wire.FrameReader(self.reader, self.max_frame_bytes)
         while True:
             try:
-                message = wire.read_frame(self.reader, self.max_frame_bytes)
+                message = frames.read()
             except wire.NestingTooDeep as exc:
                 if exc.request_id is None:
                     self.log.error("protocol error: %s, and no request id could be read; exiting", exc)
@@ -483,6 +484,12 @@ class Server:
                 self._held[request_id] = held
         if stopping:
             self._answer_not_started(request_id, name)
+        elif command.inline and stream is None:
+            # A built-in that runs no user code and never blocks (``ping``):
+            # answered here, which saves handing it to another thread and back.
+            # Never a stream: this thread applies credits, so nothing that may
+            # wait for one runs here.
+            self._run_held(held)
         elif held.mode == SERIAL:
             self._post(("serial", held))
         elif held.mode == THREADS:

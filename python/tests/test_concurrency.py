@@ -204,6 +204,41 @@ def test_a_blocked_serial_handler_does_not_block_the_reader_or_concurrent_comman
     live.close()
 
 
+def test_ping_is_answered_by_the_reader_while_a_serial_handler_blocks_the_main_thread():
+    reg = Registry()
+    release = threading.Event()
+    started = threading.Event()
+
+    @reg.command
+    def slow():
+        started.set()
+        _wait(release, "release of the serial handler")
+        return "slow"
+
+    live = LiveServer(reg)
+    live.request(1, "slow")
+    _wait(started, "the serial handler started")
+    live.request(2, "ping", payload="p")
+    # Handed to the main thread, this ping would wait behind `slow` forever.
+    assert _result(live.recv(), 2) == {"pong": True, "worker_id": 3, "payload": "p"}
+    release.set()
+    assert _result(live.recv(), 1) == "slow"
+    assert live.close() == EXIT_OK
+
+
+def test_ping_runs_on_the_reader_thread_and_is_announced_threads():
+    reg = Registry()
+    live = LiveServer(reg)
+    modes = {c["name"]: c["concurrency"] for c in live.handshake["commands"]}
+    assert modes["ping"] == "threads"
+    ping = reg.get("ping")
+    assert ping is not None and ping.inline
+    assert not any(command.inline for command in reg if command.name != "ping")
+    live.request(1, "ping")
+    assert _result(live.recv(), 1)["pong"] is True
+    live.close()
+
+
 # -- concurrency -----------------------------------------------------------------
 
 

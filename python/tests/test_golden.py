@@ -78,3 +78,41 @@ def test_oversized_prefix_is_refused_before_reading_the_body(vector):
     with pytest.raises(wire.FrameTooLarge):
         wire.read_frame(stream, MAX_FRAME_BYTES)
     assert stream.bytes_read == 4
+
+
+@pytest.mark.parametrize("vector", MESSAGE_VECTORS, ids=_ids(MESSAGE_VECTORS))
+def test_message_vector_decodes_the_same_through_the_buffered_frame_reader(vector):
+    reader = wire.FrameReader(io.BytesIO(_bytes_of(vector)), MAX_FRAME_BYTES)
+    assert reader.read() == wire.read_frame(io.BytesIO(_bytes_of(vector)), MAX_FRAME_BYTES)
+    assert reader.read() is None
+
+
+@pytest.mark.parametrize("vector", ERROR_VECTORS, ids=_ids(ERROR_VECTORS))
+def test_error_vector_raises_its_error_class_through_the_buffered_frame_reader(vector):
+    expected = ERROR_CLASSES[vector["error"]]
+    with pytest.raises(wire.WireError) as caught:
+        wire.FrameReader(io.BytesIO(_bytes_of(vector)), MAX_FRAME_BYTES).read()
+    assert type(caught.value) is expected
+
+
+class _PrefixOnlyStream:
+    """Gives the first 4 bytes, then fails the test if asked for more."""
+
+    def __init__(self, data):
+        self.prefix = data[:4]
+        self.calls = 0
+
+    def readinto(self, buffer):
+        self.calls += 1
+        assert self.calls == 1, "the reader waited for body bytes after an oversized prefix"
+        buffer[:4] = self.prefix
+        return 4
+
+
+@pytest.mark.parametrize(
+    "vector", [v for v in ERROR_VECTORS if v["error"] == "frame_too_large"],
+    ids=_ids([v for v in ERROR_VECTORS if v["error"] == "frame_too_large"]),
+)
+def test_the_buffered_reader_refuses_an_oversized_prefix_without_waiting_for_the_body(vector):
+    with pytest.raises(wire.FrameTooLarge):
+        wire.FrameReader(_PrefixOnlyStream(_bytes_of(vector)), MAX_FRAME_BYTES).read()

@@ -98,6 +98,38 @@ def test_argument_check_names_missing_and_unexpected_parameters():
         command.check_arguments({"a": 1, "b": 2, "c": 3})
 
 
+@pytest.mark.parametrize(
+    "args",
+    [{}, {"a": 1}, {"b": 1}, {"a": 1, "b": 2}, {"a": 1, "b": 2, "scale": 3}, {"a": 1, "c": 3}, {"c": 1}],
+)
+def test_the_fast_argument_check_agrees_with_signature_bind(args):
+    reg = Registry()
+
+    @reg.command
+    def add(a, b, *, scale=1):
+        return (a + b) * scale
+
+    @reg.command
+    def positional_only(a, b=2, /):
+        return a
+
+    for name, handler in (("add", add), ("positional_only", positional_only)):
+        import inspect
+
+        try:
+            inspect.signature(handler).bind(**args)
+            expected = None
+        except TypeError as exc:
+            expected = str(exc)
+        command = reg.get(name)
+        if expected is None:
+            command.check_arguments(args)
+        else:
+            with pytest.raises(TypeError) as caught:
+                command.check_arguments(args)
+            assert str(caught.value) == expected
+
+
 def test_var_keyword_handlers_accept_anything():
     reg = Registry()
     reg.add("echo", lambda **kwargs: kwargs)

@@ -140,6 +140,26 @@ def test_the_producer_pauses_at_zero_credit_and_resumes_with_each_grant():
     assert live.close() == EXIT_OK
 
 
+def test_a_stream_request_to_ping_is_answered_and_credit_still_reaches_a_waiting_stream():
+    # `ping` is answered by the request reader, which also applies credits:
+    # neither may hold up the other.
+    reg, produced, _, _ = _registry()
+    live = LiveServer(reg)
+    _stream(live, 1, "count_threads", 0, n=2)
+    _stream(live, 2, "ping", 0, payload="p")
+    live.request(3, "ping")
+    replies = {frame["id"]: frame for frame in (live.recv(), live.recv())}
+    assert _result(replies[2], 2)["payload"] == "p"
+    assert _result(replies[3], 3)["pong"] is True
+    assert produced == [], "no credit, no value"
+    # The producer asks for a value only with credit in hand: two chunks and
+    # the end take three.
+    _credit(live, 1, 3)
+    assert [_chunk(live.recv(), 1, seq) for seq in range(2)] == [0, 1]
+    assert _result(live.recv(), 1) == "done"
+    assert live.close() == EXIT_OK
+
+
 def test_zero_initial_credit_sends_nothing_until_a_credit_arrives():
     reg, produced, _, _ = _registry()
     live = LiveServer(reg)

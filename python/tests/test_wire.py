@@ -101,6 +101,83 @@ def test_malformed_messages_are_invalid_and_say_why(message, complaint):
         wire.validate(message)
 
 
+class _ChunkedStream:
+    """A stream handing out at most ``step`` bytes per ``readinto``; counts the calls."""
+
+    def __init__(self, data, step):
+        self.data = memoryview(data)
+        self.step = step
+        self.calls = 0
+
+    def readinto(self, buffer):
+        self.calls += 1
+        count = min(len(buffer), self.step, len(self.data))
+        buffer[:count] = self.data[:count]
+        self.data = self.data[count:]
+        return count
+
+
+def _ping(request_id):
+    return {"type": "request", "id": request_id, "command": "ping", "args": {"payload": request_id}}
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 64, 1 << 20])
+def test_the_frame_reader_reads_frames_split_anywhere(step):
+    messages = [_ping(n) for n in range(20)] + [_ping(99) | {"args": {"blob": "x" * 200_000}}]
+    data = b"".join(wire.encode(message) for message in messages)
+    reader = wire.FrameReader(_ChunkedStream(data, step), chunk=1024)
+    assert [reader.read() for _ in messages] == messages
+    assert reader.read() is None
+    assert len(reader._buffer) == 1024, "the buffer a large frame grew is given back"
+
+
+def test_the_frame_reader_makes_one_read_per_frame_where_read_frame_makes_two():
+    frames = [wire.encode(_ping(n)) for n in range(10)]
+
+    class OneFrameAtATime:
+        def __init__(self):
+            self.calls = 0
+            self.pending = list(frames)
+            self.current = b""
+
+        def readinto(self, buffer):
+            # Like a pipe the host writes one frame to, then waits for the reply.
+            self.calls += 1
+            if not self.current:
+                if not self.pending:
+                    return 0
+                self.current = self.pending.pop(0)
+            count = min(len(buffer), len(self.current))
+            buffer[:count] = self.current[:count]
+            self.current = self.current[count:]
+            return count
+
+    buffered = OneFrameAtATime()
+    reader = wire.FrameReader(buffered)
+    plain = OneFrameAtATime()
+    for n in range(10):
+        assert reader.read() == _ping(n)
+        assert wire.read_frame(plain) == _ping(n)
+    assert buffered.calls == 10
+    assert plain.calls == 20
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"\x00\x00", wire.Truncated),
+        (b"\x00\x00\x00\x05{}", wire.Truncated),
+        (b"\x00\x00\x00\x00", wire.ZeroLength),
+        (b"\x00\x00\x00\x02[]", wire.InvalidMessage),
+    ],
+)
+def test_the_frame_reader_raises_what_read_frame_raises(data, error):
+    with pytest.raises(error):
+        wire.read_frame(io.BytesIO(data))
+    with pytest.raises(error):
+        wire.FrameReader(io.BytesIO(data)).read()
+
+
 def test_decode_frame_refuses_trailing_bytes():
     with pytest.raises(wire.InvalidMessage):
         wire.decode_frame(wire.encode(_request()) + b"\x00")

@@ -2,7 +2,10 @@
 //! profile) with the project's `.venv` interpreter (DSPy installed), the
 //! baseline scripts of `python/bench`, and `<target>/bench` as the report
 //! folder; every other argument goes to the driver
-//! (`--quick`, `--lm-latency-ms N`, `--only WORKLOAD`, `--help`).
+//! (`--quick`, `--lm-latency-ms N`, `--only WORKLOAD`, `--help`), except
+//! `--update-readme`, which becomes `--update-readme <root>/README.md`: the
+//! run then rewrites the README's measurements table (between its
+//! `<!-- bench:start -->` and `<!-- bench:end -->` markers) from its report.
 //!
 //! `PYPOOL_BENCH_PYTHON` names another interpreter and skips `.venv`.
 
@@ -36,7 +39,14 @@ fn driver_args(root: &Path, python: &Path, out: &Path, args: &[String]) -> Vec<O
     all.push(root.join("python").join("bench").into());
     all.push("--out".into());
     all.push(out.into());
-    all.extend(args.iter().map(OsString::from));
+    for arg in args {
+        if arg == "--update-readme" {
+            all.push("--update-readme".into());
+            all.push(root.join("README.md").into());
+        } else {
+            all.push(arg.into());
+        }
+    }
     all
 }
 
@@ -80,6 +90,24 @@ mod tests {
                 "--only",
                 "lm",
             ]
+        );
+    }
+
+    #[test]
+    fn update_readme_names_the_projects_readme() {
+        let args = driver_args(
+            Path::new("/repo"),
+            Path::new("python3"),
+            Path::new("/out"),
+            &["--update-readme".to_owned(), "--quick".to_owned()],
+        );
+        let args: Vec<String> = args
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args[args.len() - 3..],
+            ["--update-readme", "/repo/README.md", "--quick"]
         );
     }
 }

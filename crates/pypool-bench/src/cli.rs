@@ -26,9 +26,14 @@ pub struct Args {
     /// The folder holding the Python baseline scripts (`python/bench`).
     #[arg(long, value_name = "DIR", default_value_os_t = default_scripts())]
     pub scripts: PathBuf,
-    /// Where `report.md` and `report.json` go.
+    /// Where `report.md`, `report.json` and the SVG charts go.
     #[arg(long, value_name = "DIR", default_value_os_t = default_out())]
     pub out: PathBuf,
+    /// After the run, rewrite the measurements table of this README between
+    /// its `<!-- bench:start -->` and `<!-- bench:end -->` markers
+    /// (`cargo xtask bench --update-readme` passes the project's README.md).
+    #[arg(long, value_name = "FILE")]
+    pub update_readme: Option<PathBuf>,
 }
 
 /// The workloads, by the name `--only` takes.
@@ -40,17 +45,29 @@ pub enum WorkloadId {
     Noop,
     /// The facade on instant in-process mock workers: throughput and one caller's p50.
     Facade,
-    /// One caller's ping latency through the pool vs a raw framed pipe.
+    /// One caller's ping latency through the pool and `pypool-process` vs a raw framed pipe.
     Ping,
+    /// Start-up of 1, 8 and 64 workers vs sequential starts and Python's forkserver.
+    Startup,
+    /// Time from a worker's SIGKILL until the pool answers on its replacement.
+    Replacement,
+    /// No-op throughput with a SIGKILL every 1,000 requests vs without.
+    Chaos,
+    /// Proportional set size (PSS) of 8 workers vs the forkserver's.
+    Memory,
 }
 
 impl WorkloadId {
     /// Every workload, in the order they run.
-    pub const ALL: [WorkloadId; 4] = [
+    pub const ALL: [WorkloadId; 8] = [
         WorkloadId::Lm,
         WorkloadId::Noop,
         WorkloadId::Facade,
         WorkloadId::Ping,
+        WorkloadId::Startup,
+        WorkloadId::Replacement,
+        WorkloadId::Chaos,
+        WorkloadId::Memory,
     ];
 
     /// The name `--only` takes and the report uses.
@@ -60,6 +77,10 @@ impl WorkloadId {
             WorkloadId::Noop => "noop",
             WorkloadId::Facade => "facade",
             WorkloadId::Ping => "ping",
+            WorkloadId::Startup => "startup",
+            WorkloadId::Replacement => "replacement",
+            WorkloadId::Chaos => "chaos",
+            WorkloadId::Memory => "memory",
         }
     }
 }
@@ -77,6 +98,21 @@ pub struct Plan {
     pub facade_sequential: u64,
     /// Sequential pings per contestant of the ping-latency workload.
     pub pings: u64,
+    /// Timed window of each point of the throughput-vs-concurrency curve.
+    pub scaling_window: Duration,
+    /// Worker counts of the start-up workload, stdlib workers.
+    pub startup_stdlib: &'static [usize],
+    /// Worker counts of the start-up workload, DSPy-preloaded workers.
+    pub startup_dspy: &'static [usize],
+    /// The start-up baseline of interpreters started one after another runs
+    /// up to this many stdlib interpreters (it takes N times one).
+    pub sequential_max_stdlib: usize,
+    /// The same for DSPy-preloaded interpreters.
+    pub sequential_max_dspy: usize,
+    /// SIGKILLs (each followed by its replacement) per replacement contestant.
+    pub replacements: u64,
+    /// Timed window of each chaos contestant.
+    pub chaos_window: Duration,
 }
 
 impl Plan {
@@ -88,7 +124,14 @@ impl Plan {
                 noop_window: Duration::from_secs(2),
                 facade_window: Duration::from_secs(1),
                 facade_sequential: 20_000,
-                pings: 1_000,
+                pings: 1_500,
+                scaling_window: Duration::from_millis(300),
+                startup_stdlib: &[1, 8, 64],
+                startup_dspy: &[1, 8],
+                sequential_max_stdlib: 8,
+                sequential_max_dspy: 1,
+                replacements: 3,
+                chaos_window: Duration::from_secs(2),
             }
         } else {
             Self {
@@ -96,7 +139,14 @@ impl Plan {
                 noop_window: Duration::from_secs(5),
                 facade_window: Duration::from_secs(5),
                 facade_sequential: 200_000,
-                pings: 5_000,
+                pings: 6_000,
+                scaling_window: Duration::from_secs(2),
+                startup_stdlib: &[1, 8, 64],
+                startup_dspy: &[1, 8, 64],
+                sequential_max_stdlib: 64,
+                sequential_max_dspy: 64,
+                replacements: 10,
+                chaos_window: Duration::from_secs(5),
             }
         }
     }
@@ -142,6 +192,7 @@ mod tests {
         assert_eq!(args.selected(), WorkloadId::ALL.to_vec());
         assert!(args.scripts.ends_with("python/bench"));
         assert!(args.out.ends_with("bench"));
+        assert_eq!(args.update_readme, None);
     }
 
     #[test]
@@ -157,12 +208,15 @@ mod tests {
             "noop",
             "--python",
             "/venv/bin/python",
+            "--update-readme",
+            "/repo/README.md",
         ])
         .expect("the arguments parse");
         assert!(args.quick);
         assert_eq!(args.lm_latency_ms, 250);
         assert_eq!(args.selected(), vec![WorkloadId::Noop, WorkloadId::Ping]);
         assert_eq!(args.python, "/venv/bin/python");
+        assert_eq!(args.update_readme, Some(PathBuf::from("/repo/README.md")));
     }
 
     #[test]
@@ -184,6 +238,10 @@ mod tests {
         assert!(quick.facade_window < full.facade_window);
         assert!(quick.facade_sequential < full.facade_sequential);
         assert!(quick.pings < full.pings);
+        assert!(quick.scaling_window < full.scaling_window);
+        assert!(quick.startup_dspy.len() <= full.startup_dspy.len());
+        assert!(quick.replacements < full.replacements);
+        assert!(quick.chaos_window < full.chaos_window);
     }
 
     #[test]

@@ -120,6 +120,22 @@ pub fn quantile_us(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     histogram.value_at_quantile(quantile) as f64 / 1_000.0
 }
 
+/// The percentiles a latency chart shows.
+pub const CHART_PERCENTILES: [f64; 14] = [
+    0.0, 10.0, 25.0, 50.0, 75.0, 80.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95,
+];
+
+/// `[percentile, µs]` points of `histogram` for a latency chart.
+pub fn percentile_points(histogram: &Histogram<u64>) -> Vec<[f64; 2]> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    CHART_PERCENTILES
+        .iter()
+        .map(|&percentile| [percentile, quantile_us(histogram, percentile / 100.0)])
+        .collect()
+}
+
 /// One caller awaiting `call(n)` `count` times in a row; the latencies.
 pub async fn sequential<F, Fut>(count: u64, call: F) -> Result<Histogram<u64>, String>
 where
@@ -173,34 +189,105 @@ async fn read_frame(
     Ok(true)
 }
 
-/// Raw framed pipe, one frame at a time: each frame's round trip (after one
-/// warm-up round trip, once the interpreter has started).
-pub async fn raw_pipe_latency(
-    python: &str,
-    scripts: &Path,
-    count: u64,
-) -> Result<Histogram<u64>, String> {
-    let mut child = start_echo(python, scripts)?;
-    let mut stdin = child.stdin.take().ok_or("the echo loop has no stdin")?;
-    let mut stdout = child.stdout.take().ok_or("the echo loop has no stdout")?;
-    let io = |error: std::io::Error| format!("raw pipe: {error}");
-    let mut latencies = histogram();
-    let mut reply = Vec::new();
-    for n in 0..=count {
-        let body = raw_body(n);
-        let request = frame(&body)?;
-        let sent = Instant::now();
-        stdin.write_all(&request).await.map_err(io)?;
-        if !read_frame(&mut stdout, &mut reply).await.map_err(io)? || reply != body {
-            return Err("raw pipe: the echo loop answered other bytes or ended".to_owned());
-        }
-        if n > 0 {
-            record(&mut latencies, sent.elapsed());
-        }
+/// A framed pipe driven one frame at a time straight from this task: to a
+/// minimal Python echo loop (the raw pipe), or to `python -m pypool_worker`
+/// itself (the worker runtime without `pypool-process`).
+pub struct RawEcho {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    reply: Vec<u8>,
+    /// Talking to the worker runtime (replies are pings' replies), not the echo loop.
+    worker: bool,
+}
+
+impl RawEcho {
+    /// Starts the echo loop and makes one warm-up round trip (once the
+    /// interpreter has started).
+    pub async fn start(python: &str, scripts: &Path) -> Result<Self, String> {
+        Self::wire(start_echo(python, scripts)?, false).await
     }
-    drop(stdin);
-    let _ = child.wait().await;
-    Ok(latencies)
+
+    /// Starts `python -m pypool_worker` (the package found in the venv, or
+    /// next to `scripts`), reads its handshake and makes one warm-up ping.
+    pub async fn start_worker(python: &str, scripts: &Path) -> Result<Self, String> {
+        let package_dir = scripts.parent().unwrap_or(scripts);
+        let child = tokio::process::Command::new(python)
+            .args([
+                "-m",
+                "pypool_worker",
+                "--worker-id",
+                "1",
+                "--log-level",
+                "warning",
+            ])
+            .env("PYTHONPATH", package_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| format!("cannot start `{python} -m pypool_worker`: {error}"))?;
+        Self::wire(child, true).await
+    }
+
+    async fn wire(mut child: tokio::process::Child, worker: bool) -> Result<Self, String> {
+        let stdin = child.stdin.take().ok_or("the pipe has no stdin")?;
+        let stdout = child.stdout.take().ok_or("the pipe has no stdout")?;
+        let mut pipe = Self {
+            child,
+            stdin,
+            stdout,
+            reply: Vec::new(),
+            worker,
+        };
+        if worker {
+            let handshake = read_frame(&mut pipe.stdout, &mut pipe.reply)
+                .await
+                .map_err(|error| format!("the worker's handshake: {error}"))?;
+            if !handshake || !pipe.reply.starts_with(br#"{"type":"handshake""#) {
+                return Err(format!(
+                    "the worker did not start: {}",
+                    String::from_utf8_lossy(&pipe.reply)
+                ));
+            }
+        }
+        pipe.round_trip(0).await?;
+        Ok(pipe)
+    }
+
+    /// Sends frame `n` (a ping request's bytes) and reads the answer: the
+    /// same bytes from the echo loop, the ping's reply from the worker.
+    pub async fn round_trip(&mut self, n: u64) -> Result<(), String> {
+        let io = |error: std::io::Error| format!("raw pipe: {error}");
+        let body = raw_body(n);
+        self.stdin.write_all(&frame(&body)?).await.map_err(io)?;
+        let answered = read_frame(&mut self.stdout, &mut self.reply)
+            .await
+            .map_err(io)?;
+        let expected = if self.worker {
+            let reply = String::from_utf8_lossy(&self.reply);
+            reply.contains(r#""status":"ok""#) && reply.contains(&format!(r#""payload":{n}}}"#))
+        } else {
+            self.reply == body
+        };
+        if !answered || !expected {
+            return Err(format!(
+                "raw pipe: the {} answered other bytes or ended: {}",
+                if self.worker { "worker" } else { "echo loop" },
+                String::from_utf8_lossy(&self.reply)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Closes its input and waits for it to exit.
+    pub async fn stop(self) {
+        let Self {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let _ = child.wait().await;
+    }
 }
 
 /// Raw framed pipe with `in_flight` frames outstanding, sending for

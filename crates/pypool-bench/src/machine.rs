@@ -1,4 +1,5 @@
-//! What the report says about where it ran: OS, CPU, Python, DSPy, revision.
+//! What the report says about where it ran: OS, CPU, memory, Python, DSPy,
+//! pypool's version and revision.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +15,7 @@ pub fn describe(python: &str, root: &Path) -> Machine {
         os: os(),
         cpu_model: cpu_model(),
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        memory_bytes: memory_bytes(),
         load_average: std::fs::read_to_string("/proc/loadavg")
             .ok()
             .and_then(|text| text.split_whitespace().next()?.parse().ok()),
@@ -21,7 +23,20 @@ pub fn describe(python: &str, root: &Path) -> Machine {
         python_version,
         dspy_version,
         pypool_rev: git_rev(root),
+        pypool_version: env!("CARGO_PKG_VERSION").to_owned(),
     }
+}
+
+/// `MemTotal` of `/proc/meminfo` in bytes, 0 when unknown.
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn os() -> String {

@@ -4,21 +4,27 @@
 //! public API; the baselines are the Python scripts of `python/bench`), then
 //! writes `report.md` and `report.json` (machine, CPU count, Python and DSPy
 //! versions, pypool's git revision, every figure and every ratio with its
-//! goal). Workloads: LM-bound DSPy against a loopback fake LM, no-op `ping`
-//! throughput, facade overhead on mock workers, ping latency.
+//! goal) and SVG charts beside them. Workloads: LM-bound DSPy against a
+//! loopback fake LM, no-op `ping` throughput (and throughput vs concurrency),
+//! facade overhead on mock workers, ping latency, start-up of 1/8/64 workers,
+//! replacement after SIGKILL, chaos (a SIGKILL every 1,000 requests) and the
+//! PSS of 8 workers.
 //!
 //! ```text
-//! cargo xtask bench [--quick] [--lm-latency-ms N] [--only lm|noop|facade|ping]
+//! cargo xtask bench [--quick] [--lm-latency-ms N] [--only WORKLOAD] [--update-readme]
 //! cargo run --release -p pypool-bench -- --python .venv/bin/python --quick
 //! ```
 //! Exits with status 1 when a contestant failed (the report is still
 //! written, naming the failure); goals not met do not fail the run.
 
+mod charts;
 mod cli;
 mod load;
 mod machine;
+mod procfs;
 mod python;
 mod report;
+mod startup;
 mod workloads;
 
 use std::process::ExitCode;
@@ -60,7 +66,14 @@ async fn main() -> ExitCode {
         machine.pypool_rev
     );
     let mut results = Vec::new();
-    for id in args.selected() {
+    let selected = args.selected();
+    // The start-up workload measures the memory workload's figures on its own
+    // pools when both run (saving a second start of the same pools).
+    let mut memory_from_startup = None;
+    for id in selected.iter().copied() {
+        if id == WorkloadId::Memory && memory_from_startup.is_some() {
+            continue;
+        }
         eprintln!("pypool-bench: running `{}`", id.name());
         let begun = Instant::now();
         let workload = match id {
@@ -68,6 +81,15 @@ async fn main() -> ExitCode {
             WorkloadId::Noop => workloads::noop(&context).await,
             WorkloadId::Facade => workloads::facade(&context).await,
             WorkloadId::Ping => workloads::ping_latency(&context).await,
+            WorkloadId::Startup => {
+                let (startup, memory) =
+                    startup::startup(&context, selected.contains(&WorkloadId::Memory)).await;
+                memory_from_startup = memory;
+                startup
+            }
+            WorkloadId::Replacement => startup::replacement(&context).await,
+            WorkloadId::Chaos => startup::chaos(&context).await,
+            WorkloadId::Memory => startup::memory(&context).await,
         };
         for figure in &workload.figures {
             eprintln!(
@@ -82,6 +104,21 @@ async fn main() -> ExitCode {
         }
         eprintln!("  ({:.1} s)", begun.elapsed().as_secs_f64());
         results.push(workload);
+    }
+    if let Some(memory) = memory_from_startup {
+        eprintln!("pypool-bench: `memory` (measured during `startup`)");
+        for figure in &memory.figures {
+            eprintln!(
+                "  {}: {} {}",
+                figure.label,
+                report::number(figure.value),
+                figure.unit
+            );
+        }
+        for failure in &memory.failures {
+            eprintln!("  FAILED: {failure}");
+        }
+        results.push(memory);
     }
     let report = Report {
         started_unix_s,
@@ -106,6 +143,28 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("pypool-bench: {error}");
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(readme) = &args.update_readme {
+        let rewritten = std::fs::read_to_string(readme)
+            .map_err(|error| format!("cannot read {}: {error}", readme.display()))
+            .and_then(|text| {
+                report::replace_between_markers(&text, &report.readme_table())
+                    .map_err(|error| format!("{}: {error}", readme.display()))
+            })
+            .and_then(|text| {
+                std::fs::write(readme, text)
+                    .map_err(|error| format!("cannot write {}: {error}", readme.display()))
+            });
+        match rewritten {
+            Ok(()) => eprintln!(
+                "pypool-bench: rewrote the measurements in {}",
+                readme.display()
+            ),
+            Err(error) => {
+                eprintln!("pypool-bench: {error}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     if report

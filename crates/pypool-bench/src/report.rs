@@ -32,6 +32,9 @@ pub struct Machine {
     pub cpu_model: String,
     /// CPUs available to this process.
     pub cpus: usize,
+    /// Physical memory (`MemTotal` of `/proc/meminfo`), bytes; 0 when unknown.
+    #[serde(default)]
+    pub memory_bytes: u64,
     /// The 1-minute load average when the run started (`/proc/loadavg`): above
     /// the CPU count, other work shared the machine and the figures are noisier.
     pub load_average: Option<f64>,
@@ -43,6 +46,9 @@ pub struct Machine {
     pub dspy_version: Option<String>,
     /// `git rev-parse` of the measured tree (`-dirty` when it had changes).
     pub pypool_rev: String,
+    /// The pypool crates' version.
+    #[serde(default)]
+    pub pypool_version: String,
 }
 
 /// The run's parameters.
@@ -74,6 +80,59 @@ pub struct Workload {
     pub ratios: Vec<Ratio>,
     /// Contestants that failed (their figures are missing), with why.
     pub failures: Vec<String>,
+    /// Charts of this workload, drawn as `<id>-<chart id>.svg` beside the report.
+    #[serde(default)]
+    pub charts: Vec<Chart>,
+}
+
+/// A chart: one or more series of points on the same axes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    /// Stable name within the workload (the SVG is `<workload>-<id>.svg`).
+    pub id: String,
+    /// Its caption.
+    pub title: String,
+    /// The horizontal axis: what it shows.
+    pub x_label: String,
+    /// The vertical axis: what it shows.
+    pub y_label: String,
+    /// How x values are placed.
+    pub x_scale: Scale,
+    /// How y values are placed.
+    pub y_scale: Scale,
+    /// The lines drawn.
+    pub series: Vec<Series>,
+}
+
+/// How an axis places its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// Evenly.
+    Linear,
+    /// Logarithmically (every value must be positive).
+    Log,
+    /// Logarithmically with ticks at powers of two (worker counts, callers).
+    Log2,
+    /// Percentiles, by their nines: 0, 90, 99, 99.9 evenly spaced (values are
+    /// percentiles in `[0, 100)`).
+    Nines,
+}
+
+/// One line of a chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Its legend entry.
+    pub label: String,
+    /// `[x, y]` points, in order of x.
+    pub points: Vec<[f64; 2]>,
+}
+
+impl Chart {
+    /// The SVG file name of this chart of workload `workload`.
+    pub fn file_name(&self, workload: &str) -> String {
+        format!("{workload}-{}.svg", self.id)
+    }
 }
 
 /// One measured number.
@@ -151,6 +210,16 @@ impl Workload {
             figures: Vec::new(),
             ratios: Vec::new(),
             failures: Vec::new(),
+            charts: Vec::new(),
+        }
+    }
+
+    /// Adds a chart (its series without points are left out; a chart
+    /// without any series is not drawn).
+    pub fn chart(&mut self, mut chart: Chart) {
+        chart.series.retain(|series| !series.points.is_empty());
+        if !chart.series.is_empty() {
+            self.charts.push(chart);
         }
     }
 
@@ -226,6 +295,7 @@ impl Report {
         let _ = writeln!(out, "| OS | {} |", machine.os);
         let _ = writeln!(out, "| CPU | {} |", empty_as_unknown(&machine.cpu_model));
         let _ = writeln!(out, "| CPUs | {} |", machine.cpus);
+        let _ = writeln!(out, "| memory | {} |", memory(machine.memory_bytes));
         if let Some(load) = machine.load_average {
             let _ = writeln!(out, "| load average at start (1 min) | {load:.2} |");
         }
@@ -239,7 +309,12 @@ impl Report {
             "| DSPy | {} |",
             machine.dspy_version.as_deref().unwrap_or("not installed")
         );
-        let _ = writeln!(out, "| pypool | `{}` |", machine.pypool_rev);
+        let _ = writeln!(
+            out,
+            "| pypool | {} (`{}`) |",
+            empty_as_unknown(&machine.pypool_version),
+            machine.pypool_rev
+        );
         let _ = writeln!(out, "| started | {} |", utc(self.started_unix_s));
         for workload in &self.workloads {
             let _ = writeln!(out, "\n## {}\n\n{}\n", workload.title, workload.description);
@@ -274,6 +349,83 @@ impl Report {
             for failure in &workload.failures {
                 let _ = writeln!(out, "\n> failed: {failure}");
             }
+            for chart in &workload.charts {
+                let _ = writeln!(
+                    out,
+                    "\n![{}]({})",
+                    chart.title,
+                    chart.file_name(&workload.id)
+                );
+            }
+        }
+        out
+    }
+
+    /// The measurements table for the README (between its bench markers):
+    /// one line on the run and the machine, then every goal and every ratio.
+    pub fn readme_table(&self) -> String {
+        let machine = &self.machine;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} run of `cargo xtask bench{}`, {}: {} ({} CPUs, {}), {}; Python {}, DSPy {}; pypool {} (`{}`); \
+             load average {} at the start. Each ratio compares two figures of this one run.\n",
+            if self.settings.quick { "Quick" } else { "Full" },
+            if self.settings.quick { " --quick" } else { "" },
+            utc(self.started_unix_s),
+            empty_as_unknown(&machine.cpu_model),
+            machine.cpus,
+            memory(machine.memory_bytes),
+            machine.os,
+            machine.python_version,
+            machine.dspy_version.as_deref().unwrap_or("not installed"),
+            empty_as_unknown(&machine.pypool_version),
+            machine.pypool_rev,
+            machine
+                .load_average
+                .map_or_else(|| "unknown".to_owned(), |load| format!("{load:.2}")),
+        );
+        let _ = writeln!(
+            out,
+            "| workload | measure | result | goal |\n|---|---|---|---|"
+        );
+        for workload in &self.workloads {
+            for figure in workload
+                .figures
+                .iter()
+                .filter(|figure| figure.goal.is_some())
+            {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} {} | {} |",
+                    workload.id,
+                    figure.label,
+                    number(figure.value),
+                    figure.unit,
+                    goal_cell(figure.goal, Some(figure.value), &figure.unit)
+                );
+            }
+            for ratio in &workload.ratios {
+                let value = ratio
+                    .value
+                    .map_or_else(|| "n/a".to_owned(), |value| format!("{value:.2}×"));
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} |",
+                    workload.id,
+                    ratio.label,
+                    value,
+                    goal_cell(ratio.goal, ratio.value, "×")
+                );
+            }
+            for failure in &workload.failures {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | failed | {} | |",
+                    workload.id,
+                    failure.replace('|', "/").replace('\n', " ")
+                );
+            }
         }
         out
     }
@@ -288,14 +440,65 @@ impl Report {
         let json_path = dir.join("report.json");
         let markdown_path = dir.join("report.md");
         let json = serde_json::to_string_pretty(self).map_err(ReportError::Serialize)?;
-        for (path, text) in [(&json_path, json), (&markdown_path, self.to_markdown())] {
-            std::fs::write(path, text).map_err(|source| ReportError::Write {
-                path: path.clone(),
-                source,
-            })?;
+        let mut files = vec![
+            (json_path.clone(), json),
+            (markdown_path.clone(), self.to_markdown()),
+        ];
+        for workload in &self.workloads {
+            for chart in &workload.charts {
+                let svg = crate::charts::svg(chart).map_err(|reason| ReportError::Chart {
+                    chart: chart.file_name(&workload.id),
+                    reason,
+                })?;
+                files.push((dir.join(chart.file_name(&workload.id)), svg));
+            }
+        }
+        for (path, text) in files {
+            std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })?;
         }
         Ok((json_path, markdown_path))
     }
+}
+
+/// The marker lines the README's generated measurements sit between.
+pub const README_START: &str = "<!-- bench:start -->";
+/// See [`README_START`].
+pub const README_END: &str = "<!-- bench:end -->";
+
+/// `readme` with everything between its [`README_START`] and [`README_END`]
+/// lines replaced by `table` (the marker lines are kept).
+pub fn replace_between_markers(readme: &str, table: &str) -> Result<String, ReadmeError> {
+    let start = readme.find(README_START).ok_or(ReadmeError::NoMarkers)?;
+    let after_start = start + README_START.len();
+    let end = readme[after_start..]
+        .find(README_END)
+        .map(|offset| after_start + offset)
+        .ok_or(ReadmeError::NoMarkers)?;
+    if readme[end + README_END.len()..].contains(README_START)
+        || readme[after_start..end].contains(README_START)
+    {
+        return Err(ReadmeError::SeveralMarkers);
+    }
+    let body = table.trim_end_matches('\n');
+    Ok(format!(
+        "{}\n{body}\n{}",
+        &readme[..after_start],
+        &readme[end..]
+    ))
+}
+
+/// Why the README's table could not be rewritten.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadmeError {
+    /// The README lacks the markers (or the end marker precedes the start).
+    #[error(
+        "the README has no `<!-- bench:start -->` line followed by a `<!-- bench:end -->` line: \
+         add both around the measurements table"
+    )]
+    NoMarkers,
+    /// The README holds more than one start marker.
+    #[error("the README holds more than one `<!-- bench:start -->` marker: keep one pair")]
+    SeveralMarkers,
 }
 
 /// Why the report could not be written.
@@ -312,6 +515,23 @@ pub enum ReportError {
     /// The report did not serialize (a non-finite number has no JSON form).
     #[error("cannot serialize the report as JSON: {0}")]
     Serialize(serde_json::Error),
+    /// A chart could not be drawn.
+    #[error("cannot draw the chart {chart}: {reason}")]
+    Chart {
+        /// The chart's file name.
+        chart: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Bytes as GiB for a person (`unknown` for 0).
+fn memory(bytes: u64) -> String {
+    if bytes == 0 {
+        "unknown".to_owned()
+    } else {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch (the civil
@@ -419,6 +639,33 @@ mod tests {
         );
         noop.ratio("vs_missing", "pypool ÷ nothing", "pypool", "absent", None);
         noop.fail("raw pipe: no python");
+        noop.chart(Chart {
+            id: "scaling".into(),
+            title: "Throughput vs concurrency".into(),
+            x_label: "callers".into(),
+            y_label: "requests/s".into(),
+            x_scale: Scale::Log2,
+            y_scale: Scale::Linear,
+            series: vec![
+                Series {
+                    label: "pypool".into(),
+                    points: vec![[1.0, 3_000.0], [4.0, 9_000.0], [16.0, 20_000.0]],
+                },
+                Series {
+                    label: "not measured".into(),
+                    points: vec![],
+                },
+            ],
+        });
+        noop.chart(Chart {
+            id: "empty".into(),
+            title: "Nothing".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            series: vec![],
+        });
         let mut facade = Workload::new("facade", "Facade", "mock workers");
         facade.figure("p50", "p50", 4.2, "µs", Some(Goal::AtMost(5.0)));
         Report {
@@ -428,11 +675,13 @@ mod tests {
                 os: "Linux 6.1".into(),
                 cpu_model: String::new(),
                 cpus: 2,
+                memory_bytes: 24 << 30,
                 load_average: Some(8.5),
                 python: "/venv/bin/python".into(),
                 python_version: "3.11.7".into(),
                 dspy_version: None,
                 pypool_rev: "abc123-dirty".into(),
+                pypool_version: "0.1.0".into(),
             },
             settings: Settings {
                 quick: true,
@@ -464,7 +713,9 @@ mod tests {
             "| load average at start (1 min) | 8.50 |",
             "| Python | 3.11.7 (`/venv/bin/python`) |",
             "| DSPy | not installed |",
-            "| pypool | `abc123-dirty` |",
+            "| pypool | 0.1.0 (`abc123-dirty`) |",
+            "| memory | 24.0 GiB |",
+            "![Throughput vs concurrency](noop-scaling.svg)",
             "| started | 2023-11-14 22:13:20 UTC |",
             "## No-op",
             "| multiprocessing.Pool | 12,000 requests/s |  |",
@@ -499,6 +750,80 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&markdown_path).expect("report.md"),
             report.to_markdown()
+        );
+    }
+
+    #[test]
+    fn charts_without_points_are_left_out_and_the_rest_are_written_as_svg() {
+        let report = sample();
+        let noop = &report.workloads[0];
+        assert_eq!(noop.charts.len(), 1, "the chart without series is dropped");
+        assert_eq!(
+            noop.charts[0].series.len(),
+            1,
+            "the empty series is dropped"
+        );
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        report.write(dir.path()).expect("the report is written");
+        let svg = std::fs::read_to_string(dir.path().join("noop-scaling.svg")).expect("the chart");
+        assert!(svg.starts_with("<svg"), "{svg}");
+        for text in [
+            "Throughput vs concurrency",
+            "pypool",
+            "requests/s",
+            "callers",
+        ] {
+            assert!(svg.contains(text), "the chart lacks {text:?}");
+        }
+        assert!(!dir.path().join("noop-empty.svg").exists());
+    }
+
+    #[test]
+    fn the_readme_table_lists_machine_goals_ratios_and_failures() {
+        let table = sample().readme_table();
+        for expected in [
+            "Quick run of `cargo xtask bench --quick`, 2023-11-14 22:13:20 UTC",
+            "(2 CPUs, 24.0 GiB), Linux 6.1; Python 3.11.7, DSPy not installed; pypool 0.1.0 (`abc123-dirty`)",
+            "| `noop` | pypool ÷ mp.Pool | 2.00× | ≥ 1.50× — **met** |",
+            "| `noop` | pypool ÷ nothing | n/a |  |",
+            "| `noop` | failed | raw pipe: no python | |",
+            "| `facade` | p50 | 4.20 µs | ≤ 5.00 µs — **met** |",
+        ] {
+            assert!(
+                table.contains(expected),
+                "missing {expected:?} in:\n{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_rewrite_replaces_only_what_is_between_the_markers() {
+        let readme = "# Title\n\nintro\n<!-- bench:start -->\nold table\nold line\n<!-- bench:end -->\n\n## Next\n";
+        let rewritten =
+            replace_between_markers(readme, "| new | table |\n").expect("markers found");
+        assert_eq!(
+            rewritten,
+            "# Title\n\nintro\n<!-- bench:start -->\n| new | table |\n<!-- bench:end -->\n\n## Next\n"
+        );
+        // Rewriting again with the same table changes nothing.
+        assert_eq!(
+            replace_between_markers(&rewritten, "| new | table |\n").expect("markers found"),
+            rewritten
+        );
+        assert_eq!(
+            replace_between_markers("no markers here\n", "x"),
+            Err(ReadmeError::NoMarkers)
+        );
+        assert_eq!(
+            replace_between_markers("<!-- bench:end -->\n<!-- bench:start -->\n", "x"),
+            Err(ReadmeError::NoMarkers)
+        );
+        assert_eq!(
+            replace_between_markers(
+                "<!-- bench:start -->\na\n<!-- bench:end -->\n<!-- bench:start -->\nb\n<!-- bench:end -->\n",
+                "x"
+            ),
+            Err(ReadmeError::SeveralMarkers)
         );
     }
 

@@ -49,19 +49,24 @@ pub struct Context {
 /// setting (issue 11), set it here, once, and every workload uses it; no
 /// workload assumes a capacity (the callers in flight are fixed, the pool
 /// decides how they meet the workers).
-fn python_pool(context: &Context, size: usize) -> PoolBuilder {
+pub(crate) fn python_pool(context: &Context, size: usize) -> PoolBuilder {
     Pool::builder()
         .size(size)
         .interpreter(&context.python)
         .log_level("warning")
 }
 
-fn pool_error(error: PoolError) -> String {
+/// A pool error as `kind: message`.
+pub(crate) fn pool_error(error: PoolError) -> String {
     format!("{}: {error}", error.kind())
 }
 
 /// Runs a baseline script off the async runtime.
-async fn script(context: &Context, name: &str, args: Vec<String>) -> Result<Value, String> {
+pub(crate) async fn script(
+    context: &Context,
+    name: &str,
+    args: Vec<String>,
+) -> Result<Value, String> {
     let (python, path) = (context.python.clone(), context.scripts.join(name));
     tokio::task::spawn_blocking(move || python::run_script(&python, &path, &args))
         .await
@@ -351,7 +356,99 @@ pub async fn noop(context: &Context) -> Workload {
         "raw_pipe",
         None,
     );
+    scaling(context, &mut workload).await;
     workload
+}
+
+/// Callers in flight (frames, for the raw pipe) of the throughput-vs-concurrency curve.
+pub const SCALING_LEVELS: [usize; 6] = [1, 4, 16, 64, 128, 256];
+
+/// Throughput vs concurrency: pypool's `ping` (the same 2-worker pool at every
+/// level) and the raw framed pipe, each level for the plan's scaling window.
+async fn scaling(context: &Context, workload: &mut Workload) {
+    let window = context.plan.scaling_window;
+    workload.parameter("scaling_window_s", window.as_secs_f64());
+    let mut pypool_points = Vec::new();
+    let measured = async {
+        let pool = python_pool(context, NOOP_WORKERS)
+            .build()
+            .map_err(|error| error.to_string())?;
+        let result = async {
+            pool.ready().await.map_err(pool_error)?;
+            for n in 0..NOOP_WORKERS as u64 * 4 {
+                ping(&pool, n).await?;
+            }
+            for callers in SCALING_LEVELS {
+                let rate = load::closed_loop(callers, window, {
+                    let pool = pool.clone();
+                    move |n| {
+                        let pool = pool.clone();
+                        async move { ping(&pool, n).await }
+                    }
+                })
+                .await
+                .check("ping")?;
+                pypool_points.push([callers as f64, rate]);
+            }
+            Ok::<(), String>(())
+        }
+        .await;
+        pool.shutdown(Duration::from_secs(5)).await;
+        result
+    }
+    .await;
+    if let Err(error) = measured {
+        workload.fail(format!("pypool, throughput vs concurrency: {error}"));
+    }
+    let mut raw_points = Vec::new();
+    for in_flight in SCALING_LEVELS {
+        match load::raw_pipe_throughput(&context.python, &context.scripts, in_flight, window)
+            .await
+            .and_then(|throughput| throughput.check("raw pipe"))
+        {
+            Ok(rate) => raw_points.push([in_flight as f64, rate]),
+            Err(error) => {
+                workload.fail(format!("raw pipe, {in_flight} in flight: {error}"));
+                break;
+            }
+        }
+    }
+    for &[callers, rate] in &pypool_points {
+        workload.figure(
+            &format!("pypool_c{callers}"),
+            &format!("pypool `ping`, {NOOP_WORKERS} workers, {callers} callers"),
+            rate,
+            "requests/s",
+            None,
+        );
+    }
+    for &[in_flight, rate] in &raw_points {
+        workload.figure(
+            &format!("raw_pipe_c{in_flight}"),
+            &format!("raw framed pipe, {in_flight} frames in flight"),
+            rate,
+            "frames/s",
+            None,
+        );
+    }
+    workload.chart(crate::report::Chart {
+        id: "scaling".to_owned(),
+        title: "No-op throughput vs concurrency".to_owned(),
+        x_label: "callers (frames) in flight".to_owned(),
+        y_label: "answers per second".to_owned(),
+        x_scale: crate::report::Scale::Log2,
+        y_scale: crate::report::Scale::Linear,
+        series: vec![
+            crate::report::Series {
+                label: format!("pypool ping, {NOOP_WORKERS} workers"),
+                points: pypool_points,
+            },
+            crate::report::Series {
+                label: "raw framed pipe, 1 echo loop".to_owned(),
+                points: raw_points,
+            },
+        ],
+    });
 }
 
 async fn ping_throughput(context: &Context, window: Duration) -> Result<f64, String> {
@@ -479,82 +576,48 @@ pub async fn ping_latency(context: &Context) -> Workload {
         "Ping latency: one caller, one worker",
         &format!(
             "{pings} sequential built-in `ping`s through a 1-worker pool, {pings} on one \
-             `pypool-process` worker connection without the pool, and {pings} frames of the same \
-             bytes through a raw framed pipe to a minimal Python echo loop (each after a warm-up)."
+             `pypool-process` worker connection without the pool, {pings} written straight to \
+             `python -m pypool_worker` (the worker runtime alone: a framed pipe driven from the \
+             benchmark's task, no `pypool-process`), and {pings} frames of the same bytes through a \
+             raw framed pipe to a minimal Python echo loop; interleaved in blocks of {PING_BLOCK} \
+             (each contestant in turn, the order rotating) so a change in the machine's load meets \
+             all alike; each after a warm-up. The steps from one to the next say where a ping's \
+             time goes: the pool facade, the connection (`pypool-process`), the Python runtime."
         ),
     );
     workload.parameter("pings", pings);
-    let through_pool = async {
-        let pool = python_pool(context, 1)
-            .build()
-            .map_err(|error| error.to_string())?;
-        let result = async {
-            pool.ready().await.map_err(pool_error)?;
-            for n in 0..100 {
-                ping(&pool, n).await?;
-            }
-            load::sequential(pings, |n| ping(&pool, n)).await
+    workload.parameter("block", PING_BLOCK);
+    let histograms = match interleaved_pings(context, pings).await {
+        Ok(histograms) => histograms,
+        Err(error) => {
+            workload.fail(error);
+            return workload;
         }
-        .await;
-        pool.shutdown(Duration::from_secs(5)).await;
-        result
     };
-    match through_pool.await {
-        Ok(latencies) => {
+    let names = [
+        ("pypool", "through the pool"),
+        ("process", "one `pypool-process` connection, no pool"),
+        (
+            "runtime",
+            "`python -m pypool_worker` over a bare framed pipe",
+        ),
+        ("raw", "raw framed pipe"),
+    ];
+    let mut series = Vec::new();
+    for ((id, label), histogram) in names.iter().zip(&histograms) {
+        for (suffix, quantile) in [("p50", 0.5), ("p99", 0.99)] {
             workload.figure(
-                "pypool_p50",
-                "through the pool: p50",
-                load::quantile_us(&latencies, 0.5),
-                "µs",
-                None,
-            );
-            workload.figure(
-                "pypool_p99",
-                "through the pool: p99",
-                load::quantile_us(&latencies, 0.99),
-                "µs",
-                None,
-            );
-        }
-        Err(error) => workload.fail(format!("pypool: {error}")),
-    }
-    match process_ping_latency(context, pings).await {
-        Ok(latencies) => {
-            workload.figure(
-                "process_p50",
-                "one `pypool-process` connection, no pool: p50",
-                load::quantile_us(&latencies, 0.5),
-                "µs",
-                None,
-            );
-            workload.figure(
-                "process_p99",
-                "one `pypool-process` connection, no pool: p99",
-                load::quantile_us(&latencies, 0.99),
+                &format!("{id}_{suffix}"),
+                &format!("{label}: {suffix}"),
+                load::quantile_us(histogram, quantile),
                 "µs",
                 None,
             );
         }
-        Err(error) => workload.fail(format!("pypool-process: {error}")),
-    }
-    match load::raw_pipe_latency(&context.python, &context.scripts, pings).await {
-        Ok(latencies) => {
-            workload.figure(
-                "raw_p50",
-                "raw framed pipe: p50",
-                load::quantile_us(&latencies, 0.5),
-                "µs",
-                None,
-            );
-            workload.figure(
-                "raw_p99",
-                "raw framed pipe: p99",
-                load::quantile_us(&latencies, 0.99),
-                "µs",
-                None,
-            );
-        }
-        Err(error) => workload.fail(format!("raw pipe: {error}")),
+        series.push(crate::report::Series {
+            label: (*label).replace('`', ""),
+            points: load::percentile_points(histogram),
+        });
     }
     workload.ratio(
         "p50_vs_raw",
@@ -570,52 +633,140 @@ pub async fn ping_latency(context: &Context) -> Workload {
         "raw_p50",
         None,
     );
+    workload.ratio(
+        "p50_vs_process",
+        "pool p50 ÷ `pypool-process` p50 (the facade's share)",
+        "pypool_p50",
+        "process_p50",
+        None,
+    );
+    workload.ratio(
+        "process_p50_vs_runtime",
+        "`pypool-process` p50 ÷ bare-pipe worker p50 (the connection's share)",
+        "process_p50",
+        "runtime_p50",
+        None,
+    );
+    workload.ratio(
+        "runtime_p50_vs_raw",
+        "bare-pipe worker p50 ÷ raw pipe p50 (the Python runtime's share)",
+        "runtime_p50",
+        "raw_p50",
+        None,
+    );
+    workload.ratio(
+        "p99_vs_raw",
+        "pool p99 ÷ raw pipe p99",
+        "pypool_p99",
+        "raw_p99",
+        None,
+    );
+    workload.chart(crate::report::Chart {
+        id: "latency".to_owned(),
+        title: "Ping latency by percentile, one caller".to_owned(),
+        x_label: "percentile".to_owned(),
+        y_label: "round trip, µs".to_owned(),
+        x_scale: crate::report::Scale::Nines,
+        y_scale: crate::report::Scale::Log,
+        series,
+    });
     workload
 }
 
-/// Sequential pings on one worker connection of `pypool-process`, without
-/// the pool: the protocol and process layer alone.
-async fn process_ping_latency(
+/// Pings per contestant in a row before the next contestant's turn.
+pub const PING_BLOCK: u64 = 100;
+
+/// The contestants' latencies (pool, `pypool-process`, the worker runtime on
+/// a bare pipe, the raw echo pipe), measured in interleaved blocks.
+async fn interleaved_pings(
     context: &Context,
     pings: u64,
-) -> Result<hdrhistogram::Histogram<u64>, String> {
+) -> Result<[hdrhistogram::Histogram<u64>; 4], String> {
+    let pool = python_pool(context, 1)
+        .build()
+        .map_err(|error| error.to_string())?;
     let spawner = PythonSpawner::new(
         pypool::PythonSpawnerConfig::new()
             .with_interpreter(&context.python)
             .with_log_level("warning"),
     );
-    let worker = spawner
-        .spawn(SpawnRequest {
-            worker_id: 1,
-            handshake_timeout: Duration::from_secs(60),
+    let worker = spawner.spawn(SpawnRequest {
+        worker_id: 1,
+        handshake_timeout: Duration::from_secs(60),
+    });
+    let (ready, worker, runtime, raw) = tokio::join!(
+        pool.ready(),
+        worker,
+        load::RawEcho::start_worker(&context.python, &context.scripts),
+        load::RawEcho::start(&context.python, &context.scripts)
+    );
+    let result = async {
+        ready.map_err(pool_error)?;
+        let worker = worker.map_err(|error| format!("pypool-process: {error}"))?;
+        let mut runtime = runtime?;
+        let mut raw = raw?;
+        let measured = async {
+            let mut histograms = [
+                load::histogram(),
+                load::histogram(),
+                load::histogram(),
+                load::histogram(),
+            ];
+            for n in 0..100 {
+                ping(&pool, n).await?;
+                process_ping(&worker, n).await?;
+                runtime.round_trip(n).await?;
+                raw.round_trip(n).await?;
+            }
+            let mut n = 100;
+            for round in 0..pings.div_ceil(PING_BLOCK) {
+                for turn in 0..4 {
+                    let contestant = (turn + round as usize) % 4;
+                    for _ in 0..PING_BLOCK {
+                        n += 1;
+                        let sent = std::time::Instant::now();
+                        match contestant {
+                            0 => ping(&pool, n).await?,
+                            1 => process_ping(&worker, n).await?,
+                            2 => runtime.round_trip(n).await?,
+                            _ => raw.round_trip(n).await?,
+                        }
+                        load::record(&mut histograms[contestant], sent.elapsed());
+                    }
+                }
+            }
+            Ok::<_, String>(histograms)
+        }
+        .await;
+        worker.terminate();
+        runtime.stop().await;
+        raw.stop().await;
+        measured
+    }
+    .await;
+    pool.shutdown(Duration::from_secs(5)).await;
+    result
+}
+
+/// One ping on a `pypool-process` connection, without the pool.
+async fn process_ping(
+    worker: &Arc<dyn pypool_seam::WorkerConnection>,
+    n: u64,
+) -> Result<(), String> {
+    let mut args = Map::new();
+    args.insert("payload".into(), n.into());
+    match worker
+        .call(Request {
+            id: n + 1,
+            command: "ping".into(),
+            args,
         })
         .await
-        .map_err(|error| error.to_string())?;
-    let call = |n: u64| {
-        let worker = Arc::clone(&worker);
-        async move {
-            let mut args = Map::new();
-            args.insert("payload".into(), n.into());
-            match worker
-                .call(Request {
-                    id: n + 1,
-                    command: "ping".into(),
-                    args,
-                })
-                .await
-            {
-                Ok(Outcome::Ok { result }) if result["payload"] == n => Ok(()),
-                Ok(other) => Err(format!("ping {n} got a wrong reply: {other:?}")),
-                Err(error) => Err(error.to_string()),
-            }
-        }
-    };
-    for n in 0..100 {
-        call(n).await?;
+    {
+        Ok(Outcome::Ok { result }) if result["payload"] == n => Ok(()),
+        Ok(other) => Err(format!("ping {n} got a wrong reply: {other:?}")),
+        Err(error) => Err(format!("pypool-process: {error}")),
     }
-    let result = load::sequential(pings, |n| call(n + 100)).await;
-    worker.terminate();
-    result
 }
 
 #[cfg(test)]
@@ -656,6 +807,13 @@ mod tests {
                 facade_window: Duration::from_millis(50),
                 facade_sequential: 200,
                 pings: 10,
+                scaling_window: Duration::from_millis(10),
+                startup_stdlib: &[1],
+                startup_dspy: &[1],
+                sequential_max_stdlib: 1,
+                sequential_max_dspy: 1,
+                replacements: 1,
+                chaos_window: Duration::from_millis(10),
             },
             lm_latency_ms: 1,
             dspy_version: None,

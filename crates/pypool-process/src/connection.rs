@@ -1,11 +1,12 @@
 //! A live connection to a Python worker process.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use pypool_seam::{
     CallError, Handshake, Outcome, PushError, Replied, ReplyStream, Request, RequestId,
     StreamControl, StreamSender, WorkerConnection, WorkerExit, WorkerId, stream_channel,
@@ -15,7 +16,7 @@ use pypool_wire::{
     WireError,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::memory;
@@ -53,6 +54,22 @@ impl Waiter {
     }
 }
 
+/// The worker's stdin as a frame sink.
+type FrameWriter = FramedWrite<Box<dyn AsyncWrite + Send + Unpin>, MessageCodec>;
+
+/// The worker's stdin while it is open (`None` once closed).
+struct Stdin(Option<FrameWriter>);
+
+impl std::fmt::Debug for Stdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Stdin(open)"
+        } else {
+            "Stdin(closed)"
+        })
+    }
+}
+
 /// Why the connection can no longer carry requests.
 #[derive(Debug, Clone)]
 enum Dead {
@@ -67,6 +84,11 @@ struct State {
     dead: Option<Dead>,
     /// The worker said `draining`: no request is queued after this is set.
     draining: bool,
+    /// Requests and cancels not yet handed to the frame writer, in the order
+    /// they are to be written (a cancel always after its request).
+    outbox: VecDeque<Message>,
+    /// The connection was dropped: the writer closes the worker's stdin.
+    closing: bool,
 }
 
 #[derive(Debug)]
@@ -85,6 +107,12 @@ struct Shared {
     reader_done: watch::Sender<bool>,
     /// Wakes the writer to close the worker's stdin once the worker drains.
     drained: tokio::sync::Notify,
+    /// The worker's stdin; `None` once closed. A caller writes its own
+    /// request (one task hop less on every call); the writer task writes
+    /// cancels, and whatever a caller abandoned mid-write.
+    writer: tokio::sync::Mutex<Stdin>,
+    /// Wakes the writer task: the outbox holds frames no caller will write.
+    write_wanted: tokio::sync::Notify,
 }
 
 /// Marks the reader done when dropped (on every way out of `read_replies`).
@@ -136,8 +164,6 @@ impl Shared {
 pub struct ProcessConnection {
     handshake: Handshake,
     shared: Arc<Shared>,
-    /// Requests and cancels for the writer, in the order they are written.
-    outgoing: mpsc::UnboundedSender<Message>,
     /// Kept as long as the connection: a forked worker's template.
     _keep_alive: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -165,19 +191,23 @@ impl ProcessConnection {
                 pending: PendingTable::new(),
                 dead: None,
                 draining: false,
+                outbox: VecDeque::new(),
+                closing: false,
             }),
             exit,
             reader_done: watch::Sender::new(false),
             drained: tokio::sync::Notify::new(),
+            writer: tokio::sync::Mutex::new(Stdin(Some(FramedWrite::new(
+                Box::new(stdin),
+                MessageCodec::new(max_frame_bytes),
+            )))),
+            write_wanted: tokio::sync::Notify::new(),
         });
-        let (outgoing, queued) = mpsc::unbounded_channel();
-        let writer = FramedWrite::new(stdin, MessageCodec::new(max_frame_bytes));
-        tokio::spawn(write_requests(Arc::clone(&shared), writer, queued));
+        tokio::spawn(write_requests(Arc::clone(&shared)));
         tokio::spawn(read_replies(Arc::clone(&shared), frames));
         Self {
             handshake,
             shared,
-            outgoing,
             _keep_alive: None,
         }
     }
@@ -192,77 +222,145 @@ impl ProcessConnection {
     }
 }
 
-/// Writes queued requests and cancels as frames, in order (a cancel always
-/// after the request it cancels), until the queue closes or a write fails.
-/// It is the only writer of the worker's stdin, so frames never interleave.
-async fn write_requests<W: AsyncWrite + Unpin>(
-    shared: Arc<Shared>,
-    mut writer: FramedWrite<W, MessageCodec>,
-    mut queued: mpsc::UnboundedReceiver<Message>,
-) {
-    loop {
-        let message = tokio::select! {
-            biased;
-            message = queued.recv() => match message {
-                Some(message) => message,
-                None => return,
-            },
-            () = shared.drained.notified() => {
-                // The worker is draining: nothing is queued after the flag was
-                // set, so write what is left (the worker answers `not_started`)
-                // and close its stdin, which lets it exit.
-                while let Ok(message) = queued.try_recv() {
-                    if writer.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                tracing::debug!(worker_id = shared.worker_id, "worker is draining; closing its stdin");
-                return;
+/// Wakes the writer task if the caller that was writing the outbox is
+/// dropped before its frames were out (they must still be written).
+struct WriteOnDrop<'a> {
+    shared: &'a Shared,
+    done: bool,
+}
+
+impl Drop for WriteOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.write_wanted.notify_one();
+        }
+    }
+}
+
+impl Shared {
+    /// Writes every frame of the outbox, in order, and flushes them; the one
+    /// writer of the worker's stdin at a time (the mutex), so frames never
+    /// interleave. A caller dropped part-way leaves nothing lost: a frame is
+    /// taken from the outbox only once the sink can take it whole, and what
+    /// is taken but not yet flushed stays in the sink's buffer for the next
+    /// writer (the writer task, woken by [`WriteOnDrop`]).
+    async fn write_outbox(&self) {
+        let mut guard = WriteOnDrop {
+            shared: self,
+            done: false,
+        };
+        let mut writer = self.writer.lock().await;
+        if let Some(sink) = writer.0.as_mut() {
+            if !self.feed_and_flush(sink).await {
+                // Broken or closed: the reader reports how the worker ended.
+                writer.0 = None;
             }
-        };
-        let request_id = match &message {
-            Message::Request(request) => request.id,
-            Message::StreamRequest(request) => request.id,
-            Message::Cancel(cancel) => cancel.id,
-            Message::Credit(credit) => credit.id,
-            _ => continue,
-        };
-        let is_request = matches!(message, Message::Request(_) | Message::StreamRequest(_));
-        match writer.send(message).await {
-            Ok(()) => {}
-            Err(WireError::Io(error)) => {
+        }
+        guard.done = true;
+    }
+
+    /// Feeds the outbox to `sink` and flushes; false when the sink is broken.
+    async fn feed_and_flush(&self, sink: &mut FrameWriter) -> bool {
+        loop {
+            if let Err(error) = futures::future::poll_fn(|cx| {
+                futures::Sink::<Message>::poll_ready(std::pin::Pin::new(&mut *sink), cx)
+            })
+            .await
+            {
+                tracing::debug!(worker_id = self.worker_id, %error, "writing to worker failed");
+                return false;
+            }
+            let Some(message) = self.lock().outbox.pop_front() else {
+                break;
+            };
+            let request_id = match &message {
+                Message::Request(request) => request.id,
+                Message::StreamRequest(request) => request.id,
+                Message::Cancel(cancel) => cancel.id,
+                Message::Credit(credit) => credit.id,
+                _ => continue,
+            };
+            let is_request = matches!(message, Message::Request(_) | Message::StreamRequest(_));
+            match futures::Sink::<Message>::start_send(std::pin::Pin::new(&mut *sink), message) {
+                Ok(()) => {}
+                Err(WireError::Io(error)) => {
+                    tracing::debug!(worker_id = self.worker_id, %error, "writing to worker failed");
+                    return false;
+                }
+                Err(error) => {
+                    // Nothing was written (the codec never writes a partial
+                    // frame), but the protocol says the connection is dead.
+                    self.refuse(request_id, is_request, &error);
+                    return false;
+                }
+            }
+        }
+        match futures::future::poll_fn(|cx| {
+            futures::Sink::<Message>::poll_flush(std::pin::Pin::new(&mut *sink), cx)
+        })
+        .await
+        {
+            Ok(()) => true,
+            Err(error) => {
                 // The worker closed its stdin: it is exiting. The reader sees
                 // the end of the frame stream and reports the exit.
-                tracing::debug!(worker_id = shared.worker_id, %error, "writing to worker failed");
-                return;
-            }
-            Err(error) => {
-                // Nothing was written (the codec never writes a partial
-                // frame), but the protocol says the connection is dead.
-                let reason = error.to_string();
-                let taken = if is_request {
-                    shared.lock().pending.take(request_id).ok()
-                } else {
-                    None
-                };
-                if let Some(waiter) = taken {
-                    waiter.finish(
-                        Err(CallError::NotSent {
-                            worker_id: shared.worker_id,
-                            request_id,
-                            reason: reason.clone(),
-                        }),
-                        None,
-                    );
-                }
-                shared.die(Dead::Closed(format!(
-                    "request {request_id} could not be encoded: {reason}"
-                )));
-                shared.process.kill_tree();
-                return;
+                tracing::debug!(worker_id = self.worker_id, %error, "writing to worker failed");
+                false
             }
         }
     }
+
+    /// A frame could not be encoded: its request fails as never sent, and the
+    /// connection dies (the worker is killed).
+    fn refuse(&self, request_id: u64, is_request: bool, error: &WireError) {
+        let reason = error.to_string();
+        let taken = if is_request {
+            self.lock().pending.take(request_id).ok()
+        } else {
+            None
+        };
+        if let Some(waiter) = taken {
+            waiter.finish(
+                Err(CallError::NotSent {
+                    worker_id: self.worker_id,
+                    request_id,
+                    reason: reason.clone(),
+                }),
+                None,
+            );
+        }
+        self.die(Dead::Closed(format!(
+            "request {request_id} could not be encoded: {reason}"
+        )));
+        self.process.kill_tree();
+    }
+}
+
+/// Writes the frames no caller writes (cancels, and what a dropped caller left
+/// behind), and closes the worker's stdin once the worker drains (after
+/// writing what is left: the worker answers it `not_started`) or the
+/// connection is dropped.
+async fn write_requests(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            biased;
+            () = shared.write_wanted.notified() => {
+                if shared.lock().closing {
+                    break;
+                }
+                shared.write_outbox().await;
+            }
+            () = shared.drained.notified() => {
+                // The worker is draining: nothing is queued after the flag was
+                // set, so write what is left and close its stdin, which lets
+                // it exit.
+                shared.write_outbox().await;
+                tracing::debug!(worker_id = shared.worker_id, "worker is draining; closing its stdin");
+                break;
+            }
+        }
+    }
+    drop(shared.writer.lock().await.0.take());
 }
 
 /// Reads replies and hands each to its caller, until the stream ends or breaks.
@@ -451,17 +549,12 @@ impl WorkerConnection for ProcessConnection {
             }
             // Queued while holding the lock, so a concurrent `die` either saw
             // this entry (and fails it) or happened before (and we returned).
-            if self.outgoing.send(Message::Request(request)).is_err() {
-                // The writer is gone; the reader will report why when the
-                // stream ends. The entry stays pending until then.
-                tracing::debug!(
-                    worker_id = self.shared.worker_id,
-                    request_id,
-                    "writer already stopped"
-                );
-            }
+            // Should the writer be closed already, the entry stays pending
+            // until the reader reports why.
+            state.outbox.push_back(Message::Request(request));
             reply
         };
+        self.shared.write_outbox().await;
         reply.await.unwrap_or_else(|_| {
             Err(CallError::Closed {
                 worker_id: self.shared.worker_id,
@@ -476,47 +569,54 @@ impl WorkerConnection for ProcessConnection {
         window: NonZeroU32,
     ) -> Result<ReplyStream, CallError> {
         let request_id = request.id;
-        let mut state = self.shared.lock();
-        if let Some(dead) = &state.dead {
-            return Err(self.shared.error_for(dead, request_id));
-        }
-        if state.draining {
-            return Err(CallError::NotSent {
-                worker_id: self.shared.worker_id,
-                request_id,
-                reason: "the worker is stopping (draining) and takes no more requests".to_owned(),
+        let stream = {
+            let mut state = self.shared.lock();
+            if let Some(dead) = &state.dead {
+                return Err(self.shared.error_for(dead, request_id));
+            }
+            if state.draining {
+                return Err(CallError::NotSent {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                    reason: "the worker is stopping (draining) and takes no more requests"
+                        .to_owned(),
+                });
+            }
+            if state.pending.contains(request_id) {
+                return Err(CallError::DuplicateRequestId {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                });
+            }
+            let control = Arc::new(Control {
+                shared: Arc::clone(&self.shared),
             });
-        }
-        if state.pending.contains(request_id) {
-            return Err(CallError::DuplicateRequestId {
-                worker_id: self.shared.worker_id,
-                request_id,
-            });
-        }
-        let control = Arc::new(Control {
-            shared: Arc::clone(&self.shared),
-            outgoing: self.outgoing.downgrade(),
-        });
-        let (sender, stream) = stream_channel(self.shared.worker_id, request_id, window, control);
-        let waiter = Waiter::Stream {
-            sender,
-            next_seq: 0,
+            let (sender, stream) =
+                stream_channel(self.shared.worker_id, request_id, window, control);
+            let waiter = Waiter::Stream {
+                sender,
+                next_seq: 0,
+            };
+            if state.pending.insert(request_id, waiter).is_err() {
+                return Err(CallError::DuplicateRequestId {
+                    worker_id: self.shared.worker_id,
+                    request_id,
+                });
+            }
+            // Queued under the lock, as `call` does, so its credits and its
+            // cancel follow it.
+            state
+                .outbox
+                .push_back(Message::StreamRequest(StreamRequest::new(
+                    request,
+                    window.get(),
+                )));
+            stream
         };
-        if state.pending.insert(request_id, waiter).is_err() {
-            return Err(CallError::DuplicateRequestId {
-                worker_id: self.shared.worker_id,
-                request_id,
-            });
-        }
-        // Queued under the lock, as `call` does.
-        let message = Message::StreamRequest(StreamRequest::new(request, window.get()));
-        if self.outgoing.send(message).is_err() {
-            tracing::debug!(
-                worker_id = self.shared.worker_id,
-                request_id,
-                "writer already stopped"
-            );
-        }
+        // Written by the caller, as `call` does. Should this future be dropped
+        // part-way, the stream it holds is dropped too: its cancel is queued
+        // after the request, and the writer task writes both.
+        self.shared.write_outbox().await;
         Ok(stream)
     }
 
@@ -525,7 +625,7 @@ impl WorkerConnection for ProcessConnection {
     }
 
     fn cancel(&self, request_id: RequestId) {
-        send_cancel(&self.shared, &self.outgoing, request_id);
+        self.shared.send_cancel(request_id);
     }
 
     async fn exited(&self) -> WorkerExit {
@@ -579,65 +679,63 @@ impl WorkerConnection for ProcessConnection {
     }
 }
 
-/// Queues a `cancel` for a request still waiting for its reply.
-fn send_cancel(shared: &Shared, outgoing: &mpsc::UnboundedSender<Message>, request_id: RequestId) {
-    let state = shared.lock();
-    // Only a request still waiting for its reply is worth a frame; the
-    // call itself stays pending until the worker answers it (exactly once:
-    // `cancelled`, or its result if it finished first) or dies. A
-    // draining worker finishes or refuses everything it holds anyway.
-    if state.dead.is_some() || state.draining || !state.pending.contains(request_id) {
-        return;
-    }
-    // Queued under the lock, like a request, so the cancel follows its request.
-    if outgoing
-        .send(Message::Cancel(Cancel { id: request_id }))
-        .is_err()
-    {
-        tracing::debug!(
-            worker_id = shared.worker_id,
-            request_id,
-            "writer already stopped; cancel not sent"
-        );
+impl Shared {
+    /// Queues a `cancel` for a request still waiting for its reply, for the
+    /// writer task (a cancel cannot wait for the worker's stdin).
+    fn send_cancel(&self, request_id: RequestId) {
+        let mut state = self.lock();
+        // Only a request still waiting for its reply is worth a frame; the
+        // call itself stays pending until the worker answers it (exactly once:
+        // `cancelled`, or its result if it finished first) or dies. A
+        // draining worker finishes or refuses everything it holds anyway.
+        if state.dead.is_some() || state.draining || !state.pending.contains(request_id) {
+            return;
+        }
+        // Queued under the lock, like a request, so the cancel follows its
+        // request.
+        state
+            .outbox
+            .push_back(Message::Cancel(Cancel { id: request_id }));
+        drop(state);
+        self.write_wanted.notify_one();
     }
 }
 
 /// A stream's way back to its worker: credit as its consumer reads, a cancel
-/// when the consumer lets go. It holds the writer's queue weakly: a stream
-/// kept after its connection was dropped does not keep the writer alive.
+/// when the consumer lets go. Both are queued in the outbox for the writer
+/// task (neither may wait); once the connection is dropped (or dead) they are
+/// not queued at all.
 #[derive(Debug)]
 struct Control {
     shared: Arc<Shared>,
-    outgoing: mpsc::WeakUnboundedSender<Message>,
 }
 
 impl StreamControl for Control {
     fn grant(&self, request_id: RequestId, grant: u32) {
-        let Some(outgoing) = self.outgoing.upgrade() else {
-            return;
-        };
-        let state = self.shared.lock();
-        if state.dead.is_some() || !state.pending.contains(request_id) {
+        let mut state = self.shared.lock();
+        if state.dead.is_some() || state.closing || !state.pending.contains(request_id) {
             return;
         }
-        // Queued under the lock, so it follows the stream's request.
-        let credit = Message::Credit(Credit {
+        // Queued under the lock, so it follows the stream's request. A grant
+        // for the same stream still waiting at the end of the outbox takes
+        // this one in: one frame for both.
+        if let Some(Message::Credit(queued)) = state.outbox.back_mut()
+            && queued.id == request_id
+            && let Some(sum) = queued.grant.checked_add(grant)
+        {
+            queued.grant = sum;
+            return;
+        }
+        state.outbox.push_back(Message::Credit(Credit {
             id: request_id,
             grant,
-        });
-        if outgoing.send(credit).is_err() {
-            tracing::debug!(
-                worker_id = self.shared.worker_id,
-                request_id,
-                "writer already stopped; credit not sent"
-            );
-        }
+        }));
+        drop(state);
+        self.shared.write_wanted.notify_one();
     }
 
     fn cancel(&self, request_id: RequestId) {
-        if let Some(outgoing) = self.outgoing.upgrade() {
-            send_cancel(&self.shared, &outgoing, request_id);
-        }
+        self.shared.send_cancel(request_id);
     }
 }
 
@@ -645,6 +743,8 @@ impl Drop for ProcessConnection {
     fn drop(&mut self) {
         self.shared
             .die(Dead::Closed("the connection was dropped".to_owned()));
+        self.shared.lock().closing = true;
+        self.shared.write_wanted.notify_one();
         self.shared.process.kill_tree();
     }
 }
@@ -690,8 +790,20 @@ mod tests {
         DuplexStream,
         FramedRead<DuplexStream, MessageCodec>,
     ) {
+        connect_through(pid, 1 << 16)
+    }
+
+    /// [`connect`] with a pipe to the worker's stdin holding `stdin_bytes`.
+    fn connect_through(
+        pid: u32,
+        stdin_bytes: usize,
+    ) -> (
+        ProcessConnection,
+        DuplexStream,
+        FramedRead<DuplexStream, MessageCodec>,
+    ) {
         let (host_out, worker_out) = tokio::io::duplex(1 << 16);
-        let (host_in, worker_in) = tokio::io::duplex(1 << 16);
+        let (host_in, worker_in) = tokio::io::duplex(stdin_bytes);
         let (_exit_tx, exit) = watch::channel(None);
         std::mem::forget(_exit_tx);
         let connection = ProcessConnection::start(
@@ -779,6 +891,108 @@ mod tests {
         let mut rest = Vec::new();
         let _ = worker_in.get_mut().read_to_end(&mut rest).await;
         assert!(rest.is_empty());
+        drop(connection);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+    }
+
+    /// Reads the worker's stdin until `seen` holds `count` messages.
+    async fn read_frames(
+        worker_in: &mut FramedRead<DuplexStream, MessageCodec>,
+        bytes: &mut Vec<u8>,
+        seen: &mut Vec<Message>,
+        count: usize,
+    ) {
+        let mut chunk = [0u8; 1024];
+        while seen.len() < count {
+            let read = tokio::time::timeout(
+                Duration::from_secs(30),
+                worker_in.get_mut().read(&mut chunk),
+            )
+            .await
+            .expect("the frames left behind are written")
+            .unwrap();
+            assert!(read > 0, "the worker's stdin closed early");
+            bytes.extend_from_slice(&chunk[..read]);
+            while bytes.len() >= 4 {
+                let length = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+                if bytes.len() < 4 + length {
+                    break;
+                }
+                let message: Message = serde_json::from_slice(&bytes[4..4 + length])
+                    .expect("whole frames, never interleaved");
+                seen.push(message);
+                bytes.drain(..4 + length);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_dropped_while_writing_its_request_leaves_whole_frames_behind() {
+        let mut stand_in = stand_in();
+        // A 64-byte pipe: the caller's write of a 4 KiB request stalls part-way.
+        let (connection, mut worker_out, mut worker_in) = connect_through(stand_in.id(), 64);
+        let connection = Arc::new(connection);
+        let big = |id: u64| Request {
+            id,
+            command: "work".into(),
+            args: serde_json::json!({ "blob": "x".repeat(4096) })
+                .as_object()
+                .cloned()
+                .unwrap(),
+        };
+        let stalled = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(big(1)).await }
+        });
+        // The first bytes arrive: the caller is writing (and stalls there).
+        let mut first = [0u8; 16];
+        worker_in.get_mut().read_exact(&mut first).await.unwrap();
+        stalled.abort();
+        assert!(stalled.await.unwrap_err().is_cancelled());
+        // With nothing else going on, the rest of frame 1 is written (by the
+        // writer task: the caller that started it is gone), whole.
+        let mut bytes = first.to_vec();
+        let mut seen = Vec::new();
+        read_frames(&mut worker_in, &mut bytes, &mut seen, 1).await;
+        assert!(
+            matches!(&seen[0], Message::Request(request) if request.id == 1),
+            "{:?}",
+            seen[0]
+        );
+        // Then another caller's request and a cancel: each whole.
+        let next = tokio::spawn({
+            let connection = Arc::clone(&connection);
+            async move { connection.call(big(2)).await }
+        });
+        connection.cancel(1);
+        read_frames(&mut worker_in, &mut bytes, &mut seen, 3).await;
+        // Request 2 and the cancel of 1 were queued by two tasks at once:
+        // either order, each whole, both after the half-written frame 1.
+        assert!(
+            seen[1..]
+                .iter()
+                .any(|message| matches!(message, Message::Request(request) if request.id == 2)),
+            "{seen:?}"
+        );
+        assert!(
+            seen[1..]
+                .iter()
+                .any(|message| matches!(message, Message::Cancel(cancel) if cancel.id == 1)),
+            "{seen:?}"
+        );
+        send(
+            &mut worker_out,
+            Message::Reply(Reply {
+                id: 2,
+                outcome: Outcome::Ok {
+                    result: serde_json::json!(2),
+                },
+                usage: None,
+            }),
+        )
+        .await;
+        assert!(next.await.unwrap().is_ok());
         drop(connection);
         let _ = stand_in.kill();
         let _ = stand_in.wait();
