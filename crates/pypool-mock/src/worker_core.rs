@@ -186,8 +186,14 @@ impl WorkerCore {
     /// Whether a call may be made now: `Err` with the reason if the worker
     /// exited or its connection closed.
     pub(crate) fn check_open(&self, request_id: RequestId) -> Result<(), CallError> {
+        self.refusal(&self.lock(), request_id)
+    }
+
+    /// Why a call with `request_id` is refused now, if it is: the worker
+    /// exited or its connection closed.
+    fn refusal(&self, state: &CoreState, request_id: RequestId) -> Result<(), CallError> {
         let worker_id = self.worker_id();
-        match &self.lock().refusal {
+        match &state.refusal {
             Some(Refusal::Exited(exit)) => Err(CallError::WorkerExited {
                 worker_id,
                 request_id,
@@ -207,36 +213,27 @@ impl WorkerCore {
         self.stats.request_answered();
     }
 
+    /// Refuses `request` as the real connection would: the worker exited or
+    /// its connection closed, or the id is already in flight.
+    fn admit(&self, state: &CoreState, request: &Request) -> Result<(), CallError> {
+        self.refusal(state, request.id)?;
+        if state.in_flight.contains_key(&request.id) {
+            return Err(CallError::DuplicateRequestId {
+                worker_id: self.worker_id(),
+                request_id: request.id,
+            });
+        }
+        Ok(())
+    }
+
     /// Registers `request` as in flight and hands it to the worker side; the
     /// returned receiver yields its outcome.
     pub(crate) fn send(
         &self,
         request: Request,
     ) -> Result<oneshot::Receiver<Result<Replied, CallError>>, CallError> {
-        let worker_id = self.worker_id();
         let mut state = self.lock();
-        match &state.refusal {
-            Some(Refusal::Exited(exit)) => {
-                return Err(CallError::WorkerExited {
-                    worker_id,
-                    request_id: request.id,
-                    exit: *exit,
-                });
-            }
-            Some(Refusal::Closed(reason)) => {
-                return Err(CallError::Closed {
-                    worker_id,
-                    reason: reason.clone(),
-                });
-            }
-            None => {}
-        }
-        if state.in_flight.contains_key(&request.id) {
-            return Err(CallError::DuplicateRequestId {
-                worker_id,
-                request_id: request.id,
-            });
-        }
+        self.admit(&state, &request)?;
         let (reply_tx, reply_rx) = oneshot::channel();
         state.in_flight.insert(request.id, Waiter::Call(reply_tx));
         self.requests_seen.fetch_add(1, Ordering::Relaxed);
@@ -256,34 +253,12 @@ impl WorkerCore {
         request: Request,
         window: NonZeroU32,
     ) -> Result<ReplyStream, CallError> {
-        let worker_id = self.worker_id();
         let mut state = self.lock();
-        match &state.refusal {
-            Some(Refusal::Exited(exit)) => {
-                return Err(CallError::WorkerExited {
-                    worker_id,
-                    request_id: request.id,
-                    exit: *exit,
-                });
-            }
-            Some(Refusal::Closed(reason)) => {
-                return Err(CallError::Closed {
-                    worker_id,
-                    reason: reason.clone(),
-                });
-            }
-            None => {}
-        }
-        if state.in_flight.contains_key(&request.id) {
-            return Err(CallError::DuplicateRequestId {
-                worker_id,
-                request_id: request.id,
-            });
-        }
+        self.admit(&state, &request)?;
         let control = Arc::new(MockControl {
             core: Arc::downgrade(self),
         });
-        let (sender, stream) = stream_channel(worker_id, request.id, window, control);
+        let (sender, stream) = stream_channel(self.worker_id(), request.id, window, control);
         state.in_flight.insert(
             request.id,
             Waiter::Stream {

@@ -290,20 +290,7 @@ impl Inner {
             }
             Some(Err(call_error)) => {
                 reached_worker = !matches!(call_error, CallError::NotSent { .. });
-                // The pool killed this worker because another request on it
-                // outlived its deadline: this one ended with the worker.
-                let call_error = match call_error {
-                    CallError::Closed { worker_id, .. }
-                        if self.was_killed_at_deadline(worker_id) =>
-                    {
-                        CallError::WorkerExited {
-                            worker_id,
-                            request_id,
-                            exit: pypool_seam::WorkerExit::signal(9),
-                        }
-                    }
-                    other => other,
-                };
+                let call_error = self.as_seen_by_caller(call_error, request_id);
                 let class = class_of_call(&call_error);
                 (
                     Err(pool_error_of_call(call_error, &command, request_id)),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use pypool_affinity::{AffinityStore, SessionId};
 use pypool_clock::SharedClock;
-use pypool_seam::{SpawnError, WorkerConnection, WorkerId, WorkerSpawner};
+use pypool_seam::{CallError, RequestId, SpawnError, WorkerConnection, WorkerId, WorkerSpawner};
 use pypool_store::{ProgramStore, SessionDataStore};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -255,11 +255,32 @@ impl Inner {
     }
 
     /// Whether the pool killed worker `id` at a request's deadline.
-    pub(crate) fn was_killed_at_deadline(&self, id: WorkerId) -> bool {
+    fn was_killed_at_deadline(&self, id: WorkerId) -> bool {
         self.killed_at_deadline
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&id)
+    }
+
+    /// `call_error` as the caller should see it: a request whose worker the
+    /// pool killed because another request on it outlived its deadline
+    /// ended with the worker (`worker_exited`, signal 9), not with a closed
+    /// connection.
+    pub(crate) fn as_seen_by_caller(
+        &self,
+        call_error: CallError,
+        request_id: RequestId,
+    ) -> CallError {
+        match call_error {
+            CallError::Closed { worker_id, .. } if self.was_killed_at_deadline(worker_id) => {
+                CallError::WorkerExited {
+                    worker_id,
+                    request_id,
+                    exit: pypool_seam::WorkerExit::signal(9),
+                }
+            }
+            other => other,
+        }
     }
 
     /// The current settings and their version.

@@ -327,18 +327,7 @@ impl Open {
                 (Err(error), Some(class), true, None)
             }
             Err(call_error) => {
-                let call_error = match call_error {
-                    CallError::Closed { worker_id, .. }
-                        if inner.was_killed_at_deadline(worker_id) =>
-                    {
-                        CallError::WorkerExited {
-                            worker_id,
-                            request_id,
-                            exit: pypool_seam::WorkerExit::signal(9),
-                        }
-                    }
-                    other => other,
-                };
+                let call_error = inner.as_seen_by_caller(call_error, request_id);
                 let class = class_of_call(&call_error);
                 let error = pool_error_of_call(call_error, &command, request_id);
                 (Err(error), Some(class), false, None)
