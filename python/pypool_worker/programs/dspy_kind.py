@@ -52,7 +52,6 @@ event loop instead (docs/PROTOCOL.md gives the measurement behind the default).
 import asyncio
 import contextvars
 import hashlib
-import importlib
 import inspect
 import json
 import logging
@@ -348,27 +347,12 @@ def _build_custom(spec: Dict[str, Any], path: str, stream_fields: Optional[List[
     module_name, _, attribute = (part.strip() for part in path.partition(":"))
     if not module_name or not attribute or ":" in attribute:
         raise invalid_arguments("%s: spec.module must be a dspy class name or 'package.module:Class', got %r" % (where, path))
-    prefixes = python_kind.allowed_prefixes()
-    if not python_kind.module_allowed(module_name, prefixes):
-        raise invalid_arguments(
-            "%s: module %r is not allowed for programs on this pool (allowed module prefixes: %s)"
-            % (where, module_name, ", ".join(prefixes or ()) or "none")
-        )
+    python_kind.check_allowed(module_name, where)
     try:
         dspy = load_dspy()
     except ImportError as exc:
         raise invalid_arguments("%s: cannot build a dspy program: %s" % (where, exc)) from exc
-    try:
-        target: Any = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:
-        raise invalid_arguments(
-            "%s: cannot import module %r named by spec.module: %s: %s" % (where, module_name, type(exc).__name__, exc),
-            traceback.format_exc(),
-        ) from exc
-    for name in attribute.split("."):
-        if not hasattr(target, name):
-            raise invalid_arguments("%s: %r has no attribute %r (spec.module %r)" % (where, target, name, path))
-        target = getattr(target, name)
+    target = python_kind.import_named(module_name, attribute, path, "spec.module", where)
     if not (isinstance(target, type) and issubclass(target, dspy.Module)):
         raise invalid_arguments("%s: spec.module %r is not a dspy.Module subclass" % (where, path))
     try:

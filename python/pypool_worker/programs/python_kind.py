@@ -86,6 +86,34 @@ class PythonProgram:
         return "python %s (%s)" % (self.path, self.concurrency)
 
 
+def check_allowed(module_name: str, where: str) -> None:
+    """Raises ``invalid_arguments`` unless the pool's allow-list admits ``module_name``."""
+    prefixes = allowed_prefixes()
+    if not module_allowed(module_name, prefixes):
+        raise invalid_arguments(
+            "%s: module %r is not allowed for programs on this pool (allowed module prefixes: %s)"
+            % (where, module_name, ", ".join(prefixes or ()) or "none")
+        )
+
+
+def import_named(module_name: str, attribute: str, path: str, field: str, where: str) -> Any:
+    """Imports ``module_name`` and walks the dotted ``attribute`` in it (``path`` as
+    written in the spec's ``field``); raises ``invalid_arguments`` with the
+    traceback when the import fails, or naming the missing attribute."""
+    try:
+        target: Any = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:
+        raise invalid_arguments(
+            "%s: cannot import module %r named by %s: %s: %s" % (where, module_name, field, type(exc).__name__, exc),
+            traceback.format_exc(),
+        ) from exc
+    for name in attribute.split("."):
+        if not hasattr(target, name):
+            raise invalid_arguments("%s: %r has no attribute %r (%s %r)" % (where, target, name, field, path))
+        target = getattr(target, name)
+    return target
+
+
 def build(spec: Dict[str, Any], where: str) -> PythonProgram:
     """Imports the function a spec names; raises ``invalid_arguments`` when it cannot."""
     validate.check_spec_keys(spec, _SPEC_REQUIRED, _SPEC_OPTIONAL, where)
@@ -102,23 +130,8 @@ def build(spec: Dict[str, Any], where: str) -> PythonProgram:
     module_name, attribute = (part.strip() for part in path.split(":"))
     if not module_name or not attribute:
         raise invalid_arguments("%s: spec.callable must be 'package.module:function', got %r" % (where, path))
-    prefixes = allowed_prefixes()
-    if not module_allowed(module_name, prefixes):
-        raise invalid_arguments(
-            "%s: module %r is not allowed for programs on this pool (allowed module prefixes: %s)"
-            % (where, module_name, ", ".join(prefixes or ()) or "none")
-        )
-    try:
-        target: Any = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:
-        raise invalid_arguments(
-            "%s: cannot import module %r named by spec.callable: %s: %s" % (where, module_name, type(exc).__name__, exc),
-            traceback.format_exc(),
-        ) from exc
-    for name in attribute.split("."):
-        if not hasattr(target, name):
-            raise invalid_arguments("%s: %r has no attribute %r (spec.callable %r)" % (where, target, name, path))
-        target = getattr(target, name)
+    check_allowed(module_name, where)
+    target = import_named(module_name, attribute, path, "spec.callable", where)
     if not callable(target):
         raise invalid_arguments("%s: spec.callable %r names a %s, not a function" % (where, path, type(target).__name__))
     try:
