@@ -489,7 +489,7 @@ class Server:
             # answered here, which saves handing it to another thread and back.
             # Never a stream: this thread applies credits, so nothing that may
             # wait for one runs here.
-            self._run_held(held)
+            self._run_inline(held)
         elif held.mode == SERIAL:
             self._post(("serial", held))
         elif held.mode == THREADS:
@@ -598,6 +598,28 @@ class Server:
             self.log.exception("internal error while handling request %d %r", held.id, held.name)
             reply = _error_reply(held.id, "internal", "pypool_worker failed: %s" % _text_of(exc))
         self._complete(held, reply, started)
+
+    def _run_inline(self, held: Held) -> None:
+        """Runs an inline built-in (``ping``) on the reader thread and replies.
+
+        The short path of :meth:`_run_held`: nothing else can touch ``held``
+        while it runs (a cancel is read by this same thread, after it), the
+        handler is a plain function that returns no generator or coroutine, and
+        no stream or event loop is involved; the reply is encoded, logged and
+        sent exactly as :meth:`_complete` does.
+        """
+        held.state = RUNNING
+        started = time.monotonic()
+        try:
+            reply = ok_reply(held.id, held.command.handler(**held.args))
+        except CommandError as exc:
+            reply = _error_reply(held.id, exc.kind, exc.message, traceback_text=exc.traceback_text)
+        except BaseException as exc:  # noqa: B036 - as in _call_sync: the handler's fault, never the worker's end
+            reply = _exception_reply(held.id, exc)
+        frame = self._encode_reply(reply, held.name)
+        self._log_outcome(held.id, held.name, held.command, reply, time.monotonic() - started, frame)
+        held.state = DONE
+        self._reply_then_release(held, frame)
 
     def _call_sync(self, held: Held) -> Dict[str, Any]:
         request_id = held.id
@@ -865,7 +887,8 @@ class Server:
         millis = elapsed * 1000.0
         if reply["status"] == "ok":
             level = logging.DEBUG if command is not None and command.quiet else logging.INFO
-            self.log.log(level, "request %d %r ok in %.1f ms (%d bytes)", request_id, name, millis, len(frame))
+            if self.log.isEnabledFor(level):
+                self.log.log(level, "request %d %r ok in %.1f ms (%d bytes)", request_id, name, millis, len(frame))
             return
         error = reply["error"]
         kind = error["kind"]

@@ -19,6 +19,14 @@ pub struct RecoveryConfig {
     pub max_delay: Duration,
     /// How the delay is randomised (default [`Jitter::Equal`]).
     pub jitter: Jitter,
+    /// Whether the first retry after a failure that took the worker away
+    /// (`WorkerExited`, `ConnectionLost`, `ProtocolViolation`: the worker is
+    /// removed) goes at once instead of after
+    /// `base_delay` (default `true`). The worker that failed is gone, so the
+    /// retry cannot meet it again; waiting only delays the requests a crash
+    /// caught on a shared worker. Later retries back off as usual, so a
+    /// request that keeps killing workers is still paced.
+    pub first_retry_at_once_after_worker_loss: bool,
 }
 
 impl Default for RecoveryConfig {
@@ -29,6 +37,7 @@ impl Default for RecoveryConfig {
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(2),
             jitter: Jitter::Equal,
+            first_retry_at_once_after_worker_loss: true,
         }
     }
 }
@@ -84,6 +93,7 @@ mod tests {
         assert_eq!(config.base_delay, Duration::from_millis(50));
         assert_eq!(config.max_delay, Duration::from_secs(2));
         assert_eq!(config.jitter, Jitter::Equal);
+        assert!(config.first_retry_at_once_after_worker_loss);
     }
 
     #[test]

@@ -44,6 +44,16 @@
 //! delay in `[0, d]`, `Equal` (the default) in `[d/2, d]`. The arithmetic is
 //! exact and saturating, so no configuration or attempt number can overflow.
 //!
+//! One exception, on by default
+//! ([`RecoveryConfig::first_retry_at_once_after_worker_loss`]): the *first*
+//! retry after a failure that removed a started worker (`WorkerExited`,
+//! `ConnectionLost`, `ProtocolViolation`) has no delay. The failing worker is
+//! gone, so the retry meets another one (or waits in the queue for the
+//! replacement); a backoff there would only stall every request a crash
+//! caught on a shared worker. Spawn failures, deadlines (that worker gets a
+//! cancel and a grace first, and may take requests meanwhile) and later
+//! retries back off as above.
+//!
 //! # Why a pure function and not `backon`
 //!
 //! `backon` is a fine retry loop, but it *owns* the loop: it sleeps itself
@@ -69,7 +79,7 @@
 //! let mut rng = FixedRandom(0.5);
 //!
 //! // The worker was killed mid-request running an idempotent command:
-//! // replace the worker, retry after 50 ms with equal jitter at 0.5 → 37.5 ms.
+//! // replace the worker, retry at once (the dead worker cannot be met again).
 //! let crashed = FailureClass::WorkerExited { code: None, signal: Some(9) };
 //! let ctx = AttemptContext {
 //!     attempt: 1,
@@ -79,9 +89,14 @@
 //! };
 //! let decision = policy.decide(&crashed, &ctx, &mut rng);
 //! assert_eq!(decision.worker, WorkerAction::Remove { replace: true });
+//! assert_eq!(decision.request, RequestAction::Retry { delay: Duration::ZERO });
+//!
+//! // If the retry's worker dies too, the next retry backs off:
+//! // 50 ms * 2 with equal jitter at 0.5 → 75 ms.
+//! let again = AttemptContext { attempt: 2, ..ctx };
 //! assert_eq!(
-//!     decision.request,
-//!     RequestAction::Retry { delay: Duration::from_micros(37_500) }
+//!     policy.decide(&crashed, &again, &mut rng).request,
+//!     RequestAction::Retry { delay: Duration::from_micros(75_000) }
 //! );
 //!
 //! // The same crash on a command that is not idempotent may have had effects:

@@ -22,6 +22,9 @@ struct ClassRule {
     worker: WorkerAction,
     /// Whether the failure is worth retrying at all (if it is safe and in budget).
     retryable: bool,
+    /// Whether the failure took a worker that had started away (its first
+    /// retry may go at once: it meets another worker).
+    worker_lost: bool,
 }
 
 const REPLACE: WorkerAction = WorkerAction::Remove { replace: true };
@@ -45,7 +48,17 @@ fn rule_for(failure: &FailureClass) -> ClassRule {
         // adds load; the caller should back off.
         F::CheckoutTimeout | F::Overloaded | F::BreakerOpen => (WorkerAction::Keep, false),
     };
-    ClassRule { worker, retryable }
+    // Not `DeadlineExceeded`: that worker first gets a cancel and a grace,
+    // and may still take requests meanwhile.
+    let worker_lost = matches!(
+        failure,
+        F::WorkerExited { .. } | F::ConnectionLost | F::ProtocolViolation
+    );
+    ClassRule {
+        worker,
+        retryable,
+        worker_lost,
+    }
 }
 
 impl RecoveryPolicy {
@@ -75,7 +88,14 @@ impl RecoveryPolicy {
     ) -> Decision {
         let rule = rule_for(failure);
         let request = if rule.retryable && is_safe_to_repeat(ctx) {
-            self.retry_within_budget(ctx, rng)
+            if ctx.attempt.max(1) == 1
+                && rule.worker_lost
+                && self.config.first_retry_at_once_after_worker_loss
+            {
+                self.retry_at_once(ctx)
+            } else {
+                self.retry_within_budget(ctx, rng)
+            }
         } else {
             RequestAction::ReturnError
         };
@@ -91,6 +111,18 @@ impl RecoveryPolicy {
     pub fn backoff(&self, attempt: u32, rng: &mut dyn RandomSource) -> Duration {
         let delay = exponential_delay(self.config.base_delay, self.config.max_delay, attempt);
         apply_jitter(delay, self.config.jitter, rng)
+    }
+
+    /// The first retry after the worker was lost: no delay (and no random
+    /// draw), within the same attempt and time budget.
+    fn retry_at_once(&self, ctx: &AttemptContext) -> RequestAction {
+        if ctx.attempt.max(1) >= self.config.max_attempts || ctx.elapsed > self.config.max_elapsed
+        {
+            return RequestAction::ReturnError;
+        }
+        RequestAction::Retry {
+            delay: Duration::ZERO,
+        }
     }
 
     fn retry_within_budget(

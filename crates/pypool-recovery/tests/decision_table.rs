@@ -245,6 +245,7 @@ fn successive_attempts_back_off_with_the_given_jitter() {
     let policy = RecoveryPolicy::new(RecoveryConfig {
         max_attempts: 10,
         jitter: Jitter::Full,
+        first_retry_at_once_after_worker_loss: false,
         ..RecoveryConfig::default()
     });
     let mut rng = SequenceRandom::new(vec![0.5, 0.25, 1.0, 0.0]);
@@ -296,7 +297,135 @@ fn randomness_is_drawn_only_for_a_retry() {
         idempotent: true,
         ..unsafe_ctx
     };
-    let retried = policy.decide(&FailureClass::ConnectionLost, &safe_ctx, &mut rng);
+    // The first retry after a lost worker has no delay, so it draws nothing.
+    let at_once = policy.decide(&FailureClass::ConnectionLost, &safe_ctx, &mut rng);
+    assert_eq!(at_once.retry_delay(), Some(Duration::ZERO));
+    let retried = policy.decide(&FailureClass::SpawnFailed, &safe_ctx, &mut rng);
     // Equal jitter with the first value (0.0): exactly half of 50 ms.
     assert_eq!(retried.retry_delay(), Some(Duration::from_millis(25)));
+}
+
+/// The classes after which the worker that failed is gone.
+const WORKER_LOST: [FailureClass; 3] = [
+    FailureClass::WorkerExited {
+        code: None,
+        signal: Some(9),
+    },
+    FailureClass::ConnectionLost,
+    FailureClass::ProtocolViolation,
+];
+
+fn first_attempt(elapsed: Duration) -> AttemptContext {
+    AttemptContext {
+        attempt: 1,
+        elapsed,
+        reached_worker: true,
+        idempotent: true,
+    }
+}
+
+#[test]
+fn the_first_retry_after_a_lost_worker_goes_at_once_and_later_ones_back_off() {
+    let policy = policy();
+    for failure in WORKER_LOST {
+        let first = policy.decide(&failure, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5));
+        assert_eq!(
+            first.request,
+            RequestAction::Retry {
+                delay: Duration::ZERO
+            },
+            "{failure}"
+        );
+        assert_eq!(first.worker, REPLACE, "{failure}");
+        let second = AttemptContext {
+            attempt: 2,
+            ..first_attempt(ELAPSED_WITHIN)
+        };
+        assert_eq!(
+            policy.decide(&failure, &second, &mut FixedRandom(0.5)).request,
+            RequestAction::Retry {
+                delay: DELAY_AFTER_ATTEMPT_WITHIN
+            },
+            "{failure}"
+        );
+    }
+}
+
+#[test]
+fn spawn_failures_deadlines_and_degraded_workers_back_off_from_the_first_retry() {
+    let policy = policy();
+    for failure in [
+        FailureClass::SpawnFailed,
+        FailureClass::HandshakeTimeout,
+        FailureClass::WorkerInternalError,
+        FailureClass::DeadlineExceeded,
+    ] {
+        let decision = policy.decide(&failure, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5));
+        assert_eq!(
+            decision.request,
+            RequestAction::Retry {
+                delay: Duration::from_millis(50)
+            },
+            "{failure}"
+        );
+    }
+}
+
+#[test]
+fn the_retry_at_once_keeps_the_safety_and_budget_rules() {
+    let policy = policy();
+    let lost = FailureClass::WorkerExited {
+        code: None,
+        signal: Some(9),
+    };
+    let not_idempotent = AttemptContext {
+        idempotent: false,
+        ..first_attempt(ELAPSED_WITHIN)
+    };
+    assert_eq!(
+        policy.decide(&lost, &not_idempotent, &mut FixedRandom(0.5)).request,
+        RequestAction::ReturnError
+    );
+    let single = RecoveryPolicy::new(RecoveryConfig {
+        max_attempts: 1,
+        ..RecoveryConfig::default()
+    });
+    assert_eq!(
+        single
+            .decide(&lost, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5))
+            .request,
+        RequestAction::ReturnError
+    );
+    let at_budget = first_attempt(Duration::from_secs(30));
+    assert_eq!(
+        policy.decide(&lost, &at_budget, &mut FixedRandom(0.5)).request,
+        RequestAction::Retry {
+            delay: Duration::ZERO
+        }
+    );
+    let past_budget = first_attempt(Duration::from_secs(30) + Duration::from_nanos(1));
+    assert_eq!(
+        policy.decide(&lost, &past_budget, &mut FixedRandom(0.5)).request,
+        RequestAction::ReturnError
+    );
+}
+
+#[test]
+fn the_retry_at_once_can_be_switched_off() {
+    let policy = RecoveryPolicy::new(RecoveryConfig {
+        jitter: Jitter::None,
+        first_retry_at_once_after_worker_loss: false,
+        ..RecoveryConfig::default()
+    });
+    for failure in WORKER_LOST {
+        assert_eq!(
+            policy
+                .decide(&failure, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5))
+                .request,
+            RequestAction::Retry {
+                delay: Duration::from_millis(50)
+            },
+            "{failure}"
+        );
+    }
 }

@@ -43,15 +43,24 @@ fn jitter() -> impl Strategy<Value = Jitter> {
 }
 
 fn config() -> impl Strategy<Value = RecoveryConfig> {
-    (0u32..8, duration(), duration(), duration(), jitter()).prop_map(
-        |(max_attempts, max_elapsed, base_delay, max_delay, jitter)| RecoveryConfig {
-            max_attempts,
-            max_elapsed,
-            base_delay,
-            max_delay,
-            jitter,
-        },
+    (
+        0u32..8,
+        duration(),
+        duration(),
+        duration(),
+        jitter(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(max_attempts, max_elapsed, base_delay, max_delay, jitter, at_once)| RecoveryConfig {
+                max_attempts,
+                max_elapsed,
+                base_delay,
+                max_delay,
+                jitter,
+                first_retry_at_once_after_worker_loss: at_once,
+            },
+        )
 }
 
 fn context() -> impl Strategy<Value = AttemptContext> {

@@ -203,3 +203,45 @@ async fn retries_stop_after_the_recovery_budget() {
     assert_eq!(status.counters.requests_failed, 1);
     assert_eq!(status.starting, 3, "all three workers are being replaced");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_after_a_crash_goes_at_once_and_a_second_crash_backs_off() {
+    // A crash removes its worker, so the first retry cannot meet it again:
+    // it goes without delay (on the paused clock, no time passes). If the
+    // retry's worker crashes too, the next retry backs off (the default
+    // policy: 100 ms after attempt 2, equal jitter: at least 50 ms).
+    let (spawner, mut spawns) = MockSpawner::scripted();
+    let pool = builder(spawner, 3).idempotent("work").build().unwrap();
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(accept_next(&pool, &mut spawns).await);
+    }
+    let call = spawn_execute(&pool, "work", Value::Null);
+    let first = within(NO_TIME, "the first attempt", workers[0].next_request())
+        .await
+        .unwrap();
+    let crashed = tokio::time::Instant::now();
+    assert!(first.crash(WorkerExit::signal(9)));
+
+    let second = within(BACKOFF, "the retry", workers[1].next_request())
+        .await
+        .unwrap();
+    assert_eq!(
+        crashed.elapsed(),
+        Duration::ZERO,
+        "the first retry after a crash waited"
+    );
+    let crashed_again = tokio::time::Instant::now();
+    assert!(second.crash(WorkerExit::signal(9)));
+
+    let third = within(BACKOFF, "the second retry", workers[2].next_request())
+        .await
+        .unwrap();
+    assert!(
+        crashed_again.elapsed() >= Duration::from_millis(50),
+        "the second retry went after {:?}, without backing off",
+        crashed_again.elapsed()
+    );
+    let _ = third.reply(json!("done"));
+    assert_eq!(call.await.unwrap().unwrap(), json!("done"));
+}
