@@ -285,6 +285,20 @@ def _take_down(worker: int, status: Optional[int]) -> Optional[int]:
     """SIGKILLs the worker and every descendant until none is left; returns the worker's status."""
     me = os.getpid()
     while True:
+        # The guardian is a subreaper: every living descendant is a child of
+        # it or below one. No child left means nothing left to kill, and the
+        # scan of /proc (most of a replacement's cost after a plain crash) is
+        # skipped.
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        except InterruptedError:
+            continue
+        if pid == worker:
+            status = wait_status
+        if pid != 0:
+            continue
         for pid in descendants(me):
             _signal(pid, signal.SIGKILL)
         try:

@@ -45,7 +45,7 @@ import socket
 import struct
 import sys
 import threading
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from . import stdio, wire
 
@@ -82,6 +82,26 @@ def parse_command(packet: bytes) -> Dict[str, Any]:
     if not isinstance(worker_id, int) or isinstance(worker_id, bool) or worker_id < 0:
         raise ValueError("command has no valid worker_id")
     return command
+
+
+#: The bytes of the worker id the host writes to a standby's stdin.
+ADOPT_ID_BYTES = 8
+
+
+def read_adopted_id(fd: int) -> Optional[int]:
+    """A standby's worker id: the first 8 bytes of ``fd`` (big-endian), written by
+    the host when it adopts the standby; ``None`` if the stream ends first."""
+    data = b""
+    while len(data) < ADOPT_ID_BYTES:
+        try:
+            chunk = os.read(fd, ADOPT_ID_BYTES - len(data))
+        except InterruptedError:
+            continue
+        if not chunk:
+            return None
+        data += chunk
+    (worker_id,) = struct.unpack(">Q", data)
+    return int(worker_id)
 
 
 def exit_fields(code: int, status: int) -> Dict[str, int]:
@@ -157,6 +177,8 @@ class Template:
             kind = command["type"]
             if kind == "fork":
                 self.fork(command["worker_id"], fds)
+            elif kind == "prefork":
+                self.fork(command["worker_id"], fds, standby=True)
             elif kind == "release":
                 self.release(command["worker_id"])
             else:
@@ -166,8 +188,12 @@ class Template:
                 _close(fd)
         return True
 
-    def fork(self, worker_id: int, fds: List[int]) -> None:
-        """Forks worker ``worker_id`` onto ``fds`` (closed by the caller in the template)."""
+    def fork(self, worker_id: int, fds: List[int], standby: bool = False) -> None:
+        """Forks worker ``worker_id`` onto ``fds`` (closed by the caller in the template).
+
+        A ``standby`` (``prefork``) is forked and set up ahead of need: it
+        waits for its worker id on stdin (see :func:`read_adopted_id`), so
+        ``worker_id`` is only the host's name for the process here."""
         # Checked again before every fork: a thread started after the
         # imports (a timer, a lazily started pool) makes forking unsafe too.
         self.threads = max(self.threads, thread_count())
@@ -198,7 +224,7 @@ class Template:
         if pid == 0:
             status = EXIT_FORK_SETUP
             try:
-                status = self.child(worker_id, fds)
+                status = self.child(worker_id, fds, standby)
             except BaseException:  # noqa: B902 - nothing of the child may return into the template
                 try:
                     import traceback
@@ -212,8 +238,9 @@ class Template:
         self.children[pid] = worker_id
         self.send({"type": "forked", "worker_id": worker_id, "pid": pid})
 
-    def child(self, worker_id: int, fds: List[int]) -> int:
-        """In the forked child: private descriptors, own group, guardian, then serve."""
+    def child(self, worker_id: int, fds: List[int], standby: bool = False) -> int:
+        """In the forked child: private descriptors, own group, guardian, then serve
+        (a ``standby`` first waits for its worker id on stdin)."""
         os.setpgid(0, 0)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -230,6 +257,11 @@ class Template:
 
         guardian.enter()  # returns in the worker; the guardian never returns
         random.seed()
+        if standby:
+            adopted = read_adopted_id(0)
+            if adopted is None:
+                return 0  # the host discarded the standby (closed its stdin)
+            worker_id = adopted
         return self.become_worker(worker_id)
 
     def report_exits(self) -> None:

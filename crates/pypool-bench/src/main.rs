@@ -39,6 +39,14 @@ use workloads::Context;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    // `RUST_LOG=pypool=debug` shows where a workload's time goes (spawns,
+    // exits, retries), on stderr; silent by default.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let started = Instant::now();
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -36,6 +36,30 @@ pub fn pss_of_trees(proc: &Path, roots: &[u32]) -> Result<u64, String> {
     Ok(total)
 }
 
+/// The ancestor of `pid` that is a direct child of `host` (`pid` itself if
+/// its parent is `host`, or if the chain cannot be read): the root of the
+/// whole tree the host started for it. For a worker forked from a template
+/// that is the template's own tree, which holds the template, every worker
+/// forked from it and the standby.
+pub fn root_below(proc: &Path, pid: u32, host: u32) -> u32 {
+    let mut current = pid;
+    // Bounded: a parent chain is never longer than the number of processes.
+    for _ in 0..4096 {
+        match parent(proc, current) {
+            Some(parent) if parent != host && parent > 1 => current = parent,
+            _ => return current,
+        }
+    }
+    current
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat`.
+fn parent(proc: &Path, pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The `Pss:` value of a `smaps_rollup` text, KiB.
 fn pss_kib(rollup: &str) -> Option<u64> {
     rollup
@@ -105,6 +129,28 @@ mod tests {
         assert_eq!(pss_of_trees(proc, &[11]), Ok(47 * 1024));
         let gone = pss_of_trees(proc, &[10, 99]).expect_err("a root that has gone");
         assert!(gone.contains("99"), "{gone}");
+    }
+
+    fn stat(proc: &Path, pid: u32, parent: u32) {
+        let dir = proc.join(pid.to_string());
+        std::fs::create_dir_all(&dir).expect("a folder");
+        std::fs::write(dir.join("stat"), format!("{pid} (py (x)) S {parent} 1 1\n")).expect("stat");
+    }
+
+    #[test]
+    fn the_root_below_the_host_is_the_topmost_ancestor_under_it() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let proc = dir.path();
+        // host 5 -> template guardian 6 -> template 7 -> worker guardian 8;
+        // host 5 -> spawned worker guardian 9.
+        stat(proc, 6, 5);
+        stat(proc, 7, 6);
+        stat(proc, 8, 7);
+        stat(proc, 9, 5);
+        assert_eq!(root_below(proc, 8, 5), 6);
+        assert_eq!(root_below(proc, 9, 5), 9);
+        // An unreadable chain stops where it is.
+        assert_eq!(root_below(proc, 42, 5), 42);
     }
 
     #[test]

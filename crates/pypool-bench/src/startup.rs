@@ -753,7 +753,8 @@ fn memory_workload() -> Workload {
             "The proportional set size (`Pss` of `/proc/<pid>/smaps_rollup`, which splits shared \
              pages among the processes sharing them) summed over every process of {MEMORY_WORKERS} \
              ready workers (each worker's whole process tree: the guardian, the worker and its \
-             children), stdlib and DSPy-preloaded; against `multiprocessing`'s forkserver with the \
+             children; with fork, the whole template tree: the template and its guardian, every \
+             worker and the standby), stdlib and DSPy-preloaded; against `multiprocessing`'s forkserver with the \
              same modules preloaded ({MEMORY_WORKERS} children and the forkserver itself)."
         ),
     );
@@ -761,15 +762,22 @@ fn memory_workload() -> Workload {
     workload
 }
 
-/// The PSS of every worker process tree of `pool`.
+/// The PSS of every process the pool started: each worker's tree, and with
+/// the fork start method the whole template tree the workers hang from (the
+/// template, its guardian and the standby included).
 fn pool_pss(pool: &Pool) -> Result<u64, String> {
-    let roots: Vec<u32> = pool
+    let proc = Path::new("/proc");
+    let host = std::process::id();
+    let mut roots: Vec<u32> = pool
         .status()
         .worker_details
         .iter()
         .filter_map(|worker| worker.pid)
+        .map(|pid| procfs::root_below(proc, pid, host))
         .collect();
-    procfs::pss_of_trees(Path::new("/proc"), &roots)
+    roots.sort_unstable();
+    roots.dedup();
+    procfs::pss_of_trees(proc, &roots)
 }
 
 fn memory_pool_figure(

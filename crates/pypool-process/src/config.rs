@@ -160,6 +160,12 @@ pub struct PythonSpawnerConfig {
     pub check_environment: bool,
     /// How workers are started (default [`StartMethod::Fork`] on Linux).
     pub start_method: StartMethod,
+    /// With [`StartMethod::Fork`]: keep one worker forked and set up ahead of
+    /// need (a *standby*, not counted as a worker), which the next spawn
+    /// adopts instead of forking; a replacement then skips the fork and the
+    /// guardian's set-up (default true). The standby is one more idle
+    /// process of the template's tree, sharing the template's pages.
+    pub standby: bool,
 }
 
 impl Default for PythonSpawnerConfig {
@@ -181,6 +187,7 @@ impl Default for PythonSpawnerConfig {
             embedded_runtime: true,
             check_environment: true,
             start_method: StartMethod::default(),
+            standby: true,
         }
     }
 }
@@ -272,6 +279,12 @@ impl PythonSpawnerConfig {
     /// Chooses how workers are started (fork from a template, or spawn each).
     pub fn with_start_method(mut self, method: StartMethod) -> Self {
         self.start_method = method;
+        self
+    }
+
+    /// Keeps (or not) one standby forked ahead of need (see [`Self::standby`]).
+    pub fn with_standby(mut self, standby: bool) -> Self {
+        self.standby = standby;
         self
     }
 

@@ -56,6 +56,20 @@ impl TemplateSlot {
     pub(crate) fn fell_back(&self) -> bool {
         self.fell_back.load(Ordering::Relaxed)
     }
+
+    /// The ready standby's pid (`None` also while a spawn holds the slot).
+    pub(crate) fn standby_pid(&self) -> Option<u32> {
+        let state = self.state.try_lock().ok()?;
+        let template = state.template.as_ref()?;
+        let standby = template
+            .standby
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        standby
+            .as_ref()
+            .filter(|standby| standby.forked.exit.borrow().is_none())
+            .map(|standby| standby.forked.process.pid())
+    }
 }
 
 /// A running template: the process tree the host spawned for it, its
@@ -64,6 +78,12 @@ impl TemplateSlot {
 pub(crate) struct Template {
     control: Arc<UnixDatagram>,
     shared: Arc<Mutex<Forks>>,
+    /// The standby, once one is forked and not yet adopted.
+    standby: Mutex<Option<Standby>>,
+    /// A standby is being forked (at most one at a time).
+    making_standby: AtomicBool,
+    /// Names the next standby in the template's events.
+    standby_names: std::sync::atomic::AtomicU64,
     /// Kills the template's tree (the template and every worker forked from
     /// it) when the last handle goes: the spawner's and every connection's.
     _guard: KillOnDrop,
@@ -91,6 +111,29 @@ struct Forked {
     exit: watch::Receiver<Option<WorkerExit>>,
 }
 
+/// A worker forked ahead of need, waiting on its stdin for its worker id
+/// (`prefork`; `PythonSpawnerConfig::standby`). Dropping it closes its stdin,
+/// and the standby exits.
+#[derive(Debug)]
+struct Standby {
+    /// The host's name for it in the template's events (not a worker id).
+    name: WorkerId,
+    pipes: HostPipes,
+    forked: Forked,
+}
+
+/// The host's ends of a forked worker's three pipes.
+#[derive(Debug)]
+struct HostPipes {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Standbys are named from here up in the template's events, far above any
+/// worker id a pool hands out.
+const STANDBY_NAMES_FROM: WorkerId = 1 << 62;
+
 fn lock(forks: &Mutex<Forks>) -> std::sync::MutexGuard<'_, Forks> {
     forks.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -104,8 +147,36 @@ fn io_error(worker_id: WorkerId, context: &str, error: std::io::Error) -> SpawnE
 }
 
 impl Template {
+    fn new(control: Arc<UnixDatagram>, shared: Arc<Mutex<Forks>>, guard: KillOnDrop) -> Self {
+        Self {
+            control,
+            shared,
+            standby: Mutex::new(None),
+            making_standby: AtomicBool::new(false),
+            standby_names: std::sync::atomic::AtomicU64::new(STANDBY_NAMES_FROM),
+            _guard: guard,
+        }
+    }
+
     fn is_dead(&self) -> bool {
         lock(&self.shared).dead.is_some()
+    }
+
+    /// The standby, if one is ready and still alive (a dead one is dropped).
+    fn take_standby(&self) -> Option<Standby> {
+        let standby = self
+            .standby
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        if standby.forked.exit.borrow().is_some() {
+            tracing::debug!(
+                name = standby.name,
+                "the standby exited before it was adopted"
+            );
+            return None;
+        }
+        Some(standby)
     }
 
     /// Sends one command (with `fds` as `SCM_RIGHTS`) as one packet.
@@ -146,87 +217,39 @@ async fn send_command(
 }
 
 /// Forks a worker from the spawner's template (starting the template first
-/// if there is none or it died). `Ok(None)`: the template cannot fork (it
-/// has threads); the caller spawns the worker instead.
+/// if there is none or it died), or adopts the template's standby. `Ok(None)`:
+/// the template cannot fork (it has threads); the caller spawns the worker
+/// instead. Afterwards a new standby is forked in the background (when the
+/// configuration keeps one).
 pub(crate) async fn spawn_forked(
     spawner: &PythonSpawner,
     request: &SpawnRequest,
 ) -> Result<Option<Arc<dyn WorkerConnection>>, SpawnError> {
-    let worker_id = request.worker_id;
     let Some(template) = template_for(spawner, request).await? else {
         return Ok(None);
     };
-    let (stdin_child, stdin_host) = pipe_pair(worker_id)?;
-    let (stdout_host, stdout_child) = pipe_pair(worker_id)?;
-    let (stderr_host, stderr_child) = pipe_pair(worker_id)?;
-    let (reply, forked) = oneshot::channel();
-    {
-        let mut forks = lock(&template.shared);
-        if let Some((exit, tail)) = &forks.dead {
-            return Err(SpawnError::TemplateExited {
-                worker_id,
-                exit: *exit,
-                stderr_tail: tail.clone(),
-            });
-        }
-        forks.waiting.insert(worker_id, reply);
-    }
-    let sent = template
-        .send(
-            &TemplateCommand::Fork { worker_id },
-            &[&stdin_child, &stdout_child, &stderr_child],
-        )
-        .await;
-    // Only the worker holds the child ends from here on.
-    drop((stdin_child, stdout_child, stderr_child));
-    if let Err(error) = sent {
-        let mut forks = lock(&template.shared);
-        forks.waiting.remove(&worker_id);
-        // A template that cannot take a command has died (the socket's
-        // other end is closed): the same typed error as for a spawn that
-        // was waiting when it died.
-        tracing::debug!(worker_id, %error, "could not send a fork command");
-        // The next spawn starts a new template (its reader will record how
-        // this one ended).
-        let (exit, stderr_tail) = forks.dead.get_or_insert_with(Default::default).clone();
-        return Err(SpawnError::TemplateExited {
-            worker_id,
-            exit,
-            stderr_tail,
-        });
-    }
-    let host_pipe =
-        |error: std::io::Error| io_error(worker_id, "wrapping the worker's pipes", error);
-    let stdin = pipe::Sender::from_owned_fd(stdin_host).map_err(host_pipe)?;
-    let stdout = pipe::Receiver::from_owned_fd(stdout_host).map_err(host_pipe)?;
-    let stderr_pipe = pipe::Receiver::from_owned_fd(stderr_host).map_err(host_pipe)?;
-    let tail = StderrTail::new(spawner.config().stderr_tail_lines);
-    let stderr_task = stderr::forward(worker_id, stderr_pipe, tail.clone());
-    let forked = match tokio::time::timeout(request.handshake_timeout, forked).await {
-        Ok(Ok(Ok(forked))) => forked,
-        Ok(Ok(Err(error))) => return Err(error),
-        Ok(Err(_dropped)) => {
-            let (exit, stderr_tail) = lock(&template.shared).dead.clone().unwrap_or_default();
-            return Err(SpawnError::TemplateExited {
-                worker_id,
-                exit,
-                stderr_tail,
-            });
-        }
-        Err(_elapsed) => {
-            lock(&template.shared).waiting.remove(&worker_id);
-            return Err(SpawnError::HandshakeTimeout {
-                worker_id,
-                timeout: request.handshake_timeout,
-                stderr_tail: tail.text(),
-            });
-        }
+    let started = match template.take_standby() {
+        Some(standby) => match adopt(spawner, request.worker_id, standby) {
+            Ok(adopted) => adopted,
+            Err(standby) => {
+                tracing::debug!(
+                    name = standby.name,
+                    "the standby could not be adopted (gone); forking instead"
+                );
+                fork(spawner, request, &template).await
+            }
+        },
+        None => fork(spawner, request, &template).await,
     };
+    if spawner.config().standby {
+        make_standby(&template, request.handshake_timeout);
+    }
+    let (forked, stdin, stdout, stderr_task, tail) = started?;
     let guard = KillOnDrop(Some(Arc::clone(&forked.process)));
     let keep_alive: Arc<dyn std::any::Any + Send + Sync> = template;
     spawner
         .await_handshake(
-            worker_id,
+            request.worker_id,
             request.handshake_timeout,
             Handover {
                 process: forked.process,
@@ -241,6 +264,209 @@ pub(crate) async fn spawn_forked(
         )
         .await
         .map(Some)
+}
+
+/// A forked (or adopted) worker before its handshake: the process, its
+/// stdin and stdout wrapped for tokio, and its stderr being forwarded.
+type Prepared = (
+    Forked,
+    pipe::Sender,
+    pipe::Receiver,
+    tokio::task::JoinHandle<()>,
+    StderrTail,
+);
+
+/// Adopts `standby` as worker `worker_id`: writes the id to its stdin (8
+/// bytes, big-endian, into an empty pipe: it never blocks). `Err`: the
+/// standby is gone (its stdin is closed); the caller forks instead.
+fn adopt(
+    spawner: &PythonSpawner,
+    worker_id: WorkerId,
+    standby: Standby,
+) -> Result<Result<Prepared, SpawnError>, Standby> {
+    match rustix::io::write(&standby.pipes.stdin, &worker_id.to_be_bytes()) {
+        Ok(8) => {}
+        _ => return Err(standby),
+    }
+    tracing::debug!(worker_id, name = standby.name, "adopted the standby");
+    let Standby { pipes, forked, .. } = standby;
+    Ok(wrap(worker_id, pipes, spawner.config().stderr_tail_lines)
+        .map(|(stdin, stdout, stderr_task, tail)| (forked, stdin, stdout, stderr_task, tail)))
+}
+
+/// Wraps the host's pipe ends for tokio and starts forwarding stderr.
+fn wrap(
+    worker_id: WorkerId,
+    pipes: HostPipes,
+    tail_lines: usize,
+) -> Result<
+    (
+        pipe::Sender,
+        pipe::Receiver,
+        tokio::task::JoinHandle<()>,
+        StderrTail,
+    ),
+    SpawnError,
+> {
+    let host_pipe =
+        |error: std::io::Error| io_error(worker_id, "wrapping the worker's pipes", error);
+    let stdin = pipe::Sender::from_owned_fd(pipes.stdin).map_err(host_pipe)?;
+    let stdout = pipe::Receiver::from_owned_fd(pipes.stdout).map_err(host_pipe)?;
+    let stderr_pipe = pipe::Receiver::from_owned_fd(pipes.stderr).map_err(host_pipe)?;
+    let tail = StderrTail::new(tail_lines);
+    let stderr_task = stderr::forward(worker_id, stderr_pipe, tail.clone());
+    Ok((stdin, stdout, stderr_task, tail))
+}
+
+/// Forks a worker now: `fork` with fresh pipes, then waits for `forked`.
+async fn fork(
+    spawner: &PythonSpawner,
+    request: &SpawnRequest,
+    template: &Template,
+) -> Result<Prepared, SpawnError> {
+    let worker_id = request.worker_id;
+    let (pipes, forked) =
+        send_fork(template, worker_id, TemplateCommand::Fork { worker_id }).await?;
+    let (stdin, stdout, stderr_task, tail) =
+        wrap(worker_id, pipes, spawner.config().stderr_tail_lines)?;
+    let forked = await_forked(template, worker_id, forked, request.handshake_timeout)
+        .await
+        .map_err(|error| match error {
+            SpawnError::HandshakeTimeout {
+                worker_id, timeout, ..
+            } => SpawnError::HandshakeTimeout {
+                worker_id,
+                timeout,
+                stderr_tail: tail.text(),
+            },
+            other => other,
+        })?;
+    Ok((forked, stdin, stdout, stderr_task, tail))
+}
+
+/// Makes three pipes, registers the wait for `forked` under `name` and sends
+/// `command` with the child ends (closed here once sent).
+async fn send_fork(
+    template: &Template,
+    name: WorkerId,
+    command: TemplateCommand,
+) -> Result<(HostPipes, oneshot::Receiver<Result<Forked, SpawnError>>), SpawnError> {
+    let (stdin_child, stdin_host) = pipe_pair(name)?;
+    let (stdout_host, stdout_child) = pipe_pair(name)?;
+    let (stderr_host, stderr_child) = pipe_pair(name)?;
+    let (reply, forked) = oneshot::channel();
+    {
+        let mut forks = lock(&template.shared);
+        if let Some((exit, tail)) = &forks.dead {
+            return Err(SpawnError::TemplateExited {
+                worker_id: name,
+                exit: *exit,
+                stderr_tail: tail.clone(),
+            });
+        }
+        forks.waiting.insert(name, reply);
+    }
+    let sent = template
+        .send(&command, &[&stdin_child, &stdout_child, &stderr_child])
+        .await;
+    // Only the worker holds the child ends from here on.
+    drop((stdin_child, stdout_child, stderr_child));
+    if let Err(error) = sent {
+        let mut forks = lock(&template.shared);
+        forks.waiting.remove(&name);
+        // A template that cannot take a command has died (the socket's
+        // other end is closed): the same typed error as for a spawn that
+        // was waiting when it died.
+        tracing::debug!(worker_id = name, %error, "could not send a fork command");
+        // The next spawn starts a new template (its reader will record how
+        // this one ended).
+        let (exit, stderr_tail) = forks.dead.get_or_insert_with(Default::default).clone();
+        return Err(SpawnError::TemplateExited {
+            worker_id: name,
+            exit,
+            stderr_tail,
+        });
+    }
+    Ok((
+        HostPipes {
+            stdin: stdin_host,
+            stdout: stdout_host,
+            stderr: stderr_host,
+        },
+        forked,
+    ))
+}
+
+/// Waits for the template's `forked` for `name`.
+async fn await_forked(
+    template: &Template,
+    name: WorkerId,
+    forked: oneshot::Receiver<Result<Forked, SpawnError>>,
+    timeout: std::time::Duration,
+) -> Result<Forked, SpawnError> {
+    match tokio::time::timeout(timeout, forked).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_dropped)) => {
+            let (exit, stderr_tail) = lock(&template.shared).dead.clone().unwrap_or_default();
+            Err(SpawnError::TemplateExited {
+                worker_id: name,
+                exit,
+                stderr_tail,
+            })
+        }
+        Err(_elapsed) => {
+            lock(&template.shared).waiting.remove(&name);
+            Err(SpawnError::HandshakeTimeout {
+                worker_id: name,
+                timeout,
+                stderr_tail: String::new(),
+            })
+        }
+    }
+}
+
+/// Forks a standby in the background unless one is ready or being made.
+fn make_standby(template: &Arc<Template>, timeout: std::time::Duration) {
+    if template.is_dead()
+        || template
+            .standby
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+        || template.making_standby.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    let template = Arc::clone(template);
+    tokio::spawn(async move {
+        let name = template.standby_names.fetch_add(1, Ordering::Relaxed);
+        let made = async {
+            let (pipes, forked) = send_fork(
+                &template,
+                name,
+                TemplateCommand::Prefork { worker_id: name },
+            )
+            .await?;
+            let forked = await_forked(&template, name, forked, timeout).await?;
+            Ok::<_, SpawnError>(Standby {
+                name,
+                pipes,
+                forked,
+            })
+        }
+        .await;
+        match made {
+            Ok(standby) => {
+                tracing::debug!(name, pid = standby.forked.process.pid(), "standby forked");
+                *template
+                    .standby
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(standby);
+            }
+            Err(error) => tracing::debug!(name, %error, "could not fork a standby"),
+        }
+        template.making_standby.store(false, Ordering::Release);
+    });
 }
 
 /// A pipe as (read end, write end), both close-on-exec.
@@ -375,11 +601,7 @@ async fn start_template(
                     tail,
                 ));
                 tracing::debug!(pid, "fork template ready");
-                return Ok(Some(Template {
-                    control,
-                    shared,
-                    _guard: guard,
-                }));
+                return Ok(Some(Template::new(control, shared, guard)));
             }
         }
         Ok(Some(Ok(TemplateEvent::StartupError(error)))) => Failure::Startup {

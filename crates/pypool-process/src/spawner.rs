@@ -72,6 +72,13 @@ impl PythonSpawner {
         &self.config
     }
 
+    /// The pid of the standby forked ahead of need (fork start method, see
+    /// [`PythonSpawnerConfig::standby`]), if one is ready now: the process the
+    /// next spawn adopts. For monitoring and tests.
+    pub fn standby_pid(&self) -> Option<u32> {
+        self.forks.standby_pid()
+    }
+
     fn command(&self, worker_id: WorkerId, python_path: Option<OsString>) -> Command {
         let config = &*self.config;
         let mut command = Command::new(&config.interpreter);

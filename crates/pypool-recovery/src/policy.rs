@@ -116,8 +116,7 @@ impl RecoveryPolicy {
     /// The first retry after the worker was lost: no delay (and no random
     /// draw), within the same attempt and time budget.
     fn retry_at_once(&self, ctx: &AttemptContext) -> RequestAction {
-        if ctx.attempt.max(1) >= self.config.max_attempts || ctx.elapsed > self.config.max_elapsed
-        {
+        if ctx.attempt.max(1) >= self.config.max_attempts || ctx.elapsed > self.config.max_elapsed {
             return RequestAction::ReturnError;
         }
         RequestAction::Retry {

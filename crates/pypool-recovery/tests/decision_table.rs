@@ -328,7 +328,11 @@ fn first_attempt(elapsed: Duration) -> AttemptContext {
 fn the_first_retry_after_a_lost_worker_goes_at_once_and_later_ones_back_off() {
     let policy = policy();
     for failure in WORKER_LOST {
-        let first = policy.decide(&failure, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5));
+        let first = policy.decide(
+            &failure,
+            &first_attempt(ELAPSED_WITHIN),
+            &mut FixedRandom(0.5),
+        );
         assert_eq!(
             first.request,
             RequestAction::Retry {
@@ -342,7 +346,9 @@ fn the_first_retry_after_a_lost_worker_goes_at_once_and_later_ones_back_off() {
             ..first_attempt(ELAPSED_WITHIN)
         };
         assert_eq!(
-            policy.decide(&failure, &second, &mut FixedRandom(0.5)).request,
+            policy
+                .decide(&failure, &second, &mut FixedRandom(0.5))
+                .request,
             RequestAction::Retry {
                 delay: DELAY_AFTER_ATTEMPT_WITHIN
             },
@@ -360,7 +366,11 @@ fn spawn_failures_deadlines_and_degraded_workers_back_off_from_the_first_retry()
         FailureClass::WorkerInternalError,
         FailureClass::DeadlineExceeded,
     ] {
-        let decision = policy.decide(&failure, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5));
+        let decision = policy.decide(
+            &failure,
+            &first_attempt(ELAPSED_WITHIN),
+            &mut FixedRandom(0.5),
+        );
         assert_eq!(
             decision.request,
             RequestAction::Retry {
@@ -383,7 +393,9 @@ fn the_retry_at_once_keeps_the_safety_and_budget_rules() {
         ..first_attempt(ELAPSED_WITHIN)
     };
     assert_eq!(
-        policy.decide(&lost, &not_idempotent, &mut FixedRandom(0.5)).request,
+        policy
+            .decide(&lost, &not_idempotent, &mut FixedRandom(0.5))
+            .request,
         RequestAction::ReturnError
     );
     let single = RecoveryPolicy::new(RecoveryConfig {
@@ -398,14 +410,18 @@ fn the_retry_at_once_keeps_the_safety_and_budget_rules() {
     );
     let at_budget = first_attempt(Duration::from_secs(30));
     assert_eq!(
-        policy.decide(&lost, &at_budget, &mut FixedRandom(0.5)).request,
+        policy
+            .decide(&lost, &at_budget, &mut FixedRandom(0.5))
+            .request,
         RequestAction::Retry {
             delay: Duration::ZERO
         }
     );
     let past_budget = first_attempt(Duration::from_secs(30) + Duration::from_nanos(1));
     assert_eq!(
-        policy.decide(&lost, &past_budget, &mut FixedRandom(0.5)).request,
+        policy
+            .decide(&lost, &past_budget, &mut FixedRandom(0.5))
+            .request,
         RequestAction::ReturnError
     );
 }
@@ -420,7 +436,11 @@ fn the_retry_at_once_can_be_switched_off() {
     for failure in WORKER_LOST {
         assert_eq!(
             policy
-                .decide(&failure, &first_attempt(ELAPSED_WITHIN), &mut FixedRandom(0.5))
+                .decide(
+                    &failure,
+                    &first_attempt(ELAPSED_WITHIN),
+                    &mut FixedRandom(0.5)
+                )
                 .request,
             RequestAction::Retry {
                 delay: Duration::from_millis(50)

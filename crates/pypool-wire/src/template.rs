@@ -24,6 +24,16 @@ pub enum TemplateCommand {
         /// The id the forked worker announces in its handshake.
         worker_id: u64,
     },
+    /// Fork a *standby*: a worker forked and set up ahead of need (same three
+    /// descriptors as `fork`), which waits before its handshake until the host
+    /// adopts it by writing its real worker id to its stdin: 8 bytes,
+    /// big-endian (the end of stdin first: it exits quietly). `worker_id` is
+    /// the host's name for the process in the template's events (`forked`,
+    /// `exited`) and in `release`; the worker announces the adopted id.
+    Prefork {
+        /// The host's name for the standby process.
+        worker_id: u64,
+    },
     /// The host has recorded the end of the worker forked under this id:
     /// the template may now reap it (until then the exited process stays a
     /// zombie, so its pid and process group cannot be reused).
@@ -152,6 +162,8 @@ mod tests {
         let frame = encode_template_command(&TemplateCommand::Fork { worker_id: 7 }).unwrap();
         assert_eq!(&frame[..4], &[0, 0, 0, 29]);
         assert_eq!(&frame[4..], br#"{"type":"fork","worker_id":7}"#);
+        let frame = encode_template_command(&TemplateCommand::Prefork { worker_id: 9 }).unwrap();
+        assert_eq!(&frame[4..], br#"{"type":"prefork","worker_id":9}"#);
     }
 
     #[test]

@@ -348,6 +348,15 @@ impl PoolBuilder {
         self
     }
 
+    /// With [`StartMethod::Fork`]: whether one worker is kept forked ahead
+    /// of need, so a replacement only adopts it (default true; one more idle
+    /// process that shares the template's pages; see
+    /// `PythonSpawnerConfig::standby`).
+    pub fn fork_standby(mut self, standby: bool) -> Self {
+        self.python.standby = standby;
+        self
+    }
+
     /// How many requests each worker holds at once (default: the worker
     /// decides, 1 when every handler is `serial`, else 64).
     pub fn worker_capacity(mut self, capacity: u32) -> Self {

@@ -35,8 +35,13 @@ fn spawn_request(worker_id: u64) -> SpawnRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_spawns_get_a_typed_error_and_the_next_spawn_restarts_the_template() {
-    let spawner =
-        PythonSpawner::new(config(&["fork_probe.py"]).with_start_method(StartMethod::Fork));
+    // No standby: the spawns below must wait for forks (an adopted standby
+    // needs no word from the template).
+    let spawner = PythonSpawner::new(
+        config(&["fork_probe.py"])
+            .with_start_method(StartMethod::Fork)
+            .with_standby(false),
+    );
     let first = bounded("the first worker", spawner.spawn(spawn_request(1)))
         .await
         .expect("the first worker starts");
