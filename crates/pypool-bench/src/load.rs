@@ -164,7 +164,10 @@ fn frame(body: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 fn start_echo(python: &str, scripts: &Path) -> Result<tokio::process::Child, String> {
-    let script = scripts.join("raw_echo.py");
+    start_script(python, &scripts.join("raw_echo.py"))
+}
+
+fn start_script(python: &str, script: &Path) -> Result<tokio::process::Child, String> {
     tokio::process::Command::new(python)
         .arg(&script)
         .stdin(Stdio::piped())
@@ -190,14 +193,16 @@ async fn read_frame(
 }
 
 /// A framed pipe driven one frame at a time straight from this task: to a
-/// minimal Python echo loop (the raw pipe), or to `python -m pypool_worker`
-/// itself (the worker runtime without `pypool-process`).
+/// minimal Python echo loop (the raw pipe), to a minimal JSON loop (the
+/// floor of a JSON protocol), or to `python -m pypool_worker` itself (the
+/// worker runtime without `pypool-process`).
 pub struct RawEcho {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: tokio::process::ChildStdout,
     reply: Vec<u8>,
-    /// Talking to the worker runtime (replies are pings' replies), not the echo loop.
+    /// Replies are pings' replies (the worker runtime, the JSON loop), not
+    /// the request's bytes.
     worker: bool,
 }
 
@@ -205,7 +210,14 @@ impl RawEcho {
     /// Starts the echo loop and makes one warm-up round trip (once the
     /// interpreter has started).
     pub async fn start(python: &str, scripts: &Path) -> Result<Self, String> {
-        Self::wire(start_echo(python, scripts)?, false).await
+        Self::wire(start_echo(python, scripts)?, false, false).await
+    }
+
+    /// Starts `json_echo.py` (decode each request, encode its reply, nothing
+    /// else) and makes one warm-up round trip.
+    pub async fn start_json_floor(python: &str, scripts: &Path) -> Result<Self, String> {
+        let child = start_script(python, &scripts.join("json_echo.py"))?;
+        Self::wire(child, true, false).await
     }
 
     /// Starts `python -m pypool_worker` (the package found in the venv, or
@@ -227,10 +239,14 @@ impl RawEcho {
             .kill_on_drop(true)
             .spawn()
             .map_err(|error| format!("cannot start `{python} -m pypool_worker`: {error}"))?;
-        Self::wire(child, true).await
+        Self::wire(child, true, true).await
     }
 
-    async fn wire(mut child: tokio::process::Child, worker: bool) -> Result<Self, String> {
+    async fn wire(
+        mut child: tokio::process::Child,
+        worker: bool,
+        handshake: bool,
+    ) -> Result<Self, String> {
         let stdin = child.stdin.take().ok_or("the pipe has no stdin")?;
         let stdout = child.stdout.take().ok_or("the pipe has no stdout")?;
         let mut pipe = Self {
@@ -240,7 +256,7 @@ impl RawEcho {
             reply: Vec::new(),
             worker,
         };
-        if worker {
+        if handshake {
             let handshake = read_frame(&mut pipe.stdout, &mut pipe.reply)
                 .await
                 .map_err(|error| format!("the worker's handshake: {error}"))?;

@@ -578,7 +578,9 @@ pub async fn ping_latency(context: &Context) -> Workload {
             "{pings} sequential built-in `ping`s through a 1-worker pool, {pings} on one \
              `pypool-process` worker connection without the pool, {pings} written straight to \
              `python -m pypool_worker` (the worker runtime alone: a framed pipe driven from the \
-             benchmark's task, no `pypool-process`), and {pings} frames of the same bytes through a \
+             benchmark's task, no `pypool-process`), {pings} to a minimal Python loop that only \
+             decodes each request's JSON and encodes its reply (the floor of any JSON protocol; \
+             `python/bench/json_echo.py`), and {pings} frames of the same bytes through a \
              raw framed pipe to a minimal Python echo loop; interleaved in blocks of {PING_BLOCK} \
              (each contestant in turn, the order rotating) so a change in the machine's load meets \
              all alike; each after a warm-up. The steps from one to the next say where a ping's \
@@ -600,6 +602,10 @@ pub async fn ping_latency(context: &Context) -> Workload {
         (
             "runtime",
             "`python -m pypool_worker` over a bare framed pipe",
+        ),
+        (
+            "json_floor",
+            "minimal JSON loop: decode the request, encode the reply",
         ),
         ("raw", "raw framed pipe"),
     ];
@@ -655,6 +661,27 @@ pub async fn ping_latency(context: &Context) -> Workload {
         None,
     );
     workload.ratio(
+        "json_floor_p50_vs_raw",
+        "minimal JSON loop p50 ÷ raw pipe p50 (the least any JSON protocol in Python costs)",
+        "json_floor_p50",
+        "raw_p50",
+        None,
+    );
+    workload.ratio(
+        "runtime_p50_vs_json_floor",
+        "bare-pipe worker p50 ÷ minimal JSON loop p50 (the runtime beyond its JSON)",
+        "runtime_p50",
+        "json_floor_p50",
+        None,
+    );
+    workload.ratio(
+        "p50_vs_json_floor",
+        "pool p50 ÷ minimal JSON loop p50",
+        "pypool_p50",
+        "json_floor_p50",
+        None,
+    );
+    workload.ratio(
         "p99_vs_raw",
         "pool p99 ÷ raw pipe p99",
         "pypool_p99",
@@ -676,12 +703,16 @@ pub async fn ping_latency(context: &Context) -> Workload {
 /// Pings per contestant in a row before the next contestant's turn.
 pub const PING_BLOCK: u64 = 100;
 
+/// How many contestants the ping workload has.
+const CONTESTANTS: usize = 5;
+
 /// The contestants' latencies (pool, `pypool-process`, the worker runtime on
-/// a bare pipe, the raw echo pipe), measured in interleaved blocks.
+/// a bare pipe, the minimal JSON loop, the raw echo pipe), measured in
+/// interleaved blocks.
 async fn interleaved_pings(
     context: &Context,
     pings: u64,
-) -> Result<[hdrhistogram::Histogram<u64>; 4], String> {
+) -> Result<[hdrhistogram::Histogram<u64>; CONTESTANTS], String> {
     let pool = python_pool(context, 1)
         .build()
         .map_err(|error| error.to_string())?;
@@ -694,34 +725,33 @@ async fn interleaved_pings(
         worker_id: 1,
         handshake_timeout: Duration::from_secs(60),
     });
-    let (ready, worker, runtime, raw) = tokio::join!(
+    let (ready, worker, runtime, json_floor, raw) = tokio::join!(
         pool.ready(),
         worker,
         load::RawEcho::start_worker(&context.python, &context.scripts),
+        load::RawEcho::start_json_floor(&context.python, &context.scripts),
         load::RawEcho::start(&context.python, &context.scripts)
     );
     let result = async {
         ready.map_err(pool_error)?;
         let worker = worker.map_err(|error| format!("pypool-process: {error}"))?;
         let mut runtime = runtime?;
+        let mut json_floor = json_floor?;
         let mut raw = raw?;
         let measured = async {
-            let mut histograms = [
-                load::histogram(),
-                load::histogram(),
-                load::histogram(),
-                load::histogram(),
-            ];
+            let mut histograms: [hdrhistogram::Histogram<u64>; CONTESTANTS] =
+                std::array::from_fn(|_| load::histogram());
             for n in 0..100 {
                 ping(&pool, n).await?;
                 process_ping(&worker, n).await?;
                 runtime.round_trip(n).await?;
+                json_floor.round_trip(n).await?;
                 raw.round_trip(n).await?;
             }
             let mut n = 100;
             for round in 0..pings.div_ceil(PING_BLOCK) {
-                for turn in 0..4 {
-                    let contestant = (turn + round as usize) % 4;
+                for turn in 0..CONTESTANTS {
+                    let contestant = (turn + round as usize) % CONTESTANTS;
                     for _ in 0..PING_BLOCK {
                         n += 1;
                         let sent = std::time::Instant::now();
@@ -729,6 +759,7 @@ async fn interleaved_pings(
                             0 => ping(&pool, n).await?,
                             1 => process_ping(&worker, n).await?,
                             2 => runtime.round_trip(n).await?,
+                            3 => json_floor.round_trip(n).await?,
                             _ => raw.round_trip(n).await?,
                         }
                         load::record(&mut histograms[contestant], sent.elapsed());
@@ -740,6 +771,7 @@ async fn interleaved_pings(
         .await;
         worker.terminate();
         runtime.stop().await;
+        json_floor.stop().await;
         raw.stop().await;
         measured
     }
