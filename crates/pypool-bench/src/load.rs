@@ -169,7 +169,7 @@ fn start_echo(python: &str, scripts: &Path) -> Result<tokio::process::Child, Str
 
 fn start_script(python: &str, script: &Path) -> Result<tokio::process::Child, String> {
     tokio::process::Command::new(python)
-        .arg(&script)
+        .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
