@@ -32,7 +32,7 @@ import os
 import select
 import signal
 import sys
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 #: Environment variable naming the host's pid (set by the Rust spawner).
 HOST_PID_ENV = "PYPOOL_HOST_PID"
@@ -267,16 +267,22 @@ def _drain(fd: int) -> None:
 
 def _reap(worker: int) -> Optional[int]:
     """Reaps every exited child; returns the worker's wait status if it was among them."""
+    return _reap_exited(worker)[0]
+
+
+def _reap_exited(worker: int) -> Tuple[Optional[int], bool]:
+    """Reaps every exited child: the worker's wait status if it was among
+    them, and whether any child (living) is left."""
     status: Optional[int] = None
     while True:
         try:
             pid, wait_status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return status
+            return status, False
         except InterruptedError:
             continue
         if pid == 0:
-            return status
+            return status, True
         if pid == worker:
             status = wait_status
 
@@ -289,16 +295,11 @@ def _take_down(worker: int, status: Optional[int]) -> Optional[int]:
         # it or below one. No child left means nothing left to kill, and the
         # scan of /proc (most of a replacement's cost after a plain crash) is
         # skipped.
-        try:
-            pid, wait_status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+        reaped, children_left = _reap_exited(worker)
+        if reaped is not None:
+            status = reaped
+        if not children_left:
             return status
-        except InterruptedError:
-            continue
-        if pid == worker:
-            status = wait_status
-        if pid != 0:
-            continue
         for pid in descendants(me):
             _signal(pid, signal.SIGKILL)
         try:

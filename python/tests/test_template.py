@@ -77,8 +77,23 @@ def _read_frame(fd):
     return json.loads(exactly(length))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
-def test_a_template_forks_workers_that_serve_on_their_own_pipes():
+def _fork(host, events, kind, worker_id):
+    """Sends ``fork`` or ``prefork`` with fresh pipes (stderr shared with the test)
+    and checks ``forked``: ``(pid, the child's stdin writer, its stdout reader)``."""
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    socket.send_fds(host, [_frame({"type": kind, "worker_id": worker_id})], [stdin_r, stdout_w, 2])
+    os.close(stdin_r)
+    os.close(stdout_w)
+    forked = _read_frame(events)
+    assert forked == {"type": "forked", "worker_id": worker_id, "pid": forked["pid"]}, forked
+    return forked["pid"], stdin_w, stdout_r
+
+
+@pytest.fixture
+def running_template():
+    """A template driven over its control socket: ``(host socket, events fd)``.
+    Afterwards the host closes its socket and the template must exit 0."""
     host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PYPOOL_HOST_PID=str(os.getpid()))
     proc = subprocess.Popen(
@@ -90,31 +105,7 @@ def test_a_template_forks_workers_that_serve_on_their_own_pipes():
     )
     child.close()
     try:
-        events = proc.stdout.fileno()
-        ready = _read_frame(events)
-        assert ready["type"] == "template_ready" and ready["threads"] == 1, ready
-        workers = []
-        for worker_id in (7, 8):
-            stdin_r, stdin_w = os.pipe()
-            stdout_r, stdout_w = os.pipe()
-            socket.send_fds(host, [_frame({"type": "fork", "worker_id": worker_id})], [stdin_r, stdout_w, 2])
-            os.close(stdin_r)
-            os.close(stdout_w)
-            forked = _read_frame(events)
-            assert forked == {"type": "forked", "worker_id": worker_id, "pid": forked["pid"]}, forked
-            handshake = _read_frame(stdout_r)
-            assert handshake["type"] == "handshake" and handshake["worker_id"] == worker_id, handshake
-            workers.append((forked["pid"], stdin_w, stdout_r))
-        for pid, stdin_w, stdout_r in workers:
-            os.write(stdin_w, wire.encode({"type": "request", "id": 1, "command": "ping", "args": {"payload": pid}}))
-            reply = _read_frame(stdout_r)
-            assert reply["result"]["payload"] == pid, reply
-            os.close(stdin_w)  # EOF: the worker exits 0
-        exits = [_read_frame(events) for _ in workers]
-        assert sorted(event["worker_id"] for event in exits) == [7, 8]
-        assert all(event["type"] == "exited" and event.get("code") == 0 for event in exits), exits
-        for event in exits:
-            socket.send_fds(host, [_frame({"type": "release", "worker_id": event["worker_id"]})], [])
+        yield host, proc.stdout.fileno()
     finally:
         host.close()  # the template exits when the host closes its socket
         try:
@@ -126,56 +117,54 @@ def test_a_template_forks_workers_that_serve_on_their_own_pipes():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
-def test_a_standby_waits_for_its_id_on_stdin_and_exits_quietly_without_one():
-    host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, PYPOOL_HOST_PID=str(os.getpid()))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pypool_worker", "--worker-id", "0", "--template"],
-        stdin=child.fileno(),
-        stdout=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    child.close()
-    try:
-        events = proc.stdout.fileno()
-        assert _read_frame(events)["type"] == "template_ready"
-        standbys = []
-        for name in (1 << 62, (1 << 62) + 1):
-            stdin_r, stdin_w = os.pipe()
-            stdout_r, stdout_w = os.pipe()
-            socket.send_fds(host, [_frame({"type": "prefork", "worker_id": name})], [stdin_r, stdout_w, 2])
-            os.close(stdin_r)
-            os.close(stdout_w)
-            forked = _read_frame(events)
-            assert forked == {"type": "forked", "worker_id": name, "pid": forked["pid"]}, forked
-            standbys.append((name, stdin_w, stdout_r))
-        # Adopted: the id written to its stdin is the one it announces.
-        name, stdin_w, stdout_r = standbys[0]
-        os.write(stdin_w, struct.pack(">Q", 42))
+def test_a_template_forks_workers_that_serve_on_their_own_pipes(running_template):
+    host, events = running_template
+    ready = _read_frame(events)
+    assert ready["type"] == "template_ready" and ready["threads"] == 1, ready
+    workers = []
+    for worker_id in (7, 8):
+        pid, stdin_w, stdout_r = _fork(host, events, "fork", worker_id)
         handshake = _read_frame(stdout_r)
-        assert handshake["type"] == "handshake" and handshake["worker_id"] == 42, handshake
-        os.write(stdin_w, wire.encode({"type": "request", "id": 1, "command": "ping", "args": {}}))
-        assert _read_frame(stdout_r)["result"]["worker_id"] == 42
-        os.close(stdin_w)
-        # Discarded: its stdin closes before any id; it exits 0 without a handshake.
-        other, other_stdin, other_stdout = standbys[1]
-        os.close(other_stdin)
-        exits = [_read_frame(events) for _ in standbys]
-        assert sorted(event["worker_id"] for event in exits) == [name, other], exits
-        assert all(event.get("code") == 0 for event in exits), exits
-        with pytest.raises(EOFError):
-            _read_frame(other_stdout)
-        for event in exits:
-            socket.send_fds(host, [_frame({"type": "release", "worker_id": event["worker_id"]})], [])
-    finally:
-        host.close()
-        try:
-            proc.wait(timeout=TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 0
+        assert handshake["type"] == "handshake" and handshake["worker_id"] == worker_id, handshake
+        workers.append((pid, stdin_w, stdout_r))
+    for pid, stdin_w, stdout_r in workers:
+        os.write(stdin_w, wire.encode({"type": "request", "id": 1, "command": "ping", "args": {"payload": pid}}))
+        reply = _read_frame(stdout_r)
+        assert reply["result"]["payload"] == pid, reply
+        os.close(stdin_w)  # EOF: the worker exits 0
+    exits = [_read_frame(events) for _ in workers]
+    assert sorted(event["worker_id"] for event in exits) == [7, 8]
+    assert all(event["type"] == "exited" and event.get("code") == 0 for event in exits), exits
+    for event in exits:
+        socket.send_fds(host, [_frame({"type": "release", "worker_id": event["worker_id"]})], [])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
+def test_a_standby_waits_for_its_id_on_stdin_and_exits_quietly_without_one(running_template):
+    host, events = running_template
+    assert _read_frame(events)["type"] == "template_ready"
+    standbys = []
+    for name in (1 << 62, (1 << 62) + 1):
+        _pid, stdin_w, stdout_r = _fork(host, events, "prefork", name)
+        standbys.append((name, stdin_w, stdout_r))
+    # Adopted: the id written to its stdin is the one it announces.
+    name, stdin_w, stdout_r = standbys[0]
+    os.write(stdin_w, struct.pack(">Q", 42))
+    handshake = _read_frame(stdout_r)
+    assert handshake["type"] == "handshake" and handshake["worker_id"] == 42, handshake
+    os.write(stdin_w, wire.encode({"type": "request", "id": 1, "command": "ping", "args": {}}))
+    assert _read_frame(stdout_r)["result"]["worker_id"] == 42
+    os.close(stdin_w)
+    # Discarded: its stdin closes before any id; it exits 0 without a handshake.
+    other, other_stdin, other_stdout = standbys[1]
+    os.close(other_stdin)
+    exits = [_read_frame(events) for _ in standbys]
+    assert sorted(event["worker_id"] for event in exits) == [name, other], exits
+    assert all(event.get("code") == 0 for event in exits), exits
+    with pytest.raises(EOFError):
+        _read_frame(other_stdout)
+    for event in exits:
+        socket.send_fds(host, [_frame({"type": "release", "worker_id": event["worker_id"]})], [])
 
 
 def test_read_adopted_id_reads_eight_big_endian_bytes_or_none_at_the_end():

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use pypool::{Pool, PoolError, WorkerExit};
-use pypool_mock::{MockSpawner, SpawnHandle, command};
+use pypool_mock::{MockSpawner, SpawnHandle, WorkerHandle, command};
 use serde_json::{Value, json};
 use support::scripted::{accept_next, builder, refill};
 use support::{NO_TIME, caller_error, spawn_execute, status_until, within, worker_ids};
@@ -170,15 +170,21 @@ async fn a_non_idempotent_command_that_crashes_is_not_retried() {
     assert!(!second.was_killed());
 }
 
-#[tokio::test(start_paused = true)]
-async fn retries_stop_after_the_recovery_budget() {
-    // Every attempt crashes its worker: the default policy allows 3 attempts in all.
+/// A pool of three ready workers, `work` declared idempotent.
+async fn three_workers_serving_idempotent_work() -> (Pool, Vec<WorkerHandle>, SpawnHandle) {
     let (spawner, mut spawns) = MockSpawner::scripted();
     let pool = builder(spawner, 3).idempotent("work").build().unwrap();
     let mut workers = Vec::new();
     for _ in 0..3 {
         workers.push(accept_next(&pool, &mut spawns).await);
     }
+    (pool, workers, spawns)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_after_the_recovery_budget() {
+    // Every attempt crashes its worker: the default policy allows 3 attempts in all.
+    let (pool, mut workers, _spawns) = three_workers_serving_idempotent_work().await;
 
     let call = spawn_execute(&pool, "work", Value::Null);
     let mut request_ids = Vec::new();
@@ -210,12 +216,7 @@ async fn the_retry_after_a_crash_goes_at_once_and_a_second_crash_backs_off() {
     // it goes without delay (on the paused clock, no time passes). If the
     // retry's worker crashes too, the next retry backs off (the default
     // policy: 100 ms after attempt 2, equal jitter: at least 50 ms).
-    let (spawner, mut spawns) = MockSpawner::scripted();
-    let pool = builder(spawner, 3).idempotent("work").build().unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        workers.push(accept_next(&pool, &mut spawns).await);
-    }
+    let (pool, mut workers, _spawns) = three_workers_serving_idempotent_work().await;
     let call = spawn_execute(&pool, "work", Value::Null);
     let first = within(NO_TIME, "the first attempt", workers[0].next_request())
         .await

@@ -96,6 +96,21 @@ pub async fn spawn(
         .await
 }
 
+/// Spawns worker `worker_id` from `spawner` (so several workers share its
+/// fork template), within [`PATIENCE`]; panics if it does not start.
+#[allow(clippy::panic, reason = "a test helper fails the test by panicking")]
+pub async fn spawn_from(spawner: &PythonSpawner, worker_id: u64) -> Arc<dyn WorkerConnection> {
+    bounded(
+        "a worker starts",
+        spawner.spawn(SpawnRequest {
+            worker_id,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("worker {worker_id} did not start: {error}"))
+}
+
 /// Builds a request.
 pub fn request(id: u64, command: &str, args: serde_json::Value) -> pypool_wire::Request {
     let args = match args {

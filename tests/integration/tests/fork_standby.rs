@@ -7,22 +7,10 @@
 
 use std::sync::Arc;
 
-use pypool_integration::{HANDSHAKE_TIMEOUT, bounded, config, poll_until, process_alive, request};
+use pypool_integration::{bounded, config, poll_until, process_alive, request, spawn_from};
 use pypool_process::{PythonSpawner, StartMethod};
-use pypool_seam::{Outcome, SpawnRequest, WorkerConnection, WorkerSpawner};
+use pypool_seam::{Outcome, WorkerConnection};
 use serde_json::json;
-
-async fn spawn(spawner: &PythonSpawner, worker_id: u64) -> Arc<dyn WorkerConnection> {
-    bounded(
-        "a worker starts",
-        spawner.spawn(SpawnRequest {
-            worker_id,
-            handshake_timeout: HANDSHAKE_TIMEOUT,
-        }),
-    )
-    .await
-    .expect("the worker starts")
-}
 
 async fn ping_answers_as(worker: &Arc<dyn WorkerConnection>, worker_id: u64) {
     match bounded("a ping", worker.call(request(1, "ping", json!({})))).await {
@@ -52,12 +40,12 @@ fn fork_spawner(standby: bool) -> PythonSpawner {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_spawn_adopts_the_standby_which_announces_its_new_id() {
     let spawner = fork_spawner(true);
-    let first = spawn(&spawner, 1).await;
+    let first = spawn_from(&spawner, 1).await;
     ping_answers_as(&first, 1).await;
     let standby = standby_of(&spawner).await;
     assert_ne!(first.process_id(), Some(standby));
 
-    let second = spawn(&spawner, 2).await;
+    let second = spawn_from(&spawner, 2).await;
     assert_eq!(
         second.process_id(),
         Some(standby),
@@ -74,7 +62,7 @@ async fn the_next_spawn_adopts_the_standby_which_announces_its_new_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_that_died_is_replaced_by_a_fork() {
     let spawner = fork_spawner(true);
-    let first = spawn(&spawner, 1).await;
+    let first = spawn_from(&spawner, 1).await;
     let standby = standby_of(&spawner).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(standby).expect("a pid")),
@@ -86,7 +74,7 @@ async fn a_standby_that_died_is_replaced_by_a_fork() {
     })
     .await;
 
-    let second = spawn(&spawner, 2).await;
+    let second = spawn_from(&spawner, 2).await;
     assert_ne!(second.process_id(), Some(standby));
     assert_eq!(second.handshake().worker_id, 2);
     ping_answers_as(&second, 2).await;
@@ -96,8 +84,8 @@ async fn a_standby_that_died_is_replaced_by_a_fork() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_standby_no_process_is_forked_ahead() {
     let spawner = fork_spawner(false);
-    let first = spawn(&spawner, 1).await;
-    let second = spawn(&spawner, 2).await;
+    let first = spawn_from(&spawner, 1).await;
+    let second = spawn_from(&spawner, 2).await;
     ping_answers_as(&first, 1).await;
     ping_answers_as(&second, 2).await;
     assert_eq!(spawner.standby_pid(), None);
@@ -106,7 +94,7 @@ async fn without_standby_no_process_is_forked_ahead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_ends_with_the_spawner() {
     let spawner = fork_spawner(true);
-    let first = spawn(&spawner, 1).await;
+    let first = spawn_from(&spawner, 1).await;
     let standby = standby_of(&spawner).await;
     drop(first);
     drop(spawner);

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use pypool_integration::{HANDSHAKE_TIMEOUT, bounded, config, fixture, request};
+use pypool_integration::{HANDSHAKE_TIMEOUT, bounded, config, fixture, request, spawn_from};
 use pypool_process::{PythonSpawner, StartMethod};
 use pypool_seam::{Outcome, SpawnError, SpawnRequest, WorkerConnection, WorkerSpawner};
 use serde_json::{Value, json};
@@ -29,18 +29,6 @@ fn host_channels() -> HashSet<String> {
         .filter_map(|entry| std::fs::read_link(entry.path()).ok())
         .map(|target| target.display().to_string())
         .collect()
-}
-
-async fn spawn(spawner: &PythonSpawner, worker_id: u64) -> Arc<dyn WorkerConnection> {
-    bounded(
-        "a worker starts",
-        spawner.spawn(SpawnRequest {
-            worker_id,
-            handshake_timeout: HANDSHAKE_TIMEOUT,
-        }),
-    )
-    .await
-    .expect("the worker starts")
 }
 
 async fn probe(worker: &Arc<dyn WorkerConnection>) -> Value {
@@ -71,7 +59,7 @@ async fn workers_are_forked_from_one_template_and_keep_nothing_of_each_other() {
     let spawner = spawner(StartMethod::Fork, &["fork_probe.py"]);
     let mut workers = Vec::new();
     for worker_id in 1..=3 {
-        workers.push(spawn(&spawner, worker_id).await);
+        workers.push(spawn_from(&spawner, worker_id).await);
     }
     let mut probes = Vec::new();
     for (index, worker) in workers.iter().enumerate() {
@@ -130,7 +118,7 @@ async fn workers_are_forked_from_one_template_and_keep_nothing_of_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_mode_still_starts_an_interpreter_per_worker() {
     let spawner = spawner(StartMethod::Spawn, &["fork_probe.py"]);
-    let worker = spawn(&spawner, 1).await;
+    let worker = spawn_from(&spawner, 1).await;
     let probe = probe(&worker).await;
     assert_eq!(probe["imported_in"], probe["pid"], "{probe}");
     assert_eq!(
@@ -142,12 +130,12 @@ async fn spawn_mode_still_starts_an_interpreter_per_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_forks_from_the_same_template() {
     let spawner = spawner(StartMethod::Fork, &["fork_probe.py"]);
-    let first = spawn(&spawner, 1).await;
+    let first = spawn_from(&spawner, 1).await;
     let before = probe(&first).await;
     first.kill();
     let exit = bounded("the killed worker's exit", first.exited()).await;
     assert_eq!(exit.signal, Some(9), "{exit}");
-    let second = spawn(&spawner, 2).await;
+    let second = spawn_from(&spawner, 2).await;
     let after = probe(&second).await;
     assert_eq!(after["imported_in"], before["imported_in"]);
     assert_ne!(after["pid"], before["pid"]);
@@ -191,7 +179,7 @@ async fn an_import_error_surfaces_as_in_spawn_mode_to_every_waiting_spawn() {
 async fn a_template_with_threads_falls_back_to_spawning_every_worker() {
     let spawner = spawner(StartMethod::Fork, &["thread_at_import.py"]);
     for worker_id in 1..=2 {
-        let worker = spawn(&spawner, worker_id).await;
+        let worker = spawn_from(&spawner, worker_id).await;
         let reply = match bounded(
             "where_imported",
             worker.call(request(1, "where_imported", json!({}))),
