@@ -364,6 +364,17 @@ async fn send_fork(
                 stderr_tail: tail.clone(),
             });
         }
+        if forks.waiting.contains_key(&name) || forks.live.contains_key(&name) {
+            // The template's events name processes by this id: a second
+            // process under it would take the first one's events.
+            return Err(io_error(
+                name,
+                "forking the worker from the template",
+                std::io::Error::other(format!(
+                    "worker id {name} is already in use by a process forked from this template"
+                )),
+            ));
+        }
         forks.waiting.insert(name, reply);
     }
     let sent = template

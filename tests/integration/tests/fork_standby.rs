@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pypool_integration::{bounded, config, poll_until, process_alive, request, spawn_from};
 use pypool_process::{PythonSpawner, StartMethod};
-use pypool_seam::{Outcome, WorkerConnection};
+use pypool_seam::{Outcome, SpawnRequest, WorkerConnection, WorkerSpawner};
 use serde_json::json;
 
 async fn ping_answers_as(worker: &Arc<dyn WorkerConnection>, worker_id: u64) {
@@ -99,4 +99,26 @@ async fn the_standby_ends_with_the_spawner() {
     drop(first);
     drop(spawner);
     poll_until("the standby exits", || !process_alive(standby)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_id_already_forked_is_refused_and_the_first_worker_is_untouched() {
+    // Forked, not adopted: the template's events name a forked worker by its
+    // id (an adopted standby keeps its own name, which no pool id reaches).
+    let spawner = fork_spawner(false);
+    let first = spawn_from(&spawner, 1).await;
+    let again = bounded(
+        "a second spawn under the same id",
+        spawner.spawn(SpawnRequest {
+            worker_id: 1,
+            handshake_timeout: pypool_integration::HANDSHAKE_TIMEOUT,
+        }),
+    )
+    .await;
+    let error = match again {
+        Ok(_) => panic!("a second worker under id 1 was started"),
+        Err(error) => error,
+    };
+    assert!(error.to_string().contains("already in use"), "{error}");
+    ping_answers_as(&first, 1).await;
 }
