@@ -1,9 +1,11 @@
 //! Telemetry: the request path records its counters, histograms and gauges
 //! through the `metrics` facade, labelled with the pool's name.
 
+mod support;
+
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 use pypool::Pool;
 use pypool::metrics::names;
 use pypool_mock::{Behaviour, MockSpawner};
@@ -11,39 +13,29 @@ use serde_json::json;
 
 #[test]
 fn the_request_path_records_metrics() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
+    let snapshot = support::record_metrics(|| async {
+        let behaviour = Behaviour::default()
+            .fixed_latency(Duration::from_millis(3))
+            .crash_every(5);
+        let spawner = MockSpawner::with_behaviour(behaviour).unwrap();
+        let pool = Pool::builder()
+            .name("metered")
+            .size(2)
+            .health_check_interval(None)
+            .spawner(spawner)
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let behaviour = Behaviour::default()
-                .fixed_latency(Duration::from_millis(3))
-                .crash_every(5);
-            let spawner = MockSpawner::with_behaviour(behaviour).unwrap();
-            let pool = Pool::builder()
-                .name("metered")
-                .size(2)
-                .health_check_interval(None)
-                .spawner(spawner)
-                .build()
-                .unwrap();
-            pool.ready().await.unwrap();
-            let mut failures = 0;
-            for n in 0..10 {
-                if pool.execute("echo", json!({ "n": n })).await.is_err() {
-                    failures += 1;
-                }
+        pool.ready().await.unwrap();
+        let mut failures = 0;
+        for n in 0..10 {
+            if pool.execute("echo", json!({ "n": n })).await.is_err() {
+                failures += 1;
             }
-            assert_eq!(failures, 2, "crash_every(5) over 10 requests");
-            pool.shutdown(Duration::from_secs(5)).await;
-        });
-    });
-
-    let snapshot = snapshotter.snapshot().into_vec();
+        }
+        assert_eq!(failures, 2, "crash_every(5) over 10 requests");
+        pool.shutdown(Duration::from_secs(5)).await;
+    })
+    .into_vec();
     let find = |name: &str, label: Option<(&str, &str)>| {
         snapshot.iter().find(|(key, _, _, _)| {
             let key = key.key();

@@ -9,7 +9,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use metrics_util::debugging::DebuggingRecorder;
 use pypool::ProgramSpec;
 use pypool::metrics::{labels, names};
 use serde_json::json;
@@ -17,42 +16,32 @@ use support::fake_pool;
 
 #[test]
 fn programs_and_unknown_commands_do_not_add_a_series_each() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (pool, _spawns, _runtime) = fake_pool(2).await;
-            // Twenty sessions, each with its own program: one label value.
-            for n in 0..20 {
-                let session = pool.session(&format!("s{n}")).unwrap();
-                session
-                    .create_program(&format!("p{n}"), ProgramSpec::python("mod:func"))
-                    .await
-                    .unwrap();
-                session
-                    .execute_program(&format!("p{n}"), json!({}))
-                    .await
-                    .unwrap();
-            }
-            // Twenty names no worker registered (this fake runtime answers
-            // them all): one label value.
-            for n in 0..20 {
-                pool.execute(&format!("no.such.command.{n}"), json!({}))
-                    .await
-                    .unwrap();
-            }
-            // A registered command keeps its name.
-            pool.execute("echo", json!({})).await.unwrap();
-            pool.shutdown(Duration::from_secs(5)).await;
-        });
-    });
-
-    let snapshot = snapshotter.snapshot().into_vec();
+    let snapshot = support::record_metrics(|| async {
+        let (pool, _spawns, _runtime) = fake_pool(2).await;
+        // Twenty sessions, each with its own program: one label value.
+        for n in 0..20 {
+            let session = pool.session(&format!("s{n}")).unwrap();
+            session
+                .create_program(&format!("p{n}"), ProgramSpec::python("mod:func"))
+                .await
+                .unwrap();
+            session
+                .execute_program(&format!("p{n}"), json!({}))
+                .await
+                .unwrap();
+        }
+        // Twenty names no worker registered (this fake runtime answers
+        // them all): one label value.
+        for n in 0..20 {
+            pool.execute(&format!("no.such.command.{n}"), json!({}))
+                .await
+                .unwrap();
+        }
+        // A registered command keeps its name.
+        pool.execute("echo", json!({})).await.unwrap();
+        pool.shutdown(Duration::from_secs(5)).await;
+    })
+    .into_vec();
     let commands_of = |metric: &str| -> BTreeSet<String> {
         snapshot
             .iter()

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use futures::StreamExt;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 use pypool::ProgramSpec;
 use pypool::metrics::{USAGE_PROGRAM_LABELS, labels, names};
 use serde_json::json;
@@ -17,15 +17,7 @@ use support::scripted::scripted_pool;
 
 #[test]
 fn usage_adds_up_per_program_with_bounded_labels() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+    let snapshot = support::record_metrics(|| async {
             let (pool, _spawns, mut workers) =
                 scripted_pool(1, |builder| builder.name("usage")).await;
             let mut worker = workers.remove(0);
@@ -55,10 +47,8 @@ fn usage_adds_up_per_program_with_bounded_labels() {
                 session.create_program("mine", ProgramSpec::python("m:f")).await.unwrap();
                 session.execute_program("mine", json!({})).await.unwrap();
             }
-        });
-    });
-
-    let snapshot = snapshotter.snapshot().into_vec();
+    })
+    .into_vec();
     let counter = |name: &str, program: &str| -> u64 {
         snapshot
             .iter()

@@ -256,3 +256,21 @@ pub async fn occupy_all_but(
         workers: busy,
     }
 }
+
+/// Runs `test` on a paused current-thread runtime with a local metrics
+/// recorder installed; returns what the request path recorded.
+pub fn record_metrics<Fut: Future<Output = ()>>(
+    test: impl FnOnce() -> Fut,
+) -> metrics_util::debugging::Snapshot {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(test());
+    });
+    snapshotter.snapshot()
+}
