@@ -244,7 +244,7 @@ def _guard(worker: int, host: _Host, hints: List[int], wake_read: int) -> None:
             select.select(watched, [], [], timeout)
         except OSError:
             pass
-        _drain(wake_read)
+        drain(wake_read)
     status = _take_down(worker, status)
     _exit_like(status)
 
@@ -256,7 +256,8 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def _drain(fd: int) -> None:
+def drain(fd: int) -> None:
+    """Reads a non-blocking descriptor (a signal wake-up pipe) until it is empty or closed."""
     while True:
         try:
             if not os.read(fd, 512):
@@ -332,4 +333,4 @@ def _exit_like(status: Optional[int]) -> None:
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
-__all__ = ["enter", "descendants", "is_ancestor", "parent_of", "HOST_PID_ENV"]
+__all__ = ["enter", "descendants", "drain", "is_ancestor", "parent_of", "HOST_PID_ENV"]

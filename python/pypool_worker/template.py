@@ -47,7 +47,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from . import stdio, wire
+from . import guardian, stdio, wire
 
 #: How many descriptors a ``fork`` command carries: stdin, stdout, stderr.
 FORK_FDS = 3
@@ -153,7 +153,7 @@ class Template:
                 except InterruptedError:
                     continue
                 if self.wake_read in ready:
-                    _drain(self.wake_read)
+                    guardian.drain(self.wake_read)
                 if self.control.fileno() in ready:
                     if not self.handle_packet():
                         return 0
@@ -253,8 +253,6 @@ class Template:
         for fd in fds:
             _close(fd)
         _reopen_stderr()
-        from . import guardian
-
         guardian.enter()  # returns in the worker; the guardian never returns
         random.seed()
         if standby:
@@ -304,15 +302,6 @@ def _reopen_stderr() -> None:
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     except OSError:
         pass
-
-
-def _drain(fd: int) -> None:
-    while True:
-        try:
-            if not os.read(fd, 512):
-                return
-        except OSError:
-            return
 
 
 def _close(fd: int) -> None:

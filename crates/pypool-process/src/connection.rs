@@ -147,6 +147,22 @@ impl Shared {
         }
     }
 
+    /// Refuses request `request_id` if the connection is dead or the worker
+    /// is draining (it takes no more requests).
+    fn check_open(&self, state: &State, request_id: u64) -> Result<(), CallError> {
+        if let Some(dead) = &state.dead {
+            return Err(self.error_for(dead, request_id));
+        }
+        if state.draining {
+            return Err(CallError::NotSent {
+                worker_id: self.worker_id,
+                request_id,
+                reason: "the worker is stopping (draining) and takes no more requests".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Marks the connection dead (first reason wins) and fails every pending call.
     fn die(&self, dead: Dead) {
         let mut state = self.lock();
@@ -525,17 +541,7 @@ impl WorkerConnection for ProcessConnection {
         let request_id = request.id;
         let reply = {
             let mut state = self.shared.lock();
-            if let Some(dead) = &state.dead {
-                return Err(self.shared.error_for(dead, request_id));
-            }
-            if state.draining {
-                return Err(CallError::NotSent {
-                    worker_id: self.shared.worker_id,
-                    request_id,
-                    reason: "the worker is stopping (draining) and takes no more requests"
-                        .to_owned(),
-                });
-            }
+            self.shared.check_open(&state, request_id)?;
             let (sender, reply) = oneshot::channel();
             if state
                 .pending
@@ -571,17 +577,7 @@ impl WorkerConnection for ProcessConnection {
         let request_id = request.id;
         let stream = {
             let mut state = self.shared.lock();
-            if let Some(dead) = &state.dead {
-                return Err(self.shared.error_for(dead, request_id));
-            }
-            if state.draining {
-                return Err(CallError::NotSent {
-                    worker_id: self.shared.worker_id,
-                    request_id,
-                    reason: "the worker is stopping (draining) and takes no more requests"
-                        .to_owned(),
-                });
-            }
+            self.shared.check_open(&state, request_id)?;
             if state.pending.contains(request_id) {
                 return Err(CallError::DuplicateRequestId {
                     worker_id: self.shared.worker_id,
