@@ -26,6 +26,16 @@ pub struct Throughput {
 }
 
 impl Throughput {
+    /// Adds `other` (a later slice of the same contestant) to this tally.
+    pub fn absorb(&mut self, other: Throughput) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
     /// Successful calls per second.
     pub fn per_second(&self) -> f64 {
         let seconds = self.elapsed.as_secs_f64();
@@ -389,4 +399,35 @@ pub async fn raw_pipe_throughput(
         first_error,
         elapsed: last - started,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbing_a_slice_adds_its_answers_errors_and_time_and_keeps_the_first_error() {
+        let mut total = Throughput {
+            ok: 10,
+            errors: 0,
+            first_error: None,
+            elapsed: Duration::from_millis(100),
+        };
+        total.absorb(Throughput {
+            ok: 5,
+            errors: 2,
+            first_error: Some("first".to_owned()),
+            elapsed: Duration::from_millis(50),
+        });
+        total.absorb(Throughput {
+            ok: 1,
+            errors: 1,
+            first_error: Some("second".to_owned()),
+            elapsed: Duration::from_millis(50),
+        });
+        assert_eq!((total.ok, total.errors), (16, 3));
+        assert_eq!(total.elapsed, Duration::from_millis(200));
+        assert_eq!(total.first_error.as_deref(), Some("first"));
+        assert!((total.per_second() - 80.0).abs() < 1e-9);
+    }
 }

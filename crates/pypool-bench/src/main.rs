@@ -17,6 +17,7 @@
 //! Exits with status 1 when a contestant failed (the report is still
 //! written, naming the failure); goals not met do not fail the run.
 
+mod chaos;
 mod charts;
 mod cli;
 mod load;
@@ -96,7 +97,7 @@ async fn main() -> ExitCode {
                 startup
             }
             WorkloadId::Replacement => startup::replacement(&context).await,
-            WorkloadId::Chaos => startup::chaos(&context).await,
+            WorkloadId::Chaos => chaos::chaos(&context).await,
             WorkloadId::Memory => startup::memory(&context).await,
         };
         for figure in &workload.figures {

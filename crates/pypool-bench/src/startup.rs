@@ -1,22 +1,18 @@
 //! The workloads about worker processes rather than requests: start-up of
-//! 1/8/64 workers, replacement after SIGKILL, chaos (a SIGKILL every 1,000
-//! requests) and the PSS of 8 workers.
+//! 1/8/64 workers, replacement after SIGKILL and the PSS of 8 workers (the
+//! chaos workload, in `chaos.rs`, borrows its pool helpers).
 //!
 //! Each runs once per [`Launch`] (how the pool starts its workers) and per
 //! [`Preload`] (stdlib only, or DSPy imported before the handshake).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pypool::{Pool, PoolBuilder, StartMethod};
-use serde_json::Value;
 
-use crate::load;
 use crate::procfs;
 use crate::report::{Chart, Goal, Scale, Series, Workload};
-use crate::workloads::{CALLERS, Context, NOOP_WORKERS, pool_error, python_pool, script};
+use crate::workloads::{Context, pool_error, python_pool, script};
 
 /// How the pool starts its workers; every workload of this module measures
 /// each, and the goals are held by `fork` with `spawn` as its baseline.
@@ -52,13 +48,18 @@ impl Launch {
 
     /// Whether the goals are judged on this mode's figures (the other is a
     /// baseline).
-    fn holds_goals(self) -> bool {
+    pub(crate) fn holds_goals(self) -> bool {
         self == Launch::Fork
     }
 }
 
 /// Adds `fork ÷ spawn` of the figures `{fork,spawn}_{suffix}`.
-fn fork_vs_spawn(workload: &mut Workload, suffix: &str, label: &str, goal: Option<Goal>) {
+pub(crate) fn fork_vs_spawn(
+    workload: &mut Workload,
+    suffix: &str,
+    label: &str,
+    goal: Option<Goal>,
+) {
     workload.ratio(
         &format!("fork_vs_spawn_{suffix}"),
         &format!("fork ÷ spawn, {label}"),
@@ -126,12 +127,17 @@ impl Preload {
 }
 
 /// A pool of `size` workers started `launch`'s way with `preload`.
-fn pool(context: &Context, launch: Launch, preload: Preload, size: usize) -> PoolBuilder {
+pub(crate) fn pool(
+    context: &Context,
+    launch: Launch,
+    preload: Preload,
+    size: usize,
+) -> PoolBuilder {
     launch.configure(preload.builder(python_pool(context, size)))
 }
 
 /// Builds the pool and waits until every worker is ready; the pool and the time it took.
-async fn start(builder: PoolBuilder) -> Result<(Pool, Duration), String> {
+pub(crate) async fn start(builder: PoolBuilder) -> Result<(Pool, Duration), String> {
     let started = Instant::now();
     let pool = builder.build().map_err(|error| error.to_string())?;
     match pool.ready().await {
@@ -508,7 +514,7 @@ async fn replacements(
 }
 
 /// Pings; the id of the worker that answered.
-async fn ping_worker(pool: &Pool, n: u64) -> Result<u64, String> {
+pub(crate) async fn ping_worker(pool: &Pool, n: u64) -> Result<u64, String> {
     let reply = pool
         .execute("ping", serde_json::json!({ "payload": n }))
         .await
@@ -543,202 +549,6 @@ async fn replace_one(pool: &Pool) -> Result<Duration, String> {
             Err(error) => return Err(format!("no replacement answered within 120 s: {error}")),
         }
     }
-}
-
-// ---------------------------------------------------------------- chaos
-
-/// No-op throughput with a SIGKILL every 1,000 requests vs without.
-pub async fn chaos(context: &Context) -> Workload {
-    let window = context.plan.chaos_window;
-    let mut workload = Workload::new(
-        "chaos",
-        "Chaos: no-op throughput with a SIGKILL every 1,000 requests",
-        &format!(
-            "pypool's built-in `ping`, {NOOP_WORKERS} stdlib workers, {CALLERS} callers, {:.0} s \
-             each: without chaos; then with a worker's Python process SIGKILLed after every 1,000 \
-             answered requests, once with the pool's default settings and once with the command \
-             circuit breaker off (`consecutive_failures: u32::MAX`): a killed worker fails the \
-             requests it held (up to its capacity, 64), which opens `ping`'s breaker (5 consecutive \
-             failures) for 5 s with the defaults. Failed requests are counted, not retried by the \
-             caller; the goal is held by the run without the breaker (the cost of replacing \
-             workers).",
-            window.as_secs_f64()
-        ),
-    );
-    workload.parameter("workers", NOOP_WORKERS);
-    workload.parameter("callers", CALLERS);
-    workload.parameter("window_s", window.as_secs_f64());
-    workload.parameter("kill_every", KILL_EVERY);
-    for &launch in Launch::ALL {
-        let prefix = launch.name();
-        for (run, label) in [
-            (ChaosRun::Calm, "without chaos"),
-            (
-                ChaosRun::Defaults,
-                "a SIGKILL every 1,000 requests, default settings",
-            ),
-            (
-                ChaosRun::BreakerOff,
-                "a SIGKILL every 1,000 requests, command breaker off",
-            ),
-        ] {
-            let id = format!("{prefix}_{}", run.name());
-            match chaos_run(context, launch, window, run).await {
-                Ok((throughput, kills)) => {
-                    workload.figure(
-                        &id,
-                        &format!("pypool ({}), {label}: answered", launch.name()),
-                        throughput.per_second(),
-                        "requests/s",
-                        None,
-                    );
-                    if run == ChaosRun::Calm {
-                        if let Some(error) = throughput.first_error {
-                            workload.fail(format!("{id}: a request failed without chaos: {error}"));
-                        }
-                        continue;
-                    }
-                    if let Some(error) = &throughput.first_error {
-                        workload.parameter(&format!("{id}_first_error"), error.as_str());
-                    }
-                    workload.figure(
-                        &format!("{id}_kills"),
-                        &format!("pypool ({}), {label}: workers killed", launch.name()),
-                        kills as f64,
-                        "workers",
-                        None,
-                    );
-                    workload.figure(
-                        &format!("{id}_failed"),
-                        &format!(
-                            "pypool ({}), {label}: requests failed (typed errors)",
-                            launch.name()
-                        ),
-                        throughput.errors as f64,
-                        "requests",
-                        None,
-                    );
-                }
-                Err(error) => workload.fail(format!("{id}: {error}")),
-            }
-        }
-        workload.ratio(
-            &format!("{prefix}_chaos_vs_calm"),
-            &format!(
-                "chaos ÷ without chaos, command breaker off ({})",
-                launch.name()
-            ),
-            &format!("{prefix}_{}", ChaosRun::BreakerOff.name()),
-            &format!("{prefix}_{}", ChaosRun::Calm.name()),
-            launch.holds_goals().then_some(Goal::AtLeast(0.8)),
-        );
-        workload.ratio(
-            &format!("{prefix}_chaos_defaults_vs_calm"),
-            &format!(
-                "chaos ÷ without chaos, default settings ({})",
-                launch.name()
-            ),
-            &format!("{prefix}_{}", ChaosRun::Defaults.name()),
-            &format!("{prefix}_{}", ChaosRun::Calm.name()),
-            None,
-        );
-    }
-    for run in [ChaosRun::Calm, ChaosRun::BreakerOff] {
-        fork_vs_spawn(
-            &mut workload,
-            run.name(),
-            match run {
-                ChaosRun::Calm => "answered without chaos",
-                _ => "answered with chaos, command breaker off",
-            },
-            None,
-        );
-    }
-    workload
-}
-
-/// The three runs of the chaos workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChaosRun {
-    /// No kills.
-    Calm,
-    /// Kills, the pool's default settings.
-    Defaults,
-    /// Kills, the command circuit breaker off.
-    BreakerOff,
-}
-
-impl ChaosRun {
-    fn name(self) -> &'static str {
-        match self {
-            ChaosRun::Calm => "calm",
-            ChaosRun::Defaults => "chaos_defaults",
-            ChaosRun::BreakerOff => "chaos",
-        }
-    }
-}
-
-/// Requests between two SIGKILLs of the chaos workload.
-const KILL_EVERY: u64 = 1_000;
-
-async fn chaos_run(
-    context: &Context,
-    launch: Launch,
-    window: Duration,
-    run: ChaosRun,
-) -> Result<(load::Throughput, u64), String> {
-    let with_chaos = run != ChaosRun::Calm;
-    let mut builder = pool(context, launch, Preload::Stdlib, NOOP_WORKERS);
-    if run == ChaosRun::BreakerOff {
-        builder = builder.command_breaker(pypool::BreakerConfig {
-            consecutive_failures: u32::MAX,
-            ..pypool::BreakerConfig::default()
-        });
-    }
-    let (pool, _) = start(builder).await?;
-    let pool = Arc::new(pool);
-    for n in 0..NOOP_WORKERS as u64 * 4 {
-        ping_worker(&pool, n).await?;
-    }
-    let answered = Arc::new(AtomicU64::new(0));
-    let kills = Arc::new(AtomicU64::new(0));
-    let throughput = load::closed_loop(CALLERS, window, {
-        let (pool, answered, kills) =
-            (Arc::clone(&pool), Arc::clone(&answered), Arc::clone(&kills));
-        move |n| {
-            let (pool, answered, kills) =
-                (Arc::clone(&pool), Arc::clone(&answered), Arc::clone(&kills));
-            async move {
-                let reply: Result<Value, String> = pool
-                    .execute("ping", serde_json::json!({ "payload": n }))
-                    .await
-                    .map_err(pool_error);
-                if reply.is_ok()
-                    && with_chaos
-                    && (answered.fetch_add(1, Ordering::Relaxed) + 1) % KILL_EVERY == 0
-                {
-                    let pids: Vec<u32> = pool
-                        .status()
-                        .worker_details
-                        .iter()
-                        .filter_map(|worker| worker.reported_pid)
-                        .collect();
-                    let victim = (!pids.is_empty()).then(|| {
-                        pids[(kills.load(Ordering::Relaxed) % pids.len() as u64) as usize]
-                    });
-                    if let Some(pid) = victim {
-                        if procfs::sigkill(pid).is_ok() {
-                            kills.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                reply.map(drop)
-            }
-        }
-    })
-    .await;
-    pool.shutdown(Duration::from_secs(10)).await;
-    Ok((throughput, kills.load(Ordering::Relaxed)))
 }
 
 // ---------------------------------------------------------------- memory
