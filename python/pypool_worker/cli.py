@@ -10,13 +10,16 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, List, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, NoReturn, Optional, Sequence
 
 from . import builtins, loader, log, programs, settings_store, stdio, wire
 from .registry import Registry, registry as default_registry
 from .server import EXIT_INTERNAL_ERROR, EXIT_STARTUP_ERROR, HostGone, Server
 from .signals import StopSignal
 from .state import WorkerState
+
+if TYPE_CHECKING:
+    from .template import PreparedWorker
 
 #: Exit status for bad command-line arguments (argparse's convention).
 EXIT_USAGE = 2
@@ -165,36 +168,49 @@ def main(argv: Optional[Sequence[str]] = None, registry: Optional[Registry] = No
     if args.template:
         from . import template
 
-        return template.serve(
-            streams,
-            lambda worker_id: _serve_forked(worker_id, args, commands, state),
-            logger,
-        )
-    return _serve(streams, args, commands, state, stop, logger)
+        return template.serve(streams, lambda: _prepare_forked(args, commands, state), logger)
+    return _serve(_make_server(streams, args, commands, state, stop, logger), logger)
 
 
-def _serve_forked(worker_id: int, args: argparse.Namespace, commands: Registry, state: WorkerState) -> int:
-    """The rest of a forked worker's life, after the template set up its fds 0, 1 and 2."""
+def _prepare_forked(args: argparse.Namespace, commands: Registry, state: WorkerState) -> "PreparedWorker":
+    """A forked worker's start up to the point where it needs its worker id.
+
+    Runs in the child right after the template set up its fds 0, 1 and 2: it
+    takes the frame streams, sets up fresh logging handlers and builds the
+    server. A standby does this before it waits for its id, so an adopted
+    standby only installs its stop signals, learns its id and sends its
+    handshake."""
+    from . import template
+
     streams = stdio.take_frame_streams()
     logger = log.configure(args.log_level)
     stop = StopSignal()
-    stop.install()
-    state.become(worker_id)
-    return _serve(streams, args, commands, state, stop, logger)
+    server = _make_server(streams, args, commands, state, stop, logger)
+
+    def serve(worker_id: int) -> int:
+        stop.install()
+        state.become(worker_id)
+        return _serve(server, logger)
+
+    return template.PreparedWorker(streams.read_fd, serve)
 
 
-def _serve(
+def _make_server(
     streams: stdio.FrameStreams,
     args: argparse.Namespace,
     commands: Registry,
     state: WorkerState,
     stop: StopSignal,
     logger: Any,
-) -> int:
-    """Serves requests until the worker should exit; returns the exit status."""
-    server = Server(
+) -> Server:
+    """The server for this process's frame streams, as the arguments configure it."""
+    return Server(
         commands, state, streams.reader, streams.write_all, args.max_frame_bytes, stop, logger, capacity=args.capacity
     )
+
+
+def _serve(server: Server, logger: Any) -> int:
+    """Serves requests until the worker should exit; returns the exit status."""
     try:
         status = server.serve()
     except wire.WireError as exc:

@@ -25,7 +25,9 @@ becomes a guardian + worker pair exactly like a spawned worker
 (:func:`pypool_worker.guardian.enter`): the guardian is the template's direct
 child, whose pid the template reports in ``forked``. The worker then takes
 its frame streams privately (fd 1 points at stderr), configures fresh logging
-handlers, reseeds ``random`` and announces its own worker id.
+handlers, reseeds ``random`` and announces its own worker id. A standby
+(``prefork``) does all of that but the last before it waits for its id, so
+an adopted standby answers its host within one handshake.
 
 A child that exits is reported in ``exited`` but *not reaped* until the host
 sends ``release``: until then the zombie keeps its pid and process group, so
@@ -45,7 +47,7 @@ import socket
 import struct
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from . import guardian, stdio, wire
 
@@ -111,12 +113,23 @@ def exit_fields(code: int, status: int) -> Dict[str, int]:
     return {"signal": status}
 
 
+class PreparedWorker(NamedTuple):
+    """A forked worker set up as far as it can be without its worker id."""
+
+    #: The private descriptor its requests (and, for a standby, its id) arrive on.
+    read_fd: int
+    #: Serves as worker ``worker_id`` until the worker should exit; returns the exit status.
+    serve: Callable[[int], int]
+
+
 class Template:
     """The template's state: its children by pid and worker id."""
 
-    def __init__(self, streams: stdio.FrameStreams, become_worker: Callable[[int], int], logger: Any) -> None:
+    def __init__(
+        self, streams: stdio.FrameStreams, prepare_worker: Callable[[], PreparedWorker], logger: Any
+    ) -> None:
         self.streams = streams
-        self.become_worker = become_worker
+        self.prepare_worker = prepare_worker
         self.logger = logger
         self.control = socket.socket(fileno=os.dup(streams.read_fd))
         self.children: Dict[int, int] = {}  # pid -> worker id
@@ -255,12 +268,15 @@ class Template:
         _reopen_stderr()
         guardian.enter()  # returns in the worker; the guardian never returns
         random.seed()
+        # A standby prepares before it waits: once adopted, only what needs
+        # the worker id is left between the host's id and the handshake.
+        prepared = self.prepare_worker()
         if standby:
-            adopted = read_adopted_id(0)
+            adopted = read_adopted_id(prepared.read_fd)
             if adopted is None:
                 return 0  # the host discarded the standby (closed its stdin)
             worker_id = adopted
-        return self.become_worker(worker_id)
+        return prepared.serve(worker_id)
 
     def report_exits(self) -> None:
         """Sends ``exited`` for every child that exited, leaving it unreaped."""
@@ -291,9 +307,11 @@ class Template:
             pass
 
 
-def serve(streams: stdio.FrameStreams, become_worker: Callable[[int], int], logger: Any) -> int:
-    """Runs the template; ``become_worker(worker_id)`` runs in each forked worker and returns its status."""
-    return Template(streams, become_worker, logger).run()
+def serve(streams: stdio.FrameStreams, prepare_worker: Callable[[], PreparedWorker], logger: Any) -> int:
+    """Runs the template; each forked worker calls ``prepare_worker()``, then
+    (a standby once it has its id) the prepared worker's ``serve(worker_id)``,
+    whose result is its exit status."""
+    return Template(streams, prepare_worker, logger).run()
 
 
 def _reopen_stderr() -> None:
@@ -311,4 +329,4 @@ def _close(fd: int) -> None:
         pass
 
 
-__all__ = ["serve", "thread_count", "parse_command", "exit_fields", "Template"]
+__all__ = ["serve", "thread_count", "parse_command", "exit_fields", "PreparedWorker", "Template"]

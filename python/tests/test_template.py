@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -165,6 +166,43 @@ def test_a_standby_waits_for_its_id_on_stdin_and_exits_quietly_without_one(runni
         _read_frame(other_stdout)
     for event in exits:
         socket.send_fds(host, [_frame({"type": "release", "worker_id": event["worker_id"]})], [])
+
+
+def _children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as children:
+        return [int(child) for child in children.read().split()]
+
+
+def _waiting_read(pid):
+    """The fd ``pid`` waits reading on (``/proc/<pid>/syscall``), or ``None`` while it does anything else."""
+    with open("/proc/%d/syscall" % pid) as syscall:
+        fields = syscall.read().split()
+    return int(fields[1], 16) if fields and fields[0] == "0" else None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
+def test_a_standby_is_set_up_before_it_waits_for_its_id(running_template):
+    host, events = running_template
+    assert _read_frame(events)["type"] == "template_ready"
+    guardian_pid, stdin_w, stdout_r = _fork(host, events, "prefork", 1 << 62)
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        workers = _children(guardian_pid)
+        waiting_on = _waiting_read(workers[0]) if workers else None
+        if waiting_on is not None or time.monotonic() > deadline:
+            break
+        os.sched_yield()
+    # It waits for its id on its private frame descriptor: it has already taken
+    # its frame streams (fd 0 reads /dev/null), so adoption only sends the handshake.
+    assert waiting_on is not None and waiting_on != 0, waiting_on
+    assert os.readlink("/proc/%d/fd/0" % workers[0]) == os.devnull
+    os.write(stdin_w, struct.pack(">Q", 5))
+    handshake = _read_frame(stdout_r)
+    assert handshake["type"] == "handshake" and handshake["worker_id"] == 5, handshake
+    os.close(stdin_w)
+    exited = _read_frame(events)
+    assert exited["type"] == "exited" and exited.get("code") == 0, exited
+    socket.send_fds(host, [_frame({"type": "release", "worker_id": exited["worker_id"]})], [])
 
 
 def test_read_adopted_id_reads_eight_big_endian_bytes_or_none_at_the_end():
