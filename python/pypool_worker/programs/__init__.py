@@ -8,14 +8,15 @@ module built from a typed signature string).
 
 This package imports only the standard library; DSPy is imported the first
 time a dspy program is built or :func:`dspy_definition` is called, or at start
-with ``--preload dspy``.
+with ``--preload dspy`` (which also imports LiteLLM, used to price LM usage, so
+a worker's first request does not pay for that import).
 """
 
 import sys
 from typing import Iterable
 
 from .cache import DEFAULT_CAPACITY, ProgramCache
-from .dspy_kind import dspy_definition, load_dspy
+from .dspy_kind import dspy_definition, load_dspy, load_pricing
 from .lm_config import LMConfigError
 from .runner import ProgramRunner
 from .validate import KINDS
@@ -25,10 +26,12 @@ PRELOADABLE = ("dspy",)
 
 
 def preload(names: Iterable[str]) -> None:
-    """Imports the named optional libraries now instead of on first use."""
+    """Imports the named optional libraries now instead of on first use
+    (``dspy`` with LiteLLM, which prices the usage of its LM calls, if installed)."""
     for name in names:
         if name == "dspy":
             load_dspy()
+            load_pricing()
         else:
             raise ValueError("cannot preload %r (preloadable: %s)" % (name, ", ".join(PRELOADABLE)))
 

@@ -60,7 +60,7 @@ import queue
 import threading
 import traceback
 from collections import OrderedDict
-from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Generator, List, Mapping, Optional, Set, Tuple
 
 from ..errors import invalid_arguments
 from ..registry import ASYNC, THREADS
@@ -93,7 +93,7 @@ _lms_lock = threading.Lock()
 
 def load_dspy() -> Any:
     """Imports and returns ``dspy``, with LiteLLM told not to fetch its cost map over the network."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    _local_cost_map()
     try:
         import dspy
     except ImportError as exc:
@@ -446,15 +446,56 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _cost(model: str, prompt_tokens: int, completion_tokens: int) -> Optional[float]:
-    """USD for the tokens, when LiteLLM's (local) price map knows the model; else ``None``."""
-    try:
-        import litellm
+#: The most model names remembered as having no price (a bound, not a target).
+UNPRICED_MODELS_REMEMBERED = 256
 
+_unpriced: Set[str] = set()
+_pricing: Dict[str, Any] = {}
+
+
+def load_pricing() -> Any:
+    """Imports LiteLLM, whose local price map prices usage, and returns it; ``None``
+    when it is not installed (asked once per process).
+
+    ``--preload dspy`` calls this at start: the import takes seconds of CPU,
+    which a worker would otherwise spend in its first DSPy request (and, with
+    the fork start method, every forked worker again)."""
+    if "module" not in _pricing:
+        _local_cost_map()
+        try:
+            import litellm
+        except ImportError:
+            litellm = None
+        _pricing["module"] = litellm
+    return _pricing["module"]
+
+
+def _local_cost_map() -> None:
+    """Tells LiteLLM to read its bundled cost map instead of fetching one over
+    the network at import (unless the environment says otherwise)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _cost(model: str, prompt_tokens: int, completion_tokens: int) -> Optional[float]:
+    """USD for the tokens, when LiteLLM's (local) price map knows the model; else ``None``.
+
+    A model LiteLLM cannot price is remembered (up to
+    :data:`UNPRICED_MODELS_REMEMBERED` names) and not looked up again in this
+    process: the failed lookup costs more CPU than a fast LM call's own
+    bookkeeping. A model registered with LiteLLM after its first lookup
+    failed therefore stays unpriced until the worker is replaced."""
+    if model in _unpriced:
+        return None
+    litellm = load_pricing()
+    if litellm is None:
+        return None
+    try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
     except Exception:  # an unknown model (a fake, a private deployment): no price
+        if len(_unpriced) < UNPRICED_MODELS_REMEMBERED:
+            _unpriced.add(model)
         return None
     return float(prompt_cost) + float(completion_cost)
 
