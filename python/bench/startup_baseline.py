@@ -31,6 +31,10 @@ import argparse
 import json
 import multiprocessing
 import os
+
+# As in pypool's workers: LiteLLM reads its bundled cost map instead of
+# fetching one over the network when it is imported (``--import litellm``).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import subprocess
 import sys
 import time

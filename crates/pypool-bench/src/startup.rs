@@ -170,6 +170,10 @@ fn baseline_args(context: &Context, mode: &str, workers: usize, preload: Preload
     if let Some(module) = preload.module() {
         args.extend(["--preload".into(), module.into()]);
     }
+    if preload == Preload::Dspy {
+        // pypool's `--preload dspy` imports LiteLLM too (it prices LM usage).
+        args.extend(["--import".into(), "litellm".into()]);
+    }
     args
 }
 
@@ -187,7 +191,8 @@ pub async fn startup(context: &Context, with_memory: bool) -> (Workload, Option<
         "Start-up: 1, 8 and 64 workers ready",
         "Time from `Pool::builder().build()` until `ready()` (every worker through its handshake), \
          stdlib workers and workers with `dspy` preloaded; against the same number of interpreters \
-         importing the same modules (`pypool_worker.server` and the preload) started one after \
+         importing the same modules (`pypool_worker.server` and the preload; with DSPy, LiteLLM \
+         too, as pypool's preload does) started one after \
          another, and `multiprocessing`'s forkserver with those modules preloaded (timed from \
          nothing, the forkserver's own import included; `warm`: the forkserver already running).",
     );
