@@ -462,11 +462,14 @@ def load_pricing() -> Any:
     the fork start method, every forked worker again)."""
     if "module" not in _pricing:
         _local_cost_map()
+        module: Any = None
         try:
             import litellm
+
+            module = litellm
         except ImportError:
-            litellm = None
-        _pricing["module"] = litellm
+            pass
+        _pricing["module"] = module
     return _pricing["module"]
 
 
